@@ -1,0 +1,66 @@
+/** Plan title, progress bar, overall risk, next milestone and the editor button. */
+import {
+  Button,
+  DescriptionList,
+  DescriptionListItem,
+  Flex,
+  Heading,
+  ProgressBar,
+  StatusTag,
+  Text,
+} from '@hubspot/ui-extensions';
+
+import { RISK_LABEL, RISK_VARIANT } from '../labels';
+import type { Plan } from '../types';
+
+interface Props {
+  plan: Plan;
+  busy: boolean;
+  onOpenEditor: () => void;
+}
+
+export function PlanSummary({ plan, busy, onOpenEditor }: Props) {
+  const { done, total, percent } = plan.progress;
+  const next = plan.next_milestone;
+  return (
+    <Flex direction="column" gap="sm">
+      <Flex justify="between" align="center">
+        <Heading testId="plan-title">{plan.title}</Heading>
+        <Button testId="open-editor" disabled={busy} onClick={onOpenEditor}>
+          Open full editor
+        </Button>
+      </Flex>
+      <ProgressBar
+        testId="progress"
+        title="Progress"
+        value={percent}
+        maxValue={100}
+        showPercentage
+        valueDescription={`${done} of ${total} milestones done`}
+        variant={RISK_VARIANT[plan.risk]}
+      />
+      <DescriptionList direction="row">
+        <DescriptionListItem label="Overall risk">
+          <StatusTag testId="plan-risk" variant={RISK_VARIANT[plan.risk]}>
+            {RISK_LABEL[plan.risk]}
+          </StatusTag>
+        </DescriptionListItem>
+        <DescriptionListItem label="Next milestone">
+          <Text testId="next-milestone">
+            {next ? `${next.title}${next.due_date ? ` (due ${next.due_date})` : ''}` : 'None'}
+          </Text>
+        </DescriptionListItem>
+        <DescriptionListItem label="Overdue">
+          <Text testId="overdue">{String(plan.overdue_count)}</Text>
+        </DescriptionListItem>
+        <DescriptionListItem label="Slipped">
+          <Text testId="slips">
+            {plan.slip_count
+              ? `${plan.slip_count} date changes, ${plan.slip_days} days`
+              : 'No slips'}
+          </Text>
+        </DescriptionListItem>
+      </DescriptionList>
+    </Flex>
+  );
+}

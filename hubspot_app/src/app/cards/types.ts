@@ -1,0 +1,105 @@
+/** Shapes of the MutualPlan card API (backend routes under /hubspot/card/). */
+
+export type MilestoneStatus = 'not_started' | 'in_progress' | 'done';
+export type Risk = 'on_track' | 'at_risk' | 'off_track';
+export type OwnerSide = 'buyer' | 'seller' | 'both';
+export type TemplateKey = 'enterprise' | 'quick';
+
+export interface Owner {
+  name: string;
+  email: string;
+}
+
+export interface Milestone {
+  id: string;
+  title: string;
+  description: string;
+  owner_side: OwnerSide;
+  owners: Owner[];
+  due_date: string | null; // YYYY-MM-DD
+  status: MilestoneStatus;
+  risk: Risk;
+  internal: boolean;
+  position: number;
+  completed_at: string | null;
+  version: number;
+}
+
+export interface Stage {
+  id: string;
+  name: string;
+  position: number;
+  milestones: Milestone[];
+}
+
+export interface Plan {
+  id: string;
+  title: string;
+  value_summary: string;
+  objectives: unknown;
+  constraints: unknown;
+  resources: unknown;
+  stakeholders: unknown;
+  stages: Stage[];
+  progress: { done: number; total: number; percent: number };
+  risk: Risk;
+  next_milestone: Milestone | null;
+  overdue_count: number;
+  slip_count: number;
+  slip_days: number;
+  version: number;
+}
+
+export interface Template {
+  key: TemplateKey | string;
+  name: string;
+  description: string;
+  milestone_count: number;
+}
+
+export interface SyncStatus {
+  state: 'synced' | 'pending' | 'failed';
+  last_pushed_at: string | null;
+  pending: number;
+  dead_letters: { error: string; at: string }[];
+  mismatch: null | {
+    kind: 'ahead' | 'behind';
+    deal_stage: string;
+    expected_stage: string;
+  };
+}
+
+export interface Envelope {
+  mode: 'custom_objects' | 'deal_properties';
+  connection: 'ok' | 'needs_reconnect';
+  reconnect_url: string | null;
+  plan: Plan | null;
+  templates: Template[];
+  sync: SyncStatus;
+  buyer_link: { url: string } | null;
+}
+
+/** Fields the card may change on a milestone (PATCH body without version). */
+export interface MilestoneChanges {
+  status?: MilestoneStatus;
+  risk?: Risk;
+  due_date?: string | null;
+  reason?: string;
+  owners?: Owner[];
+}
+
+/** RFC 9457 problem details, as the backend sends them. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail?: string;
+  errors?: unknown;
+}
+
+/** Who is calling: read from the extension context, sent in the query string. */
+export interface Caller {
+  portalId: number;
+  userId: number;
+  userEmail: string;
+}

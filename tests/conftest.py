@@ -1,0 +1,112 @@
+"""Test wiring: a real database (SQLite file, or PostgreSQL from TEST_DATABASE_URL),
+migrated by Alembic once per run and emptied after every test."""
+from __future__ import annotations
+
+import os
+from datetime import date
+
+import pytest
+from sqlalchemy import text
+
+from webapp import create_app, migrate
+from webapp.auth import create_key, ensure_tenant
+from webapp.db import Base, database, make_engine, session
+
+TODAY = date(2026, 11, 26)
+
+
+def _reset_schema(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    migrate.upgrade(engine)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    url = os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    _reset_schema(url)
+    return url
+
+
+def _empty_tables(app) -> None:
+    engine = database(app).engine
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture
+def app(database_url):
+    app = create_app({"DATABASE_URL": database_url, "TESTING": True, "TODAY": lambda: TODAY,
+                      "LOG_LEVEL": "WARNING", "SECRET_KEY": "test-secret"})
+    yield app
+    _empty_tables(app)
+    database(app).engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class Api:
+    """A test client bound to one tenant's API key."""
+
+    def __init__(self, client, key):
+        self.client, self.key = client, key
+
+    def _headers(self, headers):
+        return {"Authorization": f"Bearer {self.key}", **(headers or {})}
+
+    def get(self, path, headers=None, **kw):
+        return self.client.get("/api/v1" + path, headers=self._headers(headers), **kw)
+
+    def post(self, path, json=None, headers=None, **kw):
+        return self.client.post("/api/v1" + path, json=json, headers=self._headers(headers), **kw)
+
+    def patch(self, path, json=None, headers=None, **kw):
+        return self.client.patch("/api/v1" + path, json=json, headers=self._headers(headers), **kw)
+
+    def delete(self, path, headers=None, **kw):
+        return self.client.delete("/api/v1" + path, headers=self._headers(headers), **kw)
+
+
+def make_api(app, client, tenant_name: str) -> Api:
+    with app.app_context():
+        s = session()
+        key = create_key(s, ensure_tenant(s, tenant_name), "tests")
+        s.commit()
+    return Api(client, key)
+
+
+@pytest.fixture
+def api(app, client):
+    return make_api(app, client, "acme")
+
+
+@pytest.fixture
+def other_api(app, client):
+    return make_api(app, client, "globex")
+
+
+@pytest.fixture
+def plan(api):
+    """A plan made from the enterprise template, starting today."""
+    response = api.post("/plans", json={"title": "Acme rollout", "template": "enterprise",
+                                        "start_date": TODAY.isoformat()})
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def snapshot(app) -> dict:
+    """Every row of every table, to prove that a rejected request changed nothing."""
+    with database(app).engine.connect() as conn:
+        return {t.name: sorted(map(repr, conn.execute(t.select()).all())) for t in Base.metadata.sorted_tables}

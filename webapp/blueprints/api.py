@@ -1,0 +1,248 @@
+"""The public REST API under /api/v1 (API-key authenticated)."""
+from __future__ import annotations
+
+from flask import Blueprint, g, request
+
+from .. import plan_templates, plans
+from ..auth import api_key_required
+from ..db import session
+from ..errors import Invalid
+from ..schemas import (
+    ActivityList,
+    MilestoneIn,
+    MilestoneOut,
+    MilestonePatch,
+    PlanCreate,
+    PlanList,
+    PlanOut,
+    PlanPatch,
+    StageIn,
+    StagePatch,
+    StakeholderIn,
+    StakeholderOut,
+    StakeholderPatch,
+    TemplateList,
+)
+from ..web import expected_version, json_body, render, today
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def _tenant() -> str:
+    return g.principal.tenant_id
+
+
+def _actor() -> str:
+    return g.principal.actor
+
+
+def _plan_response(plan_id: str, status=200):
+    # Reload after a commit: collections held in memory do not notice deletes.
+    s = session()
+    s.expire_all()
+    plan = plans.get_plan(s, _tenant(), plan_id)
+    return render(PlanOut, plans.document(s, plan, today()), status, etag=plan.version)
+
+
+def _stakeholder_doc(p):
+    return {"id": p.id, "name": p.name, "title": p.title, "email": p.email, "side": p.side,
+            "role": p.role, "version": p.version}
+
+
+def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise Invalid(name, f"must be a whole number from {lo} to {hi}")
+    return int(raw)
+
+
+@bp.get("/templates")
+@api_key_required
+def list_templates():
+    return render(TemplateList, {"items": plan_templates.summaries()})
+
+
+@bp.post("/plans")
+@api_key_required
+def create_plan():
+    data = json_body(PlanCreate)
+    s = session()
+    plan = plans.create_plan(s, _tenant(), data, _actor(), today())
+    s.commit()
+    response = _plan_response(plan.id, 201)
+    response.headers["Location"] = f"/api/v1/plans/{plan.id}"
+    return response
+
+
+@bp.get("/plans")
+@api_key_required
+def list_plans():
+    unknown = set(request.args) - {"provider", "account_id", "deal_id", "limit", "offset"}
+    if unknown:
+        raise Invalid(sorted(unknown)[0], "unknown query parameter")
+    if request.args.get("provider") not in (None, "hubspot", "salesforce"):
+        raise Invalid("provider", "must be hubspot or salesforce")
+    rows = plans.list_plans(
+        session(), _tenant(), provider=request.args.get("provider"),
+        account_id=request.args.get("account_id"), deal_id=request.args.get("deal_id"),
+        limit=_int_arg("limit", 50, 1, 200), offset=_int_arg("offset", 0, 0, 10**9))
+    return render(PlanList, {"items": [plans.summary_document(p, today()) for p in rows]})
+
+
+@bp.get("/plans/<plan_id>")
+@api_key_required
+def get_plan(plan_id):
+    return _plan_response(plan_id)
+
+
+@bp.patch("/plans/<plan_id>")
+@api_key_required
+def update_plan(plan_id):
+    data = json_body(PlanPatch)
+    s = session()
+    plan = plans.get_plan(s, _tenant(), plan_id)
+    data.version = expected_version(data.version)
+    plans.update_plan(s, plan, data, _actor())
+    s.commit()
+    return _plan_response(plan.id)
+
+
+@bp.delete("/plans/<plan_id>")
+@api_key_required
+def delete_plan(plan_id):
+    s = session()
+    plan = plans.get_plan(s, _tenant(), plan_id, full=False)
+    plans.check_version(expected_version(None), plan.version)
+    plans.delete_plan(s, plan)
+    s.commit()
+    return "", 204
+
+
+@bp.get("/plans/<plan_id>/activity")
+@api_key_required
+def plan_activity(plan_id):
+    s = session()
+    plan = plans.get_plan(s, _tenant(), plan_id, full=False)
+    rows = plans.activity(s, plan, limit=_int_arg("limit", 100, 1, 500))
+    items = [{"id": a.id, "actor": a.actor, "action": a.action, "subject_id": a.subject_id,
+              "detail": a.detail, "at": a.at} for a in rows]
+    return render(ActivityList, {"items": items})
+
+
+# stages
+
+@bp.post("/plans/<plan_id>/stages")
+@api_key_required
+def add_stage(plan_id):
+    data = json_body(StageIn)
+    s = session()
+    plan = plans.get_plan(s, _tenant(), plan_id)
+    plans.add_stage(s, plan, data, _actor())
+    s.commit()
+    return _plan_response(plan.id, 201)
+
+
+@bp.patch("/stages/<stage_id>")
+@api_key_required
+def update_stage(stage_id):
+    data = json_body(StagePatch)
+    s = session()
+    stage = plans.get_stage(s, _tenant(), stage_id)
+    plans.update_stage(s, stage, data, _actor())
+    s.commit()
+    return _plan_response(stage.plan_id)
+
+
+@bp.delete("/stages/<stage_id>")
+@api_key_required
+def delete_stage(stage_id):
+    s = session()
+    stage = plans.get_stage(s, _tenant(), stage_id)
+    plans.delete_stage(s, stage, _actor())
+    s.commit()
+    return "", 204
+
+
+# milestones
+
+def _milestone_response(m, status=200):
+    return render(MilestoneOut, plans.milestone_document(m, today()), status, etag=m.version)
+
+
+@bp.post("/plans/<plan_id>/milestones")
+@api_key_required
+def add_milestone(plan_id):
+    data = json_body(MilestoneIn)
+    s = session()
+    plan = plans.get_plan(s, _tenant(), plan_id)
+    m = plans.add_milestone(s, plan, data, _actor())
+    s.commit()
+    response = _milestone_response(m, 201)
+    response.headers["Location"] = f"/api/v1/milestones/{m.id}"
+    return response
+
+
+@bp.get("/milestones/<milestone_id>")
+@api_key_required
+def get_milestone(milestone_id):
+    return _milestone_response(plans.get_milestone(session(), _tenant(), milestone_id))
+
+
+@bp.patch("/milestones/<milestone_id>")
+@api_key_required
+def update_milestone(milestone_id):
+    data = json_body(MilestonePatch)
+    s = session()
+    m = plans.get_milestone(s, _tenant(), milestone_id)
+    data.version = expected_version(data.version)
+    plans.update_milestone(s, m, data, _actor())
+    s.commit()
+    return _milestone_response(m)
+
+
+@bp.delete("/milestones/<milestone_id>")
+@api_key_required
+def delete_milestone(milestone_id):
+    s = session()
+    m = plans.get_milestone(s, _tenant(), milestone_id)
+    plans.check_version(expected_version(None), m.version)
+    plans.delete_milestone(s, m, _actor())
+    s.commit()
+    return "", 204
+
+
+# stakeholders
+
+@bp.post("/plans/<plan_id>/stakeholders")
+@api_key_required
+def add_stakeholder(plan_id):
+    data = json_body(StakeholderIn)
+    s = session()
+    plan = plans.get_plan(s, _tenant(), plan_id)
+    person = plans.add_stakeholder(s, plan, data, _actor())
+    s.commit()
+    return render(StakeholderOut, _stakeholder_doc(person), 201, etag=person.version)
+
+
+@bp.patch("/stakeholders/<stakeholder_id>")
+@api_key_required
+def update_stakeholder(stakeholder_id):
+    data = json_body(StakeholderPatch)
+    s = session()
+    person = plans.get_stakeholder(s, _tenant(), stakeholder_id)
+    data.version = expected_version(data.version)
+    plans.update_stakeholder(s, person, data, _actor())
+    s.commit()
+    return render(StakeholderOut, _stakeholder_doc(person), etag=person.version)
+
+
+@bp.delete("/stakeholders/<stakeholder_id>")
+@api_key_required
+def delete_stakeholder(stakeholder_id):
+    s = session()
+    person = plans.get_stakeholder(s, _tenant(), stakeholder_id)
+    plans.delete_stakeholder(s, person, _actor())
+    s.commit()
+    return "", 204

@@ -1,0 +1,115 @@
+"""The `mutualplan` command: Flask's CLI (run, routes, shell) plus ours."""
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+from sqlalchemy import select
+
+from . import create_app, migrate, plans
+from .auth import create_key, ensure_tenant
+from .db import database, session
+from .models import Plan
+from .schemas import DealRef, PlanCreate, StakeholderIn
+from .web import today
+
+
+@click.group(cls=FlaskGroup, create_app=create_app)
+def main():
+    """MutualPlan: mutual action plans inside HubSpot and Salesforce."""
+
+
+@main.group()
+def db():
+    """Database migrations (Alembic)."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@with_appcontext
+def db_upgrade(revision):
+    """Apply migrations up to REVISION (default: head)."""
+    migrate.upgrade(database().engine, revision)
+    click.echo(f"database at {revision}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@with_appcontext
+def db_downgrade(revision):
+    """Roll migrations back to REVISION."""
+    migrate.downgrade(database().engine, revision)
+    click.echo(f"database at {revision}")
+
+
+@main.group()
+def apikey():
+    """API keys."""
+
+
+@apikey.command("create")
+@click.argument("tenant")
+@click.option("--label", default="", help="A name to recognise the key by.")
+@with_appcontext
+def apikey_create(tenant, label):
+    """Create TENANT if needed and print a new API key (the last line of output)."""
+    s = session()
+    row = ensure_tenant(s, tenant)
+    key = create_key(s, row, label)
+    s.commit()
+    click.echo(f"tenant {row.name} ({row.id})")
+    click.echo("The key is shown only now; store it somewhere safe:")
+    click.echo(key)
+
+
+DEMO_TENANT = "demo"
+
+
+def seed_demo(s) -> tuple[str, Plan]:
+    """The demo workspace: tenant, a fresh key, one enterprise plan (made once)."""
+    tenant = ensure_tenant(s, DEMO_TENANT)
+    key = create_key(s, tenant, "demo")
+    plan = s.scalars(select(Plan).where(Plan.tenant_id == tenant.id)).first()
+    if plan is None:
+        data = PlanCreate(
+            title="Acme Corp × MutualPlan rollout",
+            template="enterprise",
+            deal=DealRef(provider="hubspot", account_id="demo-portal", deal_id="demo-deal-1"),
+            value_summary="Acme's sales team loses deals in the last mile because nobody owns the "
+            "steps between 'verbal yes' and signature. Together we will put every step, owner and "
+            "date in one shared plan, so that Acme goes live before its Q3 kickoff.",
+            objectives={
+                "challenges": ["Deals stall after the demo", "No shared view of next steps"],
+                "ideal_results": ["Forecast accuracy above 85%", "Sales cycle 20% shorter"],
+                "deliverables": ["Shared plan for every enterprise deal", "CRM stage kept in step"],
+            },
+            constraints={"budget": "$48,000 / year"},
+            resources=[{"title": "Security overview", "url": "https://example.com/security"}],
+            stakeholders=[
+                StakeholderIn(name="Dana Whitfield", title="VP Sales", email="dana@acme.example",
+                              side="buyer", role="decision_maker"),
+                StakeholderIn(name="Sam Ortega", title="RevOps lead", email="sam@acme.example",
+                              side="buyer", role="champion"),
+                StakeholderIn(name="Riley Chen", title="Account executive", email="riley@mutualplan.example",
+                              side="seller", role="other"),
+            ],
+        )
+        plan = plans.create_plan(s, tenant.id, data, "demo-seed", today())
+    s.commit()
+    return key, plan
+
+
+@main.command("demo")
+@with_appcontext
+def demo():
+    """Seed the demo workspace and print its API key and URLs."""
+    key, plan = seed_demo(session())
+    base = current_app.config["PUBLIC_BASE_URL"]
+    click.echo("")
+    click.echo("MutualPlan demo workspace")
+    click.echo(f"  API:        {base}/api/v1  (OpenAPI: {base}/api/v1/openapi.json)")
+    click.echo(f"  Demo plan:  {base}/api/v1/plans/{plan.id}")
+    click.echo(f"  Health:     {base}/healthz")
+    click.echo(f"  Try:        curl -H 'Authorization: Bearer {key}' {base}/api/v1/plans/{plan.id}")
+    click.echo("  Demo API key (new on every start):")
+    click.echo(key)

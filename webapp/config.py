@@ -1,0 +1,39 @@
+"""Configuration comes from the environment only (12-factor); see .env.example."""
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_database_url() -> str:
+    instance = ROOT / "instance"
+    return f"sqlite:///{instance / 'mutualplan.db'}"
+
+
+class Config:
+    def __init__(self, **overrides):
+        env = os.environ
+        self.DATABASE_URL = env.get("DATABASE_URL") or _default_database_url()
+        self.REDIS_URL = env.get("REDIS_URL") or None
+        self.SECRET_KEY = env.get("SECRET_KEY") or "dev-only-secret-change-me"
+        self.TOKEN_ENCRYPTION_KEYS = env.get("TOKEN_ENCRYPTION_KEYS", "")
+        self.PUBLIC_BASE_URL = (env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:5000").rstrip("/")
+        self.HUBSPOT_CLIENT_ID = env.get("HUBSPOT_CLIENT_ID", "")
+        self.HUBSPOT_CLIENT_SECRET = env.get("HUBSPOT_CLIENT_SECRET", "")
+        self.HUBSPOT_APP_ID = env.get("HUBSPOT_APP_ID", "")
+        self.HUBSPOT_API_BASE = env.get("HUBSPOT_API_BASE", "https://api.hubapi.com")
+        self.HUBSPOT_AUTH_BASE = env.get("HUBSPOT_AUTH_BASE", "https://app.hubspot.com")
+        self.SALESFORCE_CLIENT_ID = env.get("SALESFORCE_CLIENT_ID", "")
+        self.SALESFORCE_CLIENT_SECRET = env.get("SALESFORCE_CLIENT_SECRET", "")
+        self.SALESFORCE_LOGIN_URL = env.get("SALESFORCE_LOGIN_URL", "https://login.salesforce.com")
+        self.CRM_CA_BUNDLE = env.get("CRM_CA_BUNDLE") or None
+        self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO")
+        self.LOG_FORMAT = env.get("LOG_FORMAT", "json")
+        # Limits on what one request may carry; generous for humans, tight for abuse.
+        self.MAX_CONTENT_LENGTH = int(env.get("MAX_CONTENT_LENGTH", 256 * 1024))
+        self.TESTING = False
+        for key, value in overrides.items():
+            setattr(self, key, value)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k.isupper()}

@@ -1,0 +1,67 @@
+"""SQLAlchemy 2 wiring: one engine per app, one session per app context.
+
+Plain SQLAlchemy rather than Flask-SQLAlchemy: jobs and the CLI use the same
+`session()` inside an app context, and the models stay ordinary declarative
+classes. The schema is owned by Alembic (migrations/); nothing here creates
+tables.
+"""
+from __future__ import annotations
+
+from flask import Flask, current_app
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
+
+EXTENSION = "mutualplan.db"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    if url.startswith("postgres://"):  # Heroku-style URLs
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+class Database:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.Session = scoped_session(sessionmaker(engine, expire_on_commit=False))
+
+
+def init_app(app: Flask) -> None:
+    url = app.config["DATABASE_URL"]
+    if url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    app.extensions[EXTENSION] = Database(make_engine(url))
+
+    @app.teardown_appcontext
+    def _remove_session(exc):
+        app.extensions[EXTENSION].Session.remove()
+
+
+def database(app: Flask | None = None) -> Database:
+    return (app or current_app).extensions[EXTENSION]
+
+
+def session() -> Session:
+    """The session of the current app context (thread-scoped)."""
+    return database().Session()

@@ -1,0 +1,125 @@
+"""Errors as RFC 9457 problem documents (application/problem+json).
+
+The domain raises `ProblemError`s; the API renders them. People (buyer page,
+editor, OAuth callbacks) get a friendly HTML page instead of JSON.
+"""
+from __future__ import annotations
+
+from flask import Flask, jsonify, render_template, request
+from pydantic import ValidationError
+from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.exceptions import HTTPException
+
+PROBLEM_BASE = "https://mutualplan.dev/problems/"
+
+
+class ProblemError(Exception):
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, errors: list[dict] | None = None, **extra):
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+        self.extra = extra
+
+
+class NotFound(ProblemError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(ProblemError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class PreconditionFailed(ProblemError):
+    status, slug, title = 412, "stale-version", "Someone else changed this first"
+
+
+class Invalid(ProblemError):
+    status, slug, title = 422, "validation", "Some fields are not valid"
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}", errors=[{"field": field, "message": message}])
+
+
+class Unauthorized(ProblemError):
+    status, slug, title = 401, "unauthorized", "Authentication required"
+
+
+def problem(status: int, slug: str, title: str, detail: str, errors=None, **extra):
+    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    body.update(extra)
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    return response
+
+
+def validation_problem(exc: ValidationError):
+    errors = []
+    for err in exc.errors(include_url=False):
+        if err["type"] == "json_invalid":
+            return problem(400, "malformed-json", "Malformed JSON",
+                           "The request body is not valid JSON.")
+        field = ".".join(str(p) for p in err["loc"]) or "(body)"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif err["type"] == "literal_error":
+            message = f"must be one of {err.get('ctx', {}).get('expected', '')}"
+        errors.append({"field": field, "message": message})
+    if errors and errors[0]["field"] == "(body)" and len(errors) == 1:
+        return problem(400, "bad-body", "The body must be a JSON object", errors[0]["message"])
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    return problem(422, "validation", "Some fields are not valid", detail, errors)
+
+
+def _wants_html() -> bool:
+    path = request.path
+    if path.startswith(("/api/", "/hubspot/", "/webhooks/", "/healthz")):
+        return False
+    return request.accept_mimetypes.accept_html
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ProblemError)
+    def _problem(exc: ProblemError):
+        if _wants_html():
+            return render_template("error.html", title=exc.title, detail=exc.detail), exc.status
+        response = problem(exc.status, exc.slug, exc.title, exc.detail, exc.errors, **exc.extra)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="mutualplan"'
+        return response
+
+    @app.errorhandler(ValidationError)
+    def _validation(exc: ValidationError):
+        return validation_problem(exc)
+
+    @app.errorhandler(StaleDataError)
+    def _stale(exc):
+        return problem(412, "stale-version", "Someone else changed this first",
+                       "The record changed while this request was running; reload and try again.")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        if _wants_html():
+            return render_template("error.html", title=exc.name, detail=exc.description), exc.code
+        slug = exc.name.lower().replace(" ", "-")
+        response = problem(exc.code, slug, exc.name, exc.description)
+        for header in ("Allow", "Retry-After"):
+            if exc.get_response().headers.get(header):
+                response.headers[header] = exc.get_response().headers[header]
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        app.logger.exception("unhandled error")
+        if _wants_html():
+            return render_template("error.html", title="Something went wrong",
+                                   detail="Please try again in a moment."), 500
+        return problem(500, "internal", "Internal server error",
+                       "Something went wrong on our side; nothing was saved.")

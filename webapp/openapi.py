@@ -1,0 +1,116 @@
+"""The OpenAPI 3.1 document of /api/v1, generated from the same pydantic
+models that validate requests and shape responses.
+
+`OPERATIONS` is the one hand-written part: which route takes and returns
+which document. tests/test_openapi.py keeps it true: every route is listed,
+nothing listed is missing, and real responses validate against it.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from flask import Blueprint, jsonify
+from pydantic.json_schema import models_json_schema
+
+from . import schemas as S
+
+bp = Blueprint("openapi", __name__)
+
+REF = "#/components/schemas/{model}"
+
+# (method, path, summary, request model, success status, response model)
+OPERATIONS = [
+    ("get", "/templates", "List the built-in plan templates", None, 200, S.TemplateList),
+    ("post", "/plans", "Create a plan, optionally from a template and linked to a deal", S.PlanCreate, 201, S.PlanOut),
+    ("get", "/plans", "List plans, optionally those of one deal", None, 200, S.PlanList),
+    ("get", "/plans/{plan_id}", "Get a plan with its stages, milestones and figures", None, 200, S.PlanOut),
+    ("patch", "/plans/{plan_id}", "Change a plan's fields", S.PlanPatch, 200, S.PlanOut),
+    ("delete", "/plans/{plan_id}", "Delete a plan", None, 204, None),
+    ("get", "/plans/{plan_id}/activity", "The plan's activity log, newest first", None, 200, S.ActivityList),
+    ("post", "/plans/{plan_id}/stages", "Add a stage", S.StageIn, 201, S.PlanOut),
+    ("patch", "/stages/{stage_id}", "Rename or move a stage", S.StagePatch, 200, S.PlanOut),
+    ("delete", "/stages/{stage_id}", "Delete an empty stage", None, 204, None),
+    ("post", "/plans/{plan_id}/milestones", "Add a milestone to a stage", S.MilestoneIn, 201, S.MilestoneOut),
+    ("get", "/milestones/{milestone_id}", "Get a milestone", None, 200, S.MilestoneOut),
+    ("patch", "/milestones/{milestone_id}",
+     "Change a milestone; a due_date change is recorded in the slip ledger with an optional reason",
+     S.MilestonePatch, 200, S.MilestoneOut),
+    ("delete", "/milestones/{milestone_id}", "Delete a milestone", None, 204, None),
+    ("post", "/plans/{plan_id}/stakeholders", "Add a stakeholder", S.StakeholderIn, 201, S.StakeholderOut),
+    ("patch", "/stakeholders/{stakeholder_id}", "Change a stakeholder", S.StakeholderPatch, 200, S.StakeholderOut),
+    ("delete", "/stakeholders/{stakeholder_id}", "Remove a stakeholder", None, 204, None),
+]
+
+EXTRA_OPERATIONS: list[tuple] = []  # other blueprints may add (method, path, summary, in, status, out)
+
+LIST_PARAMS = [
+    {"name": "provider", "in": "query", "schema": {"enum": ["hubspot", "salesforce"]}},
+    {"name": "account_id", "in": "query", "schema": {"type": "string"}},
+    {"name": "deal_id", "in": "query", "schema": {"type": "string"}},
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+]
+
+ERRORS = {
+    "400": "Malformed JSON or body not an object",
+    "401": "Missing or invalid API key",
+    "404": "Not found (also for another tenant's ids)",
+    "409": "Conflict",
+    "412": "If-Match names a stale version",
+    "415": "Content-Type is not application/json",
+    "422": "Validation failed; `errors` lists the fields",
+}
+
+
+def _problem_responses(problem_ref: dict):
+    return {code: {"description": text, "content": {"application/problem+json": {
+        "schema": problem_ref}}} for code, text in ERRORS.items()}
+
+
+@lru_cache(maxsize=1)
+def document() -> dict:
+    operations = OPERATIONS + EXTRA_OPERATIONS
+    models = {(m, "validation") for _, _, _, m, _, _ in operations if m}
+    models |= {(m, "serialization") for *_, m in operations if m}
+    models.add((S.Problem, "serialization"))
+    refs, defs = models_json_schema(sorted(models, key=lambda mm: (mm[0].__name__, mm[1])), ref_template=REF)
+    paths: dict = {}
+    for method, path, summary, request_model, status, response_model in operations:
+        op: dict = {"summary": summary, "operationId": f"{method}_{path}".replace("/", "_").replace("{", "").replace("}", ""),
+                    "responses": _problem_responses(refs[(S.Problem, "serialization")])}
+        params = [{"name": p[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+                  for p in path.split("/") if p.startswith("{")]
+        if method == "get" and path == "/plans":
+            params += LIST_PARAMS
+        if method in ("patch", "delete"):
+            params.append({"name": "If-Match", "in": "header", "required": False,
+                           "schema": {"type": "string"}, "description": "ETag from a previous GET"})
+        if params:
+            op["parameters"] = params
+        if request_model:
+            op["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": refs[(request_model, "validation")]}}}
+        if response_model:
+            op["responses"][str(status)] = {"description": "OK", "content": {"application/json": {
+                "schema": refs[(response_model, "serialization")]}}}
+        else:
+            op["responses"][str(status)] = {"description": "Done, no content"}
+        paths.setdefault(path, {})[method] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "MutualPlan API", "version": "1",
+                 "description": "Mutual action plans: plans, stages, milestones, stakeholders."},
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"apiKey": []}],
+        "paths": paths,
+        "components": {
+            "schemas": defs.get("$defs", {}),
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
+                                           "description": "A per-tenant key from `mutualplan apikey create`"}},
+        },
+    }
+
+
+@bp.get("/api/v1/openapi.json")
+def openapi_json():
+    return jsonify(document())

@@ -1,0 +1,442 @@
+"""The CRM-neutral domain: commands on plans and the figures derived from them.
+
+Each command changes rows in the caller's session and leaves the commit to
+the caller, so one request (or job) is one transaction. Every change to a
+plan goes through `_touch`, which bumps the plan's version (optimistic
+locking), writes the activity log and is the single place where the outbox
+learns that the plan must be mirrored.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from . import plan_templates
+from .errors import Conflict, Invalid, NotFound, PreconditionFailed
+from .models import Activity, Milestone, Plan, Slip, Stage, Stakeholder, utcnow
+from .schemas import (
+    MilestoneIn,
+    MilestonePatch,
+    PlanCreate,
+    PlanPatch,
+    StageIn,
+    StagePatch,
+    StakeholderIn,
+    StakeholderPatch,
+)
+
+RISK_ORDER = {"on_track": 0, "at_risk": 1, "off_track": 2}
+
+# Hooks called by `_touch` with (session, plan); the outbox registers here so
+# that this module never imports sync machinery or a CRM.
+plan_changed_hooks: list = []
+
+
+# ---- loading -------------------------------------------------------------
+
+
+def get_plan(s: Session, tenant_id: str, plan_id: str, *, full: bool = True) -> Plan:
+    query = select(Plan).where(Plan.tenant_id == tenant_id, Plan.id == plan_id)
+    if full:
+        query = query.options(
+            selectinload(Plan.stages).selectinload(Stage.milestones),
+            selectinload(Plan.stakeholders),
+        )
+    plan = s.scalars(query).one_or_none()
+    if plan is None:
+        raise NotFound("No plan with this id.")
+    return plan
+
+
+def _get_child(s: Session, model, tenant_id: str, child_id: str, what: str):
+    row = s.scalars(select(model).where(model.tenant_id == tenant_id, model.id == child_id)).one_or_none()
+    if row is None:
+        raise NotFound(f"No {what} with this id.")
+    return row
+
+
+def get_milestone(s: Session, tenant_id: str, milestone_id: str) -> Milestone:
+    return _get_child(s, Milestone, tenant_id, milestone_id, "milestone")
+
+
+def get_stage(s: Session, tenant_id: str, stage_id: str) -> Stage:
+    return _get_child(s, Stage, tenant_id, stage_id, "stage")
+
+
+def get_stakeholder(s: Session, tenant_id: str, stakeholder_id: str) -> Stakeholder:
+    return _get_child(s, Stakeholder, tenant_id, stakeholder_id, "stakeholder")
+
+
+def list_plans(s: Session, tenant_id: str, *, provider=None, account_id=None, deal_id=None,
+               limit: int = 50, offset: int = 0) -> list[Plan]:
+    query = select(Plan).where(Plan.tenant_id == tenant_id)
+    for column, value in ((Plan.deal_provider, provider), (Plan.deal_account_id, account_id),
+                          (Plan.deal_id, deal_id)):
+        if value is not None:
+            query = query.where(column == value)
+    query = query.order_by(Plan.updated_at.desc(), Plan.id).limit(limit).offset(offset)
+    query = query.options(selectinload(Plan.stages).selectinload(Stage.milestones))
+    return list(s.scalars(query))
+
+
+def check_version(expected: int | None, actual: int) -> None:
+    if expected is not None and expected != actual:
+        raise PreconditionFailed(
+            f"You edited version {expected} but the current version is {actual}; "
+            "reload and apply your change again.", current_version=actual)
+
+
+# ---- derived figures ----------------------------------------------------
+
+
+def ordered_milestones(plan: Plan) -> list[Milestone]:
+    return [m for stage in plan.stages for m in stage.milestones]
+
+
+def is_overdue(m: Milestone, today: date) -> bool:
+    return m.status != "done" and m.due_date is not None and m.due_date < today
+
+
+def effective_risk(m: Milestone, today: date) -> str:
+    if is_overdue(m, today) and RISK_ORDER[m.risk] < RISK_ORDER["at_risk"]:
+        return "at_risk"
+    return m.risk
+
+
+def derive(milestones: list[Milestone], today: date) -> dict:
+    """Progress, overall risk, next milestone and overdue count of a plan.
+
+    Overall risk is the worst risk of the open milestones, where an overdue
+    milestone counts as at risk at least. The next milestone is the open one
+    due soonest (undated ones after dated ones, plan order breaking ties).
+    """
+    total = len(milestones)
+    done = sum(1 for m in milestones if m.status == "done")
+    open_ = [m for m in milestones if m.status != "done"]
+    risk = max((effective_risk(m, today) for m in open_), key=RISK_ORDER.get, default="on_track")
+    upcoming = sorted(enumerate(open_), key=lambda im: (im[1].due_date is None, im[1].due_date or date.max, im[0]))
+    return {
+        "progress": {"done": done, "total": total, "percent": round(100 * done / total) if total else 0},
+        "risk": risk,
+        "next_milestone": upcoming[0][1] if upcoming else None,
+        "overdue_count": sum(1 for m in open_ if is_overdue(m, today)),
+    }
+
+
+def slip_figures(s: Session, plan: Plan) -> tuple[int, int]:
+    """(slip count, days slipped): due dates moved later, and by how much in total."""
+    rows = s.execute(select(Slip.old_date, Slip.new_date).where(
+        Slip.tenant_id == plan.tenant_id, Slip.plan_id == plan.id)).all()
+    deltas = [(new - old).days for old, new in rows if old and new and new > old]
+    return len(deltas), sum(deltas)
+
+
+# ---- commands ------------------------------------------------------------
+
+
+def _jsonable(value):
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _touch(s: Session, plan: Plan, actor: str, action: str, subject_id=None, detail=None) -> None:
+    plan.updated_at = utcnow()  # also bumps plan.version (version_id_col)
+    s.add(Activity(tenant_id=plan.tenant_id, plan_id=plan.id, actor=actor, action=action,
+                   subject_id=subject_id, detail=_jsonable(detail or {})))
+    for hook in plan_changed_hooks:
+        hook(s, plan)
+
+
+def _apply(row, changes: dict) -> dict:
+    """Set attributes; return {field: [old, new]} for what really changed."""
+    diff = {}
+    for field, value in changes.items():
+        old = getattr(row, field)
+        if old != value:
+            diff[field] = [old, value]
+            setattr(row, field, value)
+    return diff
+
+
+def create_plan(s: Session, tenant_id: str, data: PlanCreate, actor: str, today: date) -> Plan:
+    deal = data.deal
+    if deal is not None:
+        existing = s.scalars(select(Plan.id).where(
+            Plan.tenant_id == tenant_id, Plan.deal_provider == deal.provider,
+            Plan.deal_account_id == deal.account_id, Plan.deal_id == deal.deal_id)).first()
+        if existing:
+            raise Conflict("This deal already has a plan.", plan_id=existing)
+    start = data.start_date or today
+    constraints = data.constraints.model_dump(mode="json")
+    go_live = data.go_live_date or data.constraints.go_live_date
+    plan = Plan(
+        tenant_id=tenant_id, title=data.title, value_summary=data.value_summary,
+        objectives=data.objectives.model_dump(mode="json"), constraints=constraints,
+        resources=[r.model_dump(mode="json") for r in data.resources], template=data.template,
+        start_date=start, deal_provider=deal and deal.provider,
+        deal_account_id=deal and deal.account_id, deal_id=deal and deal.deal_id,
+    )
+    s.add(plan)
+    if data.template:
+        go_live, stages = plan_templates.expand(data.template, start, go_live)
+        for si, stage in enumerate(stages):
+            st = Stage(tenant_id=tenant_id, name=stage["name"], position=si)
+            plan.stages.append(st)
+            for mi, m in enumerate(stage["milestones"]):
+                st.milestones.append(Milestone(tenant_id=tenant_id, plan=plan, position=mi, **m))
+    if go_live:
+        plan.constraints = {**constraints, "go_live_date": go_live.isoformat()}
+    for i, person in enumerate(data.stakeholders):
+        plan.stakeholders.append(Stakeholder(tenant_id=tenant_id, position=i, **person.model_dump()))
+    s.flush()
+    _touch(s, plan, actor, "plan.created", plan.id, {"template": data.template})
+    return plan
+
+
+def update_plan(s: Session, plan: Plan, patch: PlanPatch, actor: str) -> Plan:
+    check_version(patch.version, plan.version)
+    changes = {}
+    for field in patch.model_fields_set - {"version"}:
+        value = getattr(patch, field)
+        if field in ("objectives", "constraints"):
+            value = value.model_dump(mode="json")
+        elif field == "resources":
+            value = [r.model_dump(mode="json") for r in value]
+        changes[field] = value
+    diff = _apply(plan, changes)
+    if diff:
+        _touch(s, plan, actor, "plan.updated", plan.id, diff)
+    return plan
+
+
+def delete_plan(s: Session, plan: Plan) -> None:
+    s.delete(plan)
+
+
+# stages
+
+def _place(items: list, item, position: int | None) -> None:
+    """Move `item` to `position` in `items` (appending when None) and renumber."""
+    if item in items:
+        items.remove(item)
+    position = len(items) if position is None else min(position, len(items))
+    items.insert(position, item)
+    for i, row in enumerate(items):
+        row.position = i
+
+
+def add_stage(s: Session, plan: Plan, data: StageIn, actor: str) -> Stage:
+    stage = Stage(tenant_id=plan.tenant_id, plan=plan, name=data.name, position=0)
+    stages = list(plan.stages)
+    _place(stages, stage, data.position)
+    s.add(stage)
+    s.flush()
+    _touch(s, plan, actor, "stage.created", stage.id, {"name": stage.name})
+    return stage
+
+
+def update_stage(s: Session, stage: Stage, patch: StagePatch, actor: str) -> Stage:
+    plan = stage.plan
+    diff = {}
+    if "name" in patch.model_fields_set:
+        diff |= _apply(stage, {"name": patch.name})
+    if "position" in patch.model_fields_set and patch.position != stage.position:
+        diff["position"] = [stage.position, patch.position]
+        _place(list(plan.stages), stage, patch.position)
+    if diff:
+        _touch(s, plan, actor, "stage.updated", stage.id, diff)
+    return stage
+
+
+def delete_stage(s: Session, stage: Stage, actor: str) -> None:
+    plan = stage.plan
+    if stage.milestones:
+        raise Conflict("Move or delete this stage's milestones first.")
+    rest = [st for st in plan.stages if st is not stage]
+    s.delete(stage)
+    for i, row in enumerate(rest):
+        row.position = i
+    _touch(s, plan, actor, "stage.deleted", stage.id, {"name": stage.name})
+
+
+# milestones
+
+def _stage_of_plan(s: Session, plan: Plan, stage_id: str) -> Stage:
+    stage = next((st for st in plan.stages if st.id == stage_id), None)
+    if stage is None:
+        raise Invalid("stage_id", "no stage with this id in this plan")
+    return stage
+
+
+def add_milestone(s: Session, plan: Plan, data: MilestoneIn, actor: str) -> Milestone:
+    stage = _stage_of_plan(s, plan, data.stage_id)
+    fields = data.model_dump(exclude={"stage_id", "position"})
+    milestone = Milestone(tenant_id=plan.tenant_id, plan=plan, stage=stage, position=0, **fields)
+    if milestone.status == "done":
+        milestone.completed_at, milestone.completed_by = utcnow(), actor
+    _place(list(stage.milestones), milestone, data.position)
+    s.add(milestone)
+    s.flush()
+    _touch(s, plan, actor, "milestone.created", milestone.id, {"title": milestone.title})
+    return milestone
+
+
+def record_slip(s: Session, m: Milestone, old: date | None, new: date | None, actor: str, reason: str) -> None:
+    s.add(Slip(tenant_id=m.tenant_id, plan_id=m.plan_id, milestone_id=m.id, old_date=old,
+               new_date=new, actor=actor, reason=reason or ""))
+
+
+def update_milestone(s: Session, m: Milestone, patch: MilestonePatch, actor: str) -> Milestone:
+    check_version(patch.version, m.version)
+    fields = patch.model_fields_set - {"version", "reason", "stage_id", "position"}
+    if "reason" in patch.model_fields_set and "due_date" not in fields:
+        raise Invalid("reason", "a reason goes with a due_date change")
+    changes = {f: getattr(patch, f) for f in fields}
+    if "owners" in changes:
+        changes["owners"] = [o.model_dump() for o in patch.owners]
+    old_due = m.due_date
+    diff = _apply(m, changes)
+    if "status" in diff:
+        done = m.status == "done"
+        m.completed_at = utcnow() if done else None
+        m.completed_by = actor if done else None
+    if "due_date" in diff:
+        record_slip(s, m, old_due, m.due_date, actor, patch.reason or "")
+        if patch.reason:
+            diff["reason"] = patch.reason
+    diff |= _move_milestone(s, m, patch)
+    if diff:
+        m.version += 1
+        m.updated_at = utcnow()
+        _touch(s, m.plan, actor, "milestone.updated", m.id, diff)
+    return m
+
+
+def _move_milestone(s: Session, m: Milestone, patch: MilestonePatch) -> dict:
+    target = m.stage
+    if "stage_id" in patch.model_fields_set and patch.stage_id != m.stage_id:
+        target = _stage_of_plan(s, m.plan, patch.stage_id)
+    position = patch.position if "position" in patch.model_fields_set else None
+    if target is m.stage and (position is None or position == m.position):
+        return {}
+    before = (m.stage_id, m.position)
+    if target is not m.stage:
+        old_siblings = [x for x in m.stage.milestones if x is not m]
+        for i, row in enumerate(old_siblings):
+            row.position = i
+        m.stage = target
+    _place(list(target.milestones), m, position)
+    return {"placement": [list(before), [target.id, m.position]]}
+
+
+def delete_milestone(s: Session, m: Milestone, actor: str) -> None:
+    plan, stage = m.plan, m.stage
+    siblings = [x for x in stage.milestones if x is not m]
+    s.delete(m)
+    for i, row in enumerate(siblings):
+        row.position = i
+    _touch(s, plan, actor, "milestone.deleted", m.id, {"title": m.title})
+
+
+# stakeholders
+
+def add_stakeholder(s: Session, plan: Plan, data: StakeholderIn, actor: str) -> Stakeholder:
+    person = Stakeholder(tenant_id=plan.tenant_id, plan=plan, position=len(plan.stakeholders),
+                         **data.model_dump())
+    s.add(person)
+    s.flush()
+    _touch(s, plan, actor, "stakeholder.created", person.id, {"name": person.name})
+    return person
+
+
+def update_stakeholder(s: Session, person: Stakeholder, patch: StakeholderPatch, actor: str) -> Stakeholder:
+    check_version(patch.version, person.version)
+    diff = _apply(person, {f: getattr(patch, f) for f in patch.model_fields_set - {"version"}})
+    if diff:
+        person.version += 1
+        _touch(s, person.plan, actor, "stakeholder.updated", person.id, diff)
+    return person
+
+
+def delete_stakeholder(s: Session, person: Stakeholder, actor: str) -> None:
+    plan = person.plan
+    s.delete(person)
+    _touch(s, plan, actor, "stakeholder.deleted", person.id, {"name": person.name})
+
+
+def activity(s: Session, plan: Plan, limit: int = 200) -> list[Activity]:
+    return list(s.scalars(select(Activity).where(
+        Activity.tenant_id == plan.tenant_id, Activity.plan_id == plan.id
+    ).order_by(Activity.at.desc(), Activity.id).limit(limit)))
+
+
+def slips(s: Session, plan: Plan) -> list[Slip]:
+    return list(s.scalars(select(Slip).where(
+        Slip.tenant_id == plan.tenant_id, Slip.plan_id == plan.id).order_by(Slip.at)))
+
+
+# ---- documents -------------------------------------------------------------
+
+
+def milestone_document(m: Milestone, today: date) -> dict:
+    return {
+        "id": m.id, "stage_id": m.stage_id, "title": m.title, "description": m.description,
+        "owner_side": m.owner_side, "owners": m.owners or [], "due_date": m.due_date,
+        "status": m.status, "risk": m.risk, "internal": m.internal, "position": m.position,
+        "completed_at": m.completed_at, "completed_by": m.completed_by,
+        "overdue": is_overdue(m, today), "version": m.version,
+    }
+
+
+def sorted_stages(plan: Plan) -> list[tuple[Stage, list[Milestone]]]:
+    # Sort by position rather than trusting in-memory list order after moves.
+    return [(st, sorted(st.milestones, key=lambda m: m.position))
+            for st in sorted(plan.stages, key=lambda st: st.position)]
+
+
+def _deal(plan: Plan) -> dict | None:
+    if not plan.deal_provider:
+        return None
+    return {"provider": plan.deal_provider, "account_id": plan.deal_account_id, "deal_id": plan.deal_id}
+
+
+def summary_document(plan: Plan, today: date) -> dict:
+    stages = sorted_stages(plan)
+    figures = derive([m for _, ms in stages for m in ms], today)
+    nxt = figures["next_milestone"]
+    return {
+        "id": plan.id, "title": plan.title, "deal": _deal(plan), "progress": figures["progress"],
+        "risk": figures["risk"], "next_milestone": nxt and milestone_document(nxt, today),
+        "overdue_count": figures["overdue_count"], "version": plan.version, "updated_at": plan.updated_at,
+    }
+
+
+def document(s: Session, plan: Plan, today: date) -> dict:
+    """The plan as the API returns it: nested stages -> milestones, with derived figures."""
+    stages = sorted_stages(plan)
+    slip_count, slip_days = slip_figures(s, plan)
+    doc = summary_document(plan, today)
+    doc.update({
+        "value_summary": plan.value_summary, "objectives": plan.objectives or {},
+        "constraints": plan.constraints or {}, "resources": plan.resources or [],
+        "stakeholders": [
+            {"id": p.id, "name": p.name, "title": p.title, "email": p.email, "side": p.side,
+             "role": p.role, "version": p.version}
+            for p in sorted(plan.stakeholders, key=lambda p: p.position)
+        ],
+        "stages": [
+            {"id": st.id, "name": st.name, "position": st.position,
+             "milestones": [milestone_document(m, today) for m in ms]}
+            for st, ms in stages
+        ],
+        "template": plan.template, "start_date": plan.start_date,
+        "slip_count": slip_count, "slip_days": slip_days, "created_at": plan.created_at,
+    })
+    return doc

@@ -1,0 +1,320 @@
+"""The API's documents: what comes in (validated strictly) and what goes out.
+
+These models are the contract. Input models forbid unknown fields and are
+validated in strict JSON mode, so `"due_date": 20240101` or `"internal": "yes"`
+are errors rather than guesses. The OpenAPI document is generated from the
+same models, and a test validates real responses against it.
+"""
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+OwnerSide = Literal["buyer", "seller", "both"]
+Side = Literal["buyer", "seller"]
+Status = Literal["not_started", "in_progress", "done"]
+Risk = Literal["on_track", "at_risk", "off_track"]
+DecisionRole = Literal["decision_maker", "approver", "champion", "influencer", "user", "other"]
+Provider = Literal["hubspot", "salesforce"]
+
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+LongText = Annotated[str, StringConstraints(max_length=10_000)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1_000)]
+ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+_EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
+
+
+def _email(value: str) -> str:
+    if value and not _EMAIL.match(value):
+        raise ValueError("not an email address")
+    return value
+
+
+def _web_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("only http and https links are allowed")
+    return value
+
+
+Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254), AfterValidator(_email)]
+WebUrl = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2_000), AfterValidator(_web_url)]
+
+
+def _no_default(schema: dict) -> None:
+    schema.pop("default", None)
+
+
+def optional(**constraints):
+    """A PATCH field: absent means unchanged; `null` is refused unless the type allows it.
+
+    The default (None) is internal and not advertised in the JSON schema.
+    """
+    return Field(default=None, json_schema_extra=_no_default, **constraints)
+
+
+class In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Owner(In):
+    name: ShortText = ""
+    email: Email = ""
+
+
+class Objectives(In):
+    challenges: list[LongText] = Field(default_factory=list, max_length=30)
+    ideal_results: list[LongText] = Field(default_factory=list, max_length=30)
+    deliverables: list[LongText] = Field(default_factory=list, max_length=30)
+
+
+class DatedConstraint(In):
+    label: Title
+    date: date
+
+
+class Constraints(In):
+    budget: ShortText | None = None
+    go_live_date: date | None = None
+    dates: list[DatedConstraint] = Field(default_factory=list, max_length=30)
+
+
+class Resource(In):
+    title: Title
+    url: WebUrl
+
+
+class DealRef(In):
+    provider: Provider
+    account_id: ExternalId
+    deal_id: ExternalId
+
+
+class StakeholderIn(In):
+    name: Title
+    title: ShortText = ""
+    email: Email = ""
+    side: Side
+    role: DecisionRole = "other"
+
+
+class StakeholderPatch(In):
+    name: Title = optional()
+    title: ShortText = optional()
+    email: Email = optional()
+    side: Side = optional()
+    role: DecisionRole = optional()
+    version: int | None = None
+
+
+class PlanCreate(In):
+    title: Title
+    template: Literal["enterprise", "quick"] | None = None
+    deal: DealRef | None = None
+    start_date: date | None = None
+    go_live_date: date | None = None
+    value_summary: LongText = ""
+    objectives: Objectives = Field(default_factory=Objectives)
+    constraints: Constraints = Field(default_factory=Constraints)
+    resources: list[Resource] = Field(default_factory=list, max_length=50)
+    stakeholders: list[StakeholderIn] = Field(default_factory=list, max_length=50)
+
+
+class PlanPatch(In):
+    title: Title = optional()
+    value_summary: LongText = optional()
+    objectives: Objectives = optional()
+    constraints: Constraints = optional()
+    resources: list[Resource] = optional(max_length=50)
+    start_date: date | None = None
+    version: int | None = None
+
+
+class StageIn(In):
+    name: Title
+    position: int | None = Field(default=None, ge=0)
+
+
+class StagePatch(In):
+    name: Title = optional()
+    position: int = optional(ge=0)
+
+
+class MilestoneIn(In):
+    stage_id: str
+    title: Title
+    description: LongText = ""
+    owner_side: OwnerSide = "seller"
+    owners: list[Owner] = Field(default_factory=list, max_length=10)
+    due_date: date | None = None
+    status: Status = "not_started"
+    risk: Risk = "on_track"
+    internal: bool = False
+    position: int | None = Field(default=None, ge=0)
+
+
+class MilestonePatch(In):
+    stage_id: str = optional()
+    title: Title = optional()
+    description: LongText = optional()
+    owner_side: OwnerSide = optional()
+    owners: list[Owner] = optional(max_length=10)
+    due_date: date | None = None
+    reason: Reason = optional()
+    status: Status = optional()
+    risk: Risk = optional()
+    internal: bool = optional()
+    position: int = optional(ge=0)
+    version: int | None = None
+
+
+# ---- out ----------------------------------------------------------------
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class OwnerOut(Out):
+    name: str
+    email: str
+
+
+class MilestoneOut(Out):
+    id: str
+    stage_id: str
+    title: str
+    description: str
+    owner_side: OwnerSide
+    owners: list[OwnerOut]
+    due_date: date | None
+    status: Status
+    risk: Risk
+    internal: bool
+    position: int
+    completed_at: datetime | None
+    completed_by: str | None
+    overdue: bool
+    version: int
+
+
+class StageOut(Out):
+    id: str
+    name: str
+    position: int
+    milestones: list[MilestoneOut]
+
+
+class StakeholderOut(Out):
+    id: str
+    name: str
+    title: str
+    email: str
+    side: Side
+    role: DecisionRole
+    version: int
+
+
+class Progress(Out):
+    done: int
+    total: int
+    percent: int
+
+
+class DealOut(Out):
+    provider: Provider
+    account_id: str
+    deal_id: str
+
+
+class PlanOut(Out):
+    id: str
+    title: str
+    value_summary: str
+    objectives: Objectives
+    constraints: Constraints
+    resources: list[Resource]
+    stakeholders: list[StakeholderOut]
+    stages: list[StageOut]
+    deal: DealOut | None
+    template: str | None
+    start_date: date | None
+    progress: Progress
+    risk: Risk
+    next_milestone: MilestoneOut | None
+    overdue_count: int
+    slip_count: int
+    slip_days: int
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class PlanSummary(Out):
+    id: str
+    title: str
+    deal: DealOut | None
+    progress: Progress
+    risk: Risk
+    next_milestone: MilestoneOut | None
+    overdue_count: int
+    version: int
+    updated_at: datetime
+
+
+class PlanList(Out):
+    items: list[PlanSummary]
+
+
+class ActivityOut(Out):
+    id: str
+    actor: str
+    action: str
+    subject_id: str | None
+    detail: dict
+    at: datetime
+
+
+class ActivityList(Out):
+    items: list[ActivityOut]
+
+
+class SlipOut(Out):
+    id: str
+    milestone_id: str
+    old_date: date | None
+    new_date: date | None
+    actor: str
+    reason: str
+    at: datetime
+
+
+class TemplateOut(Out):
+    key: str
+    name: str
+    description: str
+    stage_count: int
+    milestone_count: int
+
+
+class TemplateList(Out):
+    items: list[TemplateOut]
+
+
+class FieldError(Out):
+    field: str
+    message: str
+
+
+class Problem(Out):
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
