@@ -40,6 +40,8 @@ test-node:
 	    (cd $$dir && npm ci --no-audit --no-fund --loglevel=error) && touch $$dir/node_modules/.ci-stamp || exit 1; fi; \
 	  echo "== $$dir: npm test"; (cd $$dir && npm test) || exit 1; \
 	done
+	@echo "== salesforce_package: sf project convert source (Salesforce CLI on Node 22, from npm)"
+	cd salesforce_package && npm run --silent check:metadata
 
 lint: install
 	$(BIN)/pip install --quiet ruff && $(BIN)/ruff check connector webapp tests bench
