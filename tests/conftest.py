@@ -44,9 +44,16 @@ def _empty_tables(app) -> None:
 
 
 @pytest.fixture
-def app(database_url):
+def app_config():
+    """Overridden by test modules that need other settings."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url, app_config):
     app = create_app({"DATABASE_URL": database_url, "TESTING": True, "TODAY": lambda: TODAY,
-                      "LOG_LEVEL": "WARNING", "SECRET_KEY": "test-secret"})
+                      "LOG_LEVEL": "WARNING", "SECRET_KEY": "test-secret", "JOBS_MODE": "manual", "OUTBOX_DEBOUNCE": 0,
+                      **app_config})
     yield app
     _empty_tables(app)
     database(app).engine.dispose()
@@ -74,6 +81,9 @@ class Api:
 
     def patch(self, path, json=None, headers=None, **kw):
         return self.client.patch("/api/v1" + path, json=json, headers=self._headers(headers), **kw)
+
+    def put(self, path, json=None, headers=None, **kw):
+        return self.client.put("/api/v1" + path, json=json, headers=self._headers(headers), **kw)
 
     def delete(self, path, headers=None, **kw):
         return self.client.delete("/api/v1" + path, headers=self._headers(headers), **kw)

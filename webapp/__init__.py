@@ -1,7 +1,7 @@
 """MutualPlan's Flask application factory."""
 from __future__ import annotations
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, render_template
 from sqlalchemy import text
 
 from . import db, errors, logs
@@ -17,12 +17,38 @@ def create_app(config: Config | dict | None = None) -> Flask:
     logs.init_app(app)
     db.init_app(app)
     errors.register(app)
+    from . import jobs  # also registers the outbox hook on plan changes
+
+    jobs.init_app(app)
 
     from .blueprints import api
     from . import openapi
 
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
+
+    from .blueprints import buyer, editor
+
+    app.register_blueprint(buyer.bp)
+    app.register_blueprint(buyer.api_bp)
+    app.register_blueprint(editor.bp)
+    app.register_blueprint(editor.api_bp)
+
+    from .blueprints import hubspot  # HubSpot install, webhooks, card API + connector factory
+
+    hubspot.init_app(app)
+
+    from .blueprints import salesforce  # Connect flow, connector factory, bootstrap and poll jobs
+
+    salesforce.register(app)
+
+    @app.get("/")
+    def home():
+        local = ("http://127.0.0.1", "http://localhost", "https://127.0.0.1", "https://localhost")
+        return render_template(
+            "home.html",
+            hubspot_sandbox=app.config["HUBSPOT_API_BASE"].startswith(local),
+            salesforce_sandbox=app.config["SALESFORCE_LOGIN_URL"].startswith(local))
 
     @app.get("/healthz")
     def healthz():

@@ -1,12 +1,14 @@
 """The `mutualplan` command: Flask's CLI (run, routes, shell) plus ours."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy import select
 
-from . import create_app, migrate, plans
+from . import create_app, migrate, plans, sharing
 from .auth import create_key, ensure_tenant
 from .db import database, session
 from .models import Plan
@@ -74,6 +76,7 @@ def seed_demo(s) -> tuple[str, Plan]:
         data = PlanCreate(
             title="Acme Corp × MutualPlan rollout",
             template="enterprise",
+            start_date=today() - timedelta(days=35),  # a plan under way: some done, one overdue
             deal=DealRef(provider="hubspot", account_id="demo-portal", deal_id="demo-deal-1"),
             value_summary="Acme's sales team loses deals in the last mile because nobody owns the "
             "steps between 'verbal yes' and signature. Together we will put every step, owner and "
@@ -95,6 +98,7 @@ def seed_demo(s) -> tuple[str, Plan]:
             ],
         )
         plan = plans.create_plan(s, tenant.id, data, "demo-seed", today())
+        sharing.seed_demo_story(s, plan, today())
     s.commit()
     return key, plan
 
@@ -111,5 +115,40 @@ def demo():
     click.echo(f"  Demo plan:  {base}/api/v1/plans/{plan.id}")
     click.echo(f"  Health:     {base}/healthz")
     click.echo(f"  Try:        curl -H 'Authorization: Bearer {key}' {base}/api/v1/plans/{plan.id}")
+    s = session()
+    buyer_url = sharing.current_or_new_link(s, plans.get_plan(s, plan.tenant_id, plan.id, full=False),
+                                            "demo-seed")
+    s.commit()
+    editor_url, _ = sharing.editor_link(plan.tenant_id, plan.id, "demo rep")
+    click.echo(f"  Buyer page: {buyer_url}")
+    click.echo(f"  Editor:     {editor_url}  (valid 15 minutes)")
     click.echo("  Demo API key (new on every start):")
     click.echo(key)
+
+
+@main.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@with_appcontext
+def worker(burst):
+    """Run an RQ worker (needs REDIS_URL)."""
+    from . import jobs
+
+    jobs.run_worker(burst=burst)
+
+
+@main.command("clock")
+@with_appcontext
+def clock():
+    """Enqueue periodic jobs: outbox relay and sweep, reconcile pulls, token keep-alive."""
+    from . import jobs
+
+    jobs.run_clock()
+
+
+@main.command("rotate-token-keys")
+@with_appcontext
+def rotate_token_keys():
+    """Re-encrypt stored CRM tokens with the first key of TOKEN_ENCRYPTION_KEYS."""
+    from .installations import rotate_keys
+
+    click.echo(f"re-encrypted the tokens of {rotate_keys(session())} installation(s)")

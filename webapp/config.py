@@ -31,6 +31,9 @@ class Config:
         self.LOG_FORMAT = env.get("LOG_FORMAT", "json")
         # Limits on what one request may carry; generous for humans, tight for abuse.
         self.MAX_CONTENT_LENGTH = int(env.get("MAX_CONTENT_LENGTH", 256 * 1024))
+        # "rq" with REDIS_URL, else "thread"; tests use "inline" (run right after commit).
+        self.JOBS_MODE = env.get("JOBS_MODE") or None
+        self.OUTBOX_DEBOUNCE = float(env.get("OUTBOX_DEBOUNCE", 1.0))
         self.TESTING = False
         for key, value in overrides.items():
             setattr(self, key, value)

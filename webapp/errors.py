@@ -6,6 +6,8 @@ editor, OAuth callbacks) get a friendly HTML page instead of JSON.
 from __future__ import annotations
 
 from flask import Flask, jsonify, render_template, request
+
+from connector.errors import CrmError, NeedsReauth, RateLimited
 from pydantic import ValidationError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
@@ -103,6 +105,16 @@ def register(app: Flask) -> None:
     def _stale(exc):
         return problem(412, "stale-version", "Someone else changed this first",
                        "The record changed while this request was running; reload and try again.")
+
+    @app.errorhandler(CrmError)
+    def _crm(exc: CrmError):
+        if isinstance(exc, RateLimited):
+            response = problem(503, "crm-rate-limited", "The CRM asks us to slow down", exc.detail)
+            response.headers["Retry-After"] = str(max(1, int(exc.retry_after)))
+            return response
+        if isinstance(exc, NeedsReauth):
+            return problem(409, "needs-reconnect", "The CRM connection needs to be reconnected", exc.detail)
+        return problem(502, "crm-unavailable", "The CRM did not answer as expected", exc.detail)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -71,6 +72,7 @@ class Plan(Base):
     deal_provider: Mapped[str | None] = mapped_column(String(20))
     deal_account_id: Mapped[str | None] = mapped_column(String(64))
     deal_id: Mapped[str | None] = mapped_column(String(64))
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # e.g. deal deleted
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -167,3 +169,193 @@ class Activity(Base):
     subject_id: Mapped[str | None] = mapped_column(String(36))
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# ---- sync (DESIGN §2, §6) -------------------------------------------------
+
+INSTALLATION_STATUSES = ("active", "needs_reconnect", "uninstalled")
+OUTBOX_STATUSES = ("pending", "in_flight", "done", "dead", "parked")
+
+
+class Installation(Base):
+    """One connected CRM account (a HubSpot portal, a Salesforce org) of a tenant."""
+
+    __tablename__ = "installations"
+    __table_args__ = (UniqueConstraint("provider", "account_id", name="uq_installation_account"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    account_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    tokens: Mapped[str | None] = mapped_column(Text)  # Fernet-encrypted JSON, never plain
+    token_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)  # mode, instance_url, namespace, …
+    pull_state: Mapped[dict] = mapped_column(JSON, default=dict)  # {"since": iso, "cursor": str|None}
+    last_pulled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_activity_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StageMapping(Base):
+    """Per installation and pipeline: which milestones gate which deal stages."""
+
+    __tablename__ = "stage_mappings"
+    __table_args__ = (UniqueConstraint("installation_id", "pipeline_id", name="uq_stage_mapping"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    installation_id: Mapped[str] = mapped_column(ForeignKey("installations.id", ondelete="CASCADE"))
+    pipeline_id: Mapped[str] = mapped_column(String(64))
+    gates: Mapped[dict] = mapped_column(JSON, default=dict)  # milestone title (lower) -> stage id
+    close_milestone: Mapped[str | None] = mapped_column(String(200))
+    allow_closed: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OutboxEntry(Base):
+    """"Mirror this plan": written in the same transaction as the change itself.
+
+    At most one *pending* row per plan (a partial unique index), so rapid edits
+    coalesce into one push of the then-current state.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("uq_outbox_pending_plan", "plan_id", unique=True,
+              postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    installation_id: Mapped[str] = mapped_column(ForeignKey("installations.id", ondelete="CASCADE"), index=True)
+    plan_id: Mapped[str] = mapped_column(String(36))  # not a FK: the row outlives a deleted plan
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class OAuthState(Base):
+    """An OAuth `state`: single use, short-lived, bound to the browser that started the flow.
+
+    Only a hash of the state is stored; `browser` is a hash of a random value
+    kept in that browser's cookie. `data` holds what the callback needs (the
+    PKCE verifier, the login host).
+    """
+
+    __tablename__ = "oauth_states"
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Mirror(Base):
+    """What we know of a plan's copy in the CRM: ids, hashes of our writes, the deal as last seen."""
+
+    __tablename__ = "mirrors"
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    installation_id: Mapped[str] = mapped_column(ForeignKey("installations.id", ondelete="CASCADE"), index=True)
+    remote_ids: Mapped[dict] = mapped_column(JSON, default=dict)
+    pushed_hashes: Mapped[dict] = mapped_column(JSON, default=dict)
+    pushed_deal: Mapped[dict] = mapped_column(JSON, default=dict)  # deal values we last wrote
+    pushed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deal_pipeline: Mapped[str | None] = mapped_column(String(64))
+    deal_stage: Mapped[str | None] = mapped_column(String(64))
+    deal_close_date: Mapped[date | None] = mapped_column(Date)
+    deal_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    mismatch: Mapped[dict | None] = mapped_column(JSON)
+    pushes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# ---- buyer page -------------------------------------------------------------
+
+PROPOSAL_KINDS = ("confirm", "propose")
+PROPOSAL_STATUSES = ("pending", "accepted", "declined", "confirmed")
+
+
+class ShareLink(Base):
+    """A buyer link. Only the SHA-256 hash of its token is stored (see webapp/sharing.py)."""
+
+    __tablename__ = "share_links"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    salt: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    plan: Mapped[Plan] = relationship()
+
+
+class Comment(Base):
+    """A comment on a milestone, by a buyer (through a link) or a rep (possibly internal)."""
+
+    __tablename__ = "comments"
+    __table_args__ = (Index("ix_comments_plan_at", "plan_id", "at"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    milestone_id: Mapped[str] = mapped_column(ForeignKey("milestones.id", ondelete="CASCADE"), index=True)
+    link_id: Mapped[str | None] = mapped_column(String(36))
+    side: Mapped[str] = mapped_column(String(10))  # buyer | seller
+    author_name: Mapped[str] = mapped_column(String(200))
+    author_email: Mapped[str] = mapped_column(String(254), default="")
+    body: Mapped[str] = mapped_column(Text)
+    internal: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DateProposal(Base):
+    """A buyer confirming a milestone's due date or proposing another one."""
+
+    __tablename__ = "date_proposals"
+    __table_args__ = (Index("ix_date_proposals_plan", "plan_id", "status"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    milestone_id: Mapped[str] = mapped_column(ForeignKey("milestones.id", ondelete="CASCADE"), index=True)
+    link_id: Mapped[str | None] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(10))  # confirm | propose
+    seen_date: Mapped[date | None] = mapped_column(Date)  # the due date the buyer saw
+    proposed_date: Mapped[date | None] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    author_name: Mapped[str] = mapped_column(String(200))
+    author_email: Mapped[str] = mapped_column(String(254), default="")
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# ---- hubspot ----------------------------------------------------------------
+
+
+class HubSpotEvent(Base):
+    """A webhook event seen once (dedupe), and the deal deletions the next pull must apply.
+
+    key = "portalId:subscriptionId:eventId:occurredAt" (eventId alone is not unique,
+    hubspot.md §6.3). Rows are pruned after a week.
+    """
+
+    __tablename__ = "hubspot_events"
+    __table_args__ = (Index("ix_hubspot_events_pending", "installation_id", "kind", "processed_at"),)
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    installation_id: Mapped[str] = mapped_column(ForeignKey("installations.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(60))  # subscriptionType, e.g. deal.deletion
+    object_id: Mapped[str] = mapped_column(String(64), default="")
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -39,6 +39,15 @@ OPERATIONS = [
     ("post", "/plans/{plan_id}/stakeholders", "Add a stakeholder", S.StakeholderIn, 201, S.StakeholderOut),
     ("patch", "/stakeholders/{stakeholder_id}", "Change a stakeholder", S.StakeholderPatch, 200, S.StakeholderOut),
     ("delete", "/stakeholders/{stakeholder_id}", "Remove a stakeholder", None, 204, None),
+    ("get", "/plans/{plan_id}/sync", "The plan's CRM sync status: pending pushes, dead letters, stage mismatch",
+     None, 200, S.SyncStatus),
+    ("post", "/plans/{plan_id}/sync/retry", "Queue dead-lettered pushes of this plan again", None, 200, S.RetryOut),
+    ("get", "/installations", "Connected CRM accounts", None, 200, S.InstallationList),
+    ("get", "/installations/{installation_id}/stage-mappings/{pipeline_id}",
+     "Which milestones gate which deal stages (a default when the admin has set none)", None, 200,
+     S.StageMappingOut),
+    ("put", "/installations/{installation_id}/stage-mappings/{pipeline_id}", "Set the stage mapping of a pipeline",
+     S.StageMappingIn, 200, S.StageMappingOut),
 ]
 
 EXTRA_OPERATIONS: list[tuple] = []  # other blueprints may add (method, path, summary, in, status, out)
@@ -114,3 +123,14 @@ def document() -> dict:
 @bp.get("/api/v1/openapi.json")
 def openapi_json():
     return jsonify(document())
+
+# ---- buyer links and the editor (webapp/blueprints/buyer.py, editor.py)
+OPERATIONS += [
+    ("post", "/plans/{plan_id}/share-links",
+     "Create a buyer link; its URL is returned only in this response", S.ShareLinkIn, 201, S.ShareLinkCreated),
+    ("get", "/plans/{plan_id}/share-links", "List the plan's buyer links (without their URLs)",
+     None, 200, S.ShareLinkList),
+    ("delete", "/share-links/{link_id}", "Revoke a buyer link", None, 204, None),
+    ("post", "/plans/{plan_id}/editor-link",
+     "A signed URL, valid 15 minutes, that opens the rep editor on this plan", None, 200, S.EditorLinkOut),
+]

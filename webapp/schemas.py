@@ -318,3 +318,100 @@ class Problem(Out):
     status: int
     detail: str
     errors: list[FieldError] | None = None
+
+
+# ---- sync ---------------------------------------------------------------------
+
+
+class DeadLetter(Out):
+    id: str
+    error: str
+    at: datetime
+
+
+class SyncStatus(Out):
+    state: Literal["not_connected", "needs_reconnect", "failed", "pending", "synced"]
+    connection: str | None
+    last_pushed_at: datetime | None
+    pending: int
+    last_error: str | None
+    dead_letters: list[DeadLetter]
+    mismatch: dict | None
+    deal_stage: str | None
+
+
+class InstallationOut(Out):
+    id: str
+    provider: str
+    account_id: str
+    status: str
+    status_reason: str
+    mode: str | None
+    last_pulled_at: datetime | None
+    created_at: datetime
+
+
+class InstallationList(Out):
+    items: list[InstallationOut]
+
+
+class StageOption(Out):
+    id: str
+    label: str
+    position: int
+    probability: float | None
+    closed: bool
+    won: bool
+
+
+class StageMappingIn(In):
+    gates: dict[Title, Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=dict, max_length=100,
+        description="milestone title -> the deal stage it gates (reached when the milestone is done)")
+    close_milestone: Title | None = None
+    allow_closed: bool = False
+
+
+class StageMappingOut(Out):
+    pipeline_id: str
+    gates: dict[str, str]
+    close_milestone: str | None
+    allow_closed: bool
+    is_default: bool
+    stages: list[StageOption]
+
+
+class RetryOut(Out):
+    requeued: int
+
+
+# ---- buyer links and the editor ------------------------------------------------
+
+
+class ShareLinkIn(In):
+    label: ShortText = ""
+    expires_at: datetime | None = None
+
+
+class ShareLinkOut(Out):
+    id: str
+    plan_id: str
+    label: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    active: bool
+
+
+class ShareLinkCreated(ShareLinkOut):
+    url: str = Field(description="The buyer URL; shown only in this response")
+
+
+class ShareLinkList(Out):
+    items: list[ShareLinkOut]
+
+
+class EditorLinkOut(Out):
+    url: str
+    expires_at: datetime

@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 from flask import Blueprint, g, request
+from sqlalchemy import select
 
-from .. import plan_templates, plans
+from .. import mirror, outbox, plan_templates, plans, sync
 from ..auth import api_key_required
 from ..db import session
-from ..errors import Invalid
+from ..errors import Invalid, NotFound
+from ..models import Installation, StageMapping
 from ..schemas import (
     ActivityList,
+    InstallationList,
+    RetryOut,
+    StageMappingIn,
+    StageMappingOut,
+    SyncStatus,
     MilestoneIn,
     MilestoneOut,
     MilestonePatch,
@@ -246,3 +253,85 @@ def delete_stakeholder(stakeholder_id):
     plans.delete_stakeholder(s, person, _actor())
     s.commit()
     return "", 204
+
+
+# sync status and stage mappings
+
+@bp.get("/plans/<plan_id>/sync")
+@api_key_required
+def plan_sync(plan_id):
+    s = session()
+    plan = plans.get_plan(s, _tenant(), plan_id, full=False)
+    return render(SyncStatus, sync.status(s, plan))
+
+
+@bp.post("/plans/<plan_id>/sync/retry")
+@api_key_required
+def plan_sync_retry(plan_id):
+    s = session()
+    plan = plans.get_plan(s, _tenant(), plan_id, full=False)
+    count = outbox.retry_dead(s, _tenant(), plan.id)
+    s.commit()
+    return render(RetryOut, {"requeued": count})
+
+
+def _installation(installation_id: str) -> Installation:
+    row = session().scalars(select(Installation).where(
+        Installation.tenant_id == _tenant(), Installation.id == installation_id)).one_or_none()
+    if row is None:
+        raise NotFound("No installation with this id.")
+    return row
+
+
+@bp.get("/installations")
+@api_key_required
+def list_installations():
+    rows = session().scalars(select(Installation).where(Installation.tenant_id == _tenant())
+                             .order_by(Installation.created_at)).all()
+    items = [{"id": i.id, "provider": i.provider, "account_id": i.account_id, "status": i.status,
+              "status_reason": i.status_reason, "mode": (i.settings or {}).get("mode"),
+              "last_pulled_at": i.last_pulled_at, "created_at": i.created_at} for i in rows]
+    return render(InstallationList, {"items": items})
+
+
+def _mapping_document(installation: Installation, pipeline_id: str) -> dict:
+    s = session()
+    stages = sync.pipeline_stages(s, installation, sync.connector_for(installation), pipeline_id)
+    row = s.scalars(select(StageMapping).where(StageMapping.installation_id == installation.id,
+                                               StageMapping.pipeline_id == pipeline_id)).one_or_none()
+    if row is None:
+        default = mirror.default_mapping(stages)
+        gates, close, allow, is_default = default.gates, next(iter(default.close_milestones), None), False, True
+    else:
+        gates, close, allow, is_default = row.gates, row.close_milestone, row.allow_closed, False
+    return {"pipeline_id": pipeline_id, "gates": gates, "close_milestone": close, "allow_closed": allow,
+            "is_default": is_default, "stages": [vars(st) for st in stages]}
+
+
+@bp.get("/installations/<installation_id>/stage-mappings/<pipeline_id>")
+@api_key_required
+def get_stage_mapping(installation_id, pipeline_id):
+    document = _mapping_document(_installation(installation_id), pipeline_id)
+    session().commit()  # the pipeline cache, when it was just read
+    return render(StageMappingOut, document)
+
+
+@bp.put("/installations/<installation_id>/stage-mappings/<pipeline_id>")
+@api_key_required
+def put_stage_mapping(installation_id, pipeline_id):
+    data = json_body(StageMappingIn)
+    s = session()
+    installation = _installation(installation_id)
+    stages = sync.pipeline_stages(s, installation, sync.connector_for(installation), pipeline_id)
+    known = {st.id for st in stages}
+    for title, stage_id in data.gates.items():
+        if stage_id not in known:
+            raise Invalid(f"gates.{title}", f"{stage_id!r} is not a stage of pipeline {pipeline_id}")
+    row = s.scalars(select(StageMapping).where(StageMapping.installation_id == installation.id,
+                                               StageMapping.pipeline_id == pipeline_id)).one_or_none()
+    if row is None:
+        row = StageMapping(tenant_id=_tenant(), installation_id=installation.id, pipeline_id=pipeline_id)
+        s.add(row)
+    row.gates, row.close_milestone, row.allow_closed = dict(data.gates), data.close_milestone, data.allow_closed
+    s.commit()
+    return render(StageMappingOut, _mapping_document(installation, pipeline_id))

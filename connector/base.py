@@ -1,0 +1,167 @@
+"""The connector protocol and the documents exchanged with CRMs.
+
+The sync engine pushes a `PlanDoc` (the plan's whole current state, keyed by
+our UUIDs, never a diff) and a `DealUpdate`, and pulls `RemoteChange`s one
+page at a time. Nothing here knows Flask or our database.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    access_token: str
+    refresh_token: str | None = None
+    expires_at: datetime | None = None  # None: unknown (Salesforce tells no lifetime)
+    extra: dict = field(default_factory=dict)  # instance_url, hub_id, scopes, …
+
+
+@dataclass(frozen=True)
+class MilestoneDoc:
+    uuid: str
+    plan_uuid: str
+    title: str
+    stage_name: str
+    position: int
+    description: str = ""
+    owner_side: str = "seller"
+    owner_name: str = ""
+    owner_email: str = ""
+    due_date: date | None = None
+    status: str = "not_started"
+    risk: str = "on_track"
+    internal: bool = False
+    completed_at: datetime | None = None
+    gate_stage: str | None = None  # the CRM stage this milestone gates, if any
+
+
+@dataclass(frozen=True)
+class PlanDoc:
+    uuid: str
+    title: str
+    deal_id: str
+    value_summary: str = ""
+    objectives: str = ""
+    constraints: str = ""
+    progress_percent: int = 0
+    risk: str = "on_track"
+    next_milestone: str = ""
+    next_milestone_due: date | None = None
+    overdue_count: int = 0
+    slip_days: int = 0
+    buyer_link: str = ""
+    go_live_date: date | None = None
+    budget: str = ""
+    milestones: tuple[MilestoneDoc, ...] = ()  # those that changed since the last push
+    deleted_milestones: tuple[str, ...] = ()  # UUIDs to archive in the CRM
+    # What the CRM already has (the mirror's remote_ids, uuid -> CRM id, plus whatever
+    # bookkeeping keys the connector returned), so a connector can skip creating and
+    # associating records it made before.
+    remote_ids: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class DealUpdate:
+    """What to write on the deal. None / empty means leave it alone."""
+
+    deal_id: str
+    stage: str | None = None
+    pipeline: str | None = None
+    close_date: date | None = None
+    properties: dict = field(default_factory=dict)  # summary properties, CRM-neutral keys
+
+    def is_empty(self) -> bool:
+        return self.stage is None and self.close_date is None and not self.properties
+
+
+@dataclass(frozen=True)
+class PipelineStage:
+    id: str
+    label: str
+    position: int
+    probability: float | None = None
+    closed: bool = False
+    won: bool = False
+
+
+@dataclass(frozen=True)
+class Deal:
+    id: str
+    pipeline: str | None
+    stage: str | None
+    close_date: date | None = None
+    modified_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PushResult:
+    remote_ids: dict  # our uuid -> CRM record id
+    hashes: dict  # our uuid -> content hash of what was written (echo detection)
+    calls: int = 0
+
+
+@dataclass(frozen=True)
+class RemoteChange:
+    """One record as the CRM has it now. kind: "plan" | "milestone" | "deal"."""
+
+    kind: str
+    key: str  # our uuid for plan/milestone, the CRM id for a deal
+    fields: dict
+    modified_at: datetime
+    deleted: bool = False
+    content_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    changes: list
+    cursor: str | None  # pass back to get the next page; None when this was the last
+
+
+@runtime_checkable
+class CrmConnector(Protocol):
+    provider: str
+
+    def ensure_setup(self) -> dict:
+        """Create what the app needs in the CRM (idempotent); return settings learnt (e.g. mode)."""
+
+    def push_plan(self, plan: PlanDoc, deal: DealUpdate | None) -> PushResult:
+        """Upsert the plan and its milestones by UUID, and apply the deal update, in as few calls as possible."""
+
+    def update_deal(self, update: DealUpdate) -> None:
+        ...
+
+    def get_deal(self, deal_id: str) -> Deal:
+        """The deal as the CRM has it (used when we do not know its stage yet)."""
+
+    def pipeline_stages(self, pipeline: str | None = None) -> list[PipelineStage]:
+        """The deal pipeline's stages in order, with closed/won flags."""
+
+    def pull(self, since: datetime, cursor: str | None = None) -> Page:
+        """Records changed at or after `since`, one page at a time."""
+
+
+def content_hash(fields: dict) -> str:
+    """A stable hash of a record's fields, to recognise our own writes coming back."""
+    canonical = json.dumps({k: _plain(v) for k, v in sorted(fields.items())}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _plain(value):
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if value is None:
+        return ""
+    return str(value)
+
+
+def milestone_fields(m: MilestoneDoc) -> dict:
+    """The fields of a milestone as pushed (and as pulled back), for hashing."""
+    d = asdict(m)
+    d.pop("uuid")
+    return d

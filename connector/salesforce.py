@@ -1,0 +1,890 @@
+"""Salesforce: OAuth (web server flow + PKCE) and the connector, on simple-salesforce.
+
+One call path (DESIGN §2 rule 3). Every REST call goes through
+`SalesforceConnector._call`, which
+
+- takes a token from the shared per-org bucket (`ratelimit.TokenBucket`),
+- refuses non-urgent work (polls) once the org's rolling 24-hour API usage,
+  read from `Sforce-Limit-Info` on every response, passes `DAILY_DEFER_AT`
+  (RateLimited scope "daily"), so pushes keep the rest of the allocation,
+- retries transient failures (5xx, timeouts, connection resets,
+  UNABLE_TO_LOCK_ROW) with tenacity; simple-salesforce itself retries nothing,
+- on 401 INVALID_SESSION_ID refreshes the token once under the installation's
+  lock (re-reading first: when another worker already refreshed, its token is
+  used and no refresh token is spent) and replays the request once,
+- turns every failure into the taxonomy of `connector.errors` in ONE
+  function, `classify`.
+
+REQUEST_LIMIT_EXCEEDED is never waited out inside a request: it becomes
+RateLimited(scope="daily", retry_after=DAILY_RETRY_AFTER) and the outbox
+reschedules the row.
+
+Writes: everything for one plan (plan upsert by Plan_UUID__c, milestone
+upserts by Milestone_UUID__c as one sObject Collections sub-request, deletes
+by external id, the Opportunity's StageName/CloseDate/MAP_* fields) goes as
+ONE Composite request; more than 25 sub-requests or 200 milestones are
+chunked. We send allOrNone=false: every write is an idempotent upsert (or a
+delete by external id, where a 404 means "already gone" and must not roll the
+rest back), every sub-response is checked, and if any part failed the push
+raises (Rejected with Salesforce's message, or Transient for lock errors), so
+the sync engine records nothing as pushed and the replay rewrites the lot.
+
+Reads: a SystemModstamp poll (`pull`) that asks for milestones (queryAll, so
+deletions show) and Opportunities in one Composite call; `>=` on a
+second-precision stamp plus de-duplication by (Id, SystemModstamp).
+
+Names are namespace-aware: in a subscriber org of the managed package every
+package object and field is `<ns>__Name__c`; the prefix is per installation
+(`settings["namespace"]`, detected at install).
+
+Nothing here knows Flask or the database: tokens are loaded and saved
+through a `TokenStore` the caller provides.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import requests
+from authlib.common.security import generate_token
+from authlib.integrations.base_client.errors import OAuthError as AuthlibOAuthError
+from authlib.integrations.requests_client import OAuth2Session
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceError
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from .base import (
+    Deal,
+    DealUpdate,
+    MilestoneDoc,
+    Page,
+    PipelineStage,
+    PlanDoc,
+    PushResult,
+    RemoteChange,
+    TokenSet,
+    content_hash,
+    milestone_fields,
+)
+from .errors import AuthExpired, CrmError, NeedsReauth, NotFound, RateLimited, Rejected, Transient
+
+log = logging.getLogger("mutualplan.salesforce")
+
+API_VERSION = "66.0"
+PRODUCTION_LOGIN = "https://login.salesforce.com"
+SANDBOX_LOGIN = "https://test.salesforce.com"
+SCOPES = "api refresh_token"  # what the packaged External Client App grants (Api, RefreshToken)
+DAILY_DEFER_AT = 0.90  # share of the daily allocation after which non-urgent work waits
+DAILY_RETRY_AFTER = 3600.0  # the allocation is a rolling 24 h window: look again in an hour
+MAX_SUBREQUESTS = 25  # per Composite request
+MAX_COLLECTION = 200  # records per sObject Collections sub-request
+TIMEOUT = 30.0
+PLAN, MILESTONE = "Mutual_Action_Plan__c", "MAP_Milestone__c"
+
+# My Domain login hosts we accept (production and sandbox); never an arbitrary host.
+MY_DOMAIN_RE = re.compile(
+    r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:--[a-z0-9]+)?(?:\.sandbox)?\.my\.salesforce\.com$")
+
+
+# ---- OAuth ----------------------------------------------------------------------------
+
+
+class OAuthFailure(Exception):
+    """A failed step of the OAuth flow; `reason` is the name shown to the admin."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail = reason, detail or reason
+
+
+def login_base(kind: str = "production", my_domain: str | None = None, *,
+               production: str = PRODUCTION_LOGIN, sandbox: str = SANDBOX_LOGIN) -> str:
+    """The login host for a connect: production, sandbox (test.salesforce.com) or My Domain.
+
+    `production`/`sandbox` are configurable because locally one emulator plays
+    every Salesforce host (SALESFORCE_LOGIN_URL). A My Domain host is validated
+    and only used when the configured production host is the real one.
+    """
+    if my_domain is not None:
+        host = my_domain.strip().lower().removeprefix("https://").rstrip("/")
+        if not MY_DOMAIN_RE.match(host):
+            raise OAuthFailure("invalid_domain", f"{my_domain!r} is not a Salesforce My Domain host")
+        return f"https://{host}" if production.rstrip("/") == PRODUCTION_LOGIN else production.rstrip("/")
+    if kind == "sandbox":
+        return sandbox.rstrip("/")
+    return production.rstrip("/")
+
+
+def new_verifier() -> str:
+    """A PKCE code_verifier (RFC 7636: 43-128 unreserved characters)."""
+    return generate_token(64)
+
+
+def signature_ok(token: dict, client_secret: str) -> bool:
+    """Salesforce signs id + issued_at with the client secret (HMAC-SHA256, base64)."""
+    try:
+        mac = hmac.new(client_secret.encode(), (token["id"] + token["issued_at"]).encode(),
+                       hashlib.sha256).digest()
+        return hmac.compare_digest(base64.b64encode(mac).decode(), token["signature"])
+    except (KeyError, TypeError):
+        return False
+
+
+def identity_of(token: dict) -> tuple[str, str]:
+    """(org id, user id): the last two segments of the identity URL."""
+    parts = [p for p in str(token.get("id", "")).split("/") if p]
+    if len(parts) < 3 or parts[-3] != "id":
+        raise OAuthFailure("invalid_code", "the token response has no identity URL")
+    return parts[-2], parts[-1]
+
+
+def token_set(token: dict, login_url: str, previous: TokenSet | None = None) -> TokenSet:
+    """A TokenSet from a token response; keeps the refresh token when none was rotated in."""
+    org_id, user_id = identity_of(token)
+    extra = dict(previous.extra) if previous else {}
+    extra.update(instance_url=token["instance_url"].rstrip("/"), id=token["id"], org_id=org_id,
+                 user_id=user_id, login_url=login_url, issued_at=token.get("issued_at"),
+                 scope=token.get("scope", ""))
+    refresh = token.get("refresh_token") or (previous.refresh_token if previous else None)
+    return TokenSet(access_token=token["access_token"], refresh_token=refresh, expires_at=None,
+                    extra=extra)
+
+
+def http_session(ca_bundle: str | None = None, timeout: float = TIMEOUT) -> requests.Session:
+    """A requests session trusting `ca_bundle` (the sandboxes' CA), with a default timeout.
+
+    trust_env=False: an environment REQUESTS_CA_BUNDLE would silently override verify.
+    """
+    session = _TimeoutSession(timeout)
+    if ca_bundle:
+        session.verify = ca_bundle
+        session.trust_env = False
+    return session
+
+
+class _TimeoutSession(requests.Session):
+    def __init__(self, timeout: float):
+        super().__init__()
+        self.default_timeout = timeout
+
+    def request(self, *args, **kwargs):
+        kwargs.setdefault("timeout", self.default_timeout)
+        return super().request(*args, **kwargs)
+
+
+@dataclass
+class OAuthClient:
+    """The External Client App: a confidential client that also uses PKCE (S256)."""
+
+    client_id: str
+    client_secret: str
+    redirect_uri: str
+    ca_bundle: str | None = None
+    timeout: float = TIMEOUT
+
+    def _session(self, **kw) -> OAuth2Session:
+        s = OAuth2Session(self.client_id, self.client_secret, redirect_uri=self.redirect_uri,
+                          scope=SCOPES, code_challenge_method="S256",
+                          token_endpoint_auth_method="client_secret_post", **kw)
+        if self.ca_bundle:
+            s.verify, s.trust_env = self.ca_bundle, False
+        return s
+
+    def authorization_url(self, login_url: str, state: str, code_verifier: str) -> str:
+        """Where to send the browser: authorize with state and the S256 code challenge."""
+        with self._session() as s:
+            url, _ = s.create_authorization_url(f"{login_url}/services/oauth2/authorize",
+                                                state=state, code_verifier=code_verifier)
+        return url
+
+    def exchange(self, login_url: str, code: str, code_verifier: str) -> dict:
+        """Code -> verified token response. Sends code_verifier AND client_secret."""
+        try:
+            with self._session() as s:
+                token = dict(s.fetch_token(f"{login_url}/services/oauth2/token", code=code,
+                                           code_verifier=code_verifier, timeout=self.timeout,
+                                           grant_type="authorization_code"))
+        except AuthlibOAuthError as exc:
+            raise OAuthFailure("invalid_code", f"{exc.error}: {exc.description}") from exc
+        except (requests.RequestException, ValueError) as exc:
+            raise OAuthFailure("invalid_code", f"token exchange failed: {exc}") from exc
+        self._verify(token)
+        return token
+
+    def refresh(self, login_url: str, refresh_token: str) -> dict:
+        """Refresh grant. invalid_grant (revoked, rotated out, app uninstalled) -> NeedsReauth."""
+        try:
+            with http_session(self.ca_bundle, self.timeout) as s:
+                response = s.post(f"{login_url}/services/oauth2/token", timeout=self.timeout, data={
+                    "grant_type": "refresh_token", "refresh_token": refresh_token,
+                    "client_id": self.client_id, "client_secret": self.client_secret})
+        except requests.RequestException as exc:
+            raise classify(None, None, exc=exc) from exc
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code >= 400 or "access_token" not in body:
+            raise classify(response.status_code, body)
+        self._verify(body)
+        return body
+
+    def revoke(self, base_url: str, token: str) -> bool:
+        """Revoke a refresh token (and its access tokens). True when Salesforce confirmed it."""
+        try:
+            with http_session(self.ca_bundle, self.timeout) as s:
+                response = s.post(f"{base_url}/services/oauth2/revoke", data={"token": token},
+                                  timeout=self.timeout)
+            return response.status_code == 200
+        except requests.RequestException:
+            return False
+
+    def _verify(self, token: dict) -> None:
+        if not signature_ok(token, self.client_secret):
+            raise OAuthFailure("bad_signature", "the token response signature does not match")
+
+
+# ---- token persistence ------------------------------------------------------------------
+
+
+class TokenStore(Protocol):
+    """Where an installation's tokens live. The webapp implements it on its database."""
+
+    def load(self) -> TokenSet:
+        """The current tokens."""
+
+    def refresh(self, fn: Callable[[TokenSet], TokenSet]) -> TokenSet:
+        """Under the installation's lock: re-read the tokens, call fn(current) and, when it
+        returns a different TokenSet, save it before releasing the lock; return the result."""
+
+
+class MemoryTokenStore:
+    """A TokenStore in memory (tests, benchmarks, scripts)."""
+
+    def __init__(self, tokens: TokenSet):
+        self.tokens = tokens
+        self.lock = threading.Lock()
+        self.saves = 0
+
+    def load(self) -> TokenSet:
+        return self.tokens
+
+    def refresh(self, fn):
+        with self.lock:
+            new = fn(self.tokens)
+            if new is not self.tokens:
+                self.tokens, self.saves = new, self.saves + 1
+            return new
+
+
+# ---- error classification ------------------------------------------------------------------
+
+_TRANSIENT_CODES = {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "UNKNOWN_EXCEPTION",
+                    "QUERY_TIMEOUT", "REQUEST_RUNNING_TOO_LONG", "CONCURRENT_REQUESTS_LIMIT"}
+_NOT_FOUND_CODES = {"NOT_FOUND", "ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"}
+
+
+def _errors(body: Any) -> list[dict]:
+    """Salesforce error bodies: a list of {errorCode|statusCode, message}, or OAuth's dict."""
+    if isinstance(body, dict):
+        if "error" in body:
+            return [{"errorCode": str(body["error"]), "message": str(body.get("error_description", ""))}]
+        body = [body]
+    if not isinstance(body, list):
+        return [{"errorCode": "", "message": str(body or "")[:300]}]
+    out = []
+    for item in body:
+        if isinstance(item, dict):
+            out.append({"errorCode": str(item.get("errorCode") or item.get("statusCode") or ""),
+                        "message": str(item.get("message", ""))})
+    return out
+
+
+def classify(status: int | None, body: Any = None, *, exc: BaseException | None = None,
+             what: str = "") -> CrmError:
+    """THE mapping from a Salesforce failure to the taxonomy (SDK exception, HTTP status and
+    body, a Composite sub-response, or an OAuth token-endpoint error)."""
+    if exc is not None and not isinstance(exc, SalesforceError):
+        if isinstance(exc, CrmError):
+            return exc
+        if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
+            return Transient(f"Salesforce did not answer ({exc.__class__.__name__})")
+        if isinstance(exc, requests.RequestException):
+            return Transient(f"network error: {exc}")
+        return Rejected(f"unexpected answer from Salesforce: {exc!r}")
+    if isinstance(exc, SalesforceError):
+        status, body = exc.status, exc.content
+    errors = _errors(body)
+    codes = {e["errorCode"] for e in errors}
+    message = "; ".join(f"{e['errorCode']}: {e['message']}".strip(": ") for e in errors
+                        if e["errorCode"] != "PROCESSING_HALTED") or "; ".join(
+        e["message"] for e in errors) or f"HTTP {status}"
+    if what:
+        message = f"{what}: {message}"
+    if "invalid_grant" in codes or "inactive_user" in codes or "inactive_org" in codes:
+        return NeedsReauth(f"Salesforce refused the refresh token ({message}); reconnect the org",
+                           status=status)
+    if codes & {"invalid_client", "invalid_client_id", "unauthorized_client"}:
+        return NeedsReauth(f"the Salesforce app credentials were refused ({message})", status=status)
+    if status == 401 or "INVALID_SESSION_ID" in codes:
+        return AuthExpired(message, status=status)
+    if "REQUEST_LIMIT_EXCEEDED" in codes:
+        return RateLimited(f"the org's daily API allocation is used up ({message})",
+                           retry_after=DAILY_RETRY_AFTER, scope="daily", status=status)
+    if codes & _TRANSIENT_CODES or (status is not None and status >= 500) or status in (408, 429):
+        return Transient(message, status=status)
+    if status == 404 or codes & _NOT_FOUND_CODES:
+        return NotFound(message, status=status)
+    if codes & {"API_DISABLED_FOR_ORG", "API_CURRENTLY_DISABLED"}:
+        return NeedsReauth(f"the API is disabled for this org or user ({message})", status=status)
+    return Rejected(message, status=status)
+
+
+# ---- the connector -------------------------------------------------------------------------
+
+# Org-wide usage seen in the last Sforce-Limit-Info header, per org (every response refreshes it).
+_USAGE: dict[str, tuple[int, int]] = {}
+
+OPPORTUNITY_SUMMARY = {  # DealUpdate.properties key -> (Opportunity field, kind)
+    "progress_percent": ("MAP_Progress__c", "number"),
+    "next_milestone": ("MAP_Next_Milestone__c", "text"),
+    "next_milestone_due": ("MAP_Next_Milestone_Due__c", "date"),
+    "risk": ("MAP_Risk__c", "text"),
+    "overdue_count": ("MAP_Overdue_Count__c", "number"),
+    "slip_days": ("MAP_Days_Slipped__c", "number"),
+    "buyer_link": ("MAP_Buyer_Link__c", "url"),
+}
+
+
+def _sf_date(value) -> str | None:
+    if value in (None, ""):
+        return None
+    return value.isoformat() if isinstance(value, (date, datetime)) else str(value)
+
+
+def _sf_datetime(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_sf_datetime(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+
+
+def _soql_datetime(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _number(value) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class SalesforceConnector:
+    provider = "salesforce"
+
+    def __init__(self, store: TokenStore, oauth: OAuthClient, *, namespace: str | None = None,
+                 settings: dict | None = None, limiter=None, http: requests.Session | None = None,
+                 version: str = API_VERSION, max_attempts: int = 3, wait_initial: float = 0.2,
+                 page_size: int = 500):
+        self.store, self.oauth = store, oauth
+        self.settings = dict(settings or {})
+        self.namespace = namespace if namespace is not None else (self.settings.get("namespace") or None)
+        self.limiter = limiter
+        self.http = http or http_session(oauth.ca_bundle, oauth.timeout)
+        self.version = version
+        self.max_attempts, self.wait_initial = max_attempts, wait_initial
+        self.page_size = page_size
+        self.calls = 0  # API calls made by this connector (composite = 1)
+        self.refreshes = 0
+        self._tokens = store.load()
+        if self._tokens is None:
+            raise NeedsReauth("no Salesforce tokens stored for this installation")
+        self._sf: Salesforce | None = None
+
+    # ---- names ---------------------------------------------------------------------------
+    def n(self, name: str) -> str:
+        """A package object/field/relationship name with the org's namespace prefix."""
+        if self.namespace and name.endswith(("__c", "__r")) and name.count("__") == 1:
+            return f"{self.namespace}__{name}"
+        return name
+
+    @property
+    def org_id(self) -> str:
+        return self._tokens.extra.get("org_id", "")
+
+    @property
+    def sf(self) -> Salesforce:
+        if self._sf is None:
+            self._sf = Salesforce(session_id=self._tokens.access_token,
+                                  instance_url=self._tokens.extra["instance_url"],
+                                  version=self.version, session=self.http)
+        return self._sf
+
+    def _path(self, rest: str) -> str:
+        return f"/services/data/v{self.version}/{rest}"
+
+    # ---- the one call path ------------------------------------------------------------------
+    def _call(self, fn: Callable[[Salesforce], Any], *, urgent: bool = True, what: str = "") -> Any:
+        """Run fn(simple-salesforce client) under the whole policy; see the module docstring."""
+        replayed = False
+        while True:
+            try:
+                return self._with_retries(fn, urgent, what)
+            except AuthExpired:
+                if replayed:
+                    raise
+                replayed = True
+                self._refresh(stale=self._tokens.access_token)
+
+    def _with_retries(self, fn, urgent: bool, what: str):
+        retrying = Retrying(retry=retry_if_exception_type(Transient),
+                            stop=stop_after_attempt(self.max_attempts),
+                            wait=wait_exponential(multiplier=self.wait_initial, max=5.0)
+                            + wait_random(0, self.wait_initial),
+                            reraise=True)
+        return retrying(self._once, fn, urgent, what)
+
+    def _once(self, fn, urgent: bool, what: str):
+        if self.limiter is not None:
+            self.limiter.acquire(f"salesforce:{self.org_id}")
+        if not urgent:
+            self._check_daily_budget()
+        self.calls += 1
+        try:
+            return fn(self.sf)
+        except Exception as exc:
+            raise classify(None, None, exc=exc, what=what) from exc
+        finally:
+            self._note_usage()
+
+    def _note_usage(self) -> None:
+        usage = (getattr(self._sf, "api_usage", None) or {}).get("api-usage")
+        if usage is not None:
+            _USAGE[self.org_id] = (usage.used, usage.total)
+
+    def api_usage(self) -> tuple[int, int] | None:
+        """(used, allocation) of the org's rolling 24-hour API calls, as last seen."""
+        return _USAGE.get(self.org_id)
+
+    def _check_daily_budget(self) -> None:
+        seen = _USAGE.get(self.org_id)
+        if seen and seen[1] and seen[0] >= DAILY_DEFER_AT * seen[1]:
+            raise RateLimited(f"the org has used {seen[0]} of {seen[1]} daily API calls; "
+                              "non-urgent work waits", retry_after=DAILY_RETRY_AFTER, scope="daily",
+                              status=None)
+
+    def _refresh(self, stale: str) -> None:
+        """Refresh under the store's lock; reuse another worker's fresh token when there is one."""
+
+        def fn(current: TokenSet) -> TokenSet:
+            if current.access_token != stale:
+                return current  # someone refreshed while we waited for the lock
+            if not current.refresh_token:
+                raise NeedsReauth("no refresh token stored; reconnect the org")
+            body = self.oauth.refresh(current.extra.get("login_url") or PRODUCTION_LOGIN,
+                                      current.refresh_token)
+            self.refreshes += 1
+            return token_set(body, current.extra.get("login_url") or PRODUCTION_LOGIN, current)
+
+        self._tokens = self.store.refresh(fn)
+        self._sf = None
+
+    def keep_alive(self) -> None:
+        """Nothing to do ahead of time: Salesforce tells no lifetime; expiry is handled on 401."""
+
+    def revoke(self) -> bool:
+        token = self._tokens.refresh_token or self._tokens.access_token
+        return self.oauth.revoke(self._tokens.extra.get("instance_url") or PRODUCTION_LOGIN, token)
+
+    # ---- setup ------------------------------------------------------------------------------
+    def check_package(self) -> dict:
+        """The package's objects are in the org (one global describe; detects the namespace),
+        and the org's name. Raises NotFound("package_missing: ...") when they are not."""
+        described = self._call(lambda sf: sf.describe(), what="describe")
+        names = [o["name"] for o in described.get("sobjects", [])]
+        found = {}
+        for base in (PLAN, MILESTONE):
+            for name in names:
+                if name == base or (name.endswith("__" + base) and name.count("__") == 2):
+                    found[base] = name
+        if len(found) < 2:
+            raise NotFound(f"package_missing: the MutualPlan package's objects ({PLAN}, "
+                           f"{MILESTONE}) are not in this org")
+        prefix = found[PLAN][: -len(PLAN)]
+        self.namespace = prefix[:-2] if prefix else None
+        org = self._call(lambda sf: sf.query("SELECT Id, Name, IsSandbox FROM Organization"),
+                         what="organization")
+        record = (org.get("records") or [{}])[0]
+        return {"namespace": self.namespace, "org_name": record.get("Name", ""),
+                "is_sandbox": bool(record.get("IsSandbox")), "mode": "custom_objects",
+                "api_version": self.version}
+
+    def ensure_setup(self) -> dict:
+        """check_package, then the org's Opportunity stages per sales process, in the shape
+        webapp/sync.pipeline_stages caches: {"pipelines": {id: [vars(PipelineStage)]}, ...}."""
+        settings = self.check_package()
+        settings.update(self._learn_pipelines())
+        self.settings.update(settings)
+        return settings
+
+    def _learn_pipelines(self) -> dict:
+        stages = self._call(lambda sf: sf.query(
+            "SELECT ApiName, MasterLabel, SortOrder, IsClosed, IsWon, DefaultProbability "
+            "FROM OpportunityStage WHERE IsActive = true ORDER BY SortOrder"), what="stages")
+        all_stages = [PipelineStage(id=r["ApiName"] or r["MasterLabel"], label=r["MasterLabel"],
+                                    position=i, probability=(r.get("DefaultProbability") or 0) / 100,
+                                    closed=bool(r["IsClosed"]), won=bool(r["IsWon"]))
+                      for i, r in enumerate(stages["records"])]
+        pipelines = {"default": [vars(s) for s in all_stages]}
+        record_types: dict = {}
+        rts = self._call(lambda sf: sf.query(
+            "SELECT Id, Name, DeveloperName, BusinessProcessId FROM RecordType "
+            "WHERE SobjectType = 'Opportunity' AND IsActive = true"), what="record types")
+        processes = {}
+        if rts["records"]:
+            bps = self._call(lambda sf: sf.query(
+                "SELECT Id, Name FROM BusinessProcess WHERE TableEnumOrId = 'Opportunity'"),
+                what="sales processes")
+            processes = {r["Id"]: r["Name"] for r in bps["records"]}
+        for rt in rts["records"]:
+            process = processes.get(rt.get("BusinessProcessId"))
+            if not process:
+                continue
+            record_types[rt["Id"]] = process
+            if process in pipelines:
+                continue
+            values = self._call(lambda sf, rid=rt["Id"]: sf.restful(
+                f"ui-api/object-info/Opportunity/picklist-values/{rid}/StageName"),
+                what="sales process stages")
+            allowed = {v["value"] for v in values.get("values", [])}
+            pipelines[process] = [dict(vars(s), position=i) for i, s in
+                                  enumerate(s for s in all_stages if s.id in allowed)]
+        return {"pipelines": pipelines, "record_type_pipelines": record_types}
+
+    def pipeline_stages(self, pipeline: str | None = None) -> list[PipelineStage]:
+        cached = (self.settings.get("pipelines") or {})
+        if pipeline not in cached:
+            cached = self._learn_pipelines()["pipelines"]
+            self.settings["pipelines"] = cached
+        return [PipelineStage(**s) for s in cached.get(pipeline or "default", cached["default"])]
+
+    def _pipeline_of(self, record_type_id: str | None) -> str:
+        return (self.settings.get("record_type_pipelines") or {}).get(record_type_id or "", "default")
+
+    # ---- deals -----------------------------------------------------------------------------
+    def get_deal(self, deal_id: str) -> Deal:
+        if not re.fullmatch(r"[a-zA-Z0-9]{15,18}", deal_id or ""):
+            raise NotFound(f"{deal_id!r} is not a Salesforce record id")
+        result = self._call(lambda sf: sf.query(
+            "SELECT Id, StageName, CloseDate, RecordTypeId, SystemModstamp FROM Opportunity "
+            f"WHERE Id = '{deal_id}'"), what="opportunity")
+        if not result["records"]:
+            raise NotFound(f"opportunity {deal_id} not found")
+        r = result["records"][0]
+        return Deal(r["Id"], self._pipeline_of(r.get("RecordTypeId")), r["StageName"],
+                    date.fromisoformat(r["CloseDate"]) if r.get("CloseDate") else None,
+                    _parse_sf_datetime(r.get("SystemModstamp")))
+
+    def update_deal(self, update: DealUpdate) -> None:
+        body = self._opportunity_body(update)
+        if body:
+            self._call(lambda sf: sf.restful(f"sobjects/Opportunity/{update.deal_id}", method="PATCH",
+                                             json=body), what=f"opportunity {update.deal_id}")
+
+    def _opportunity_body(self, update: DealUpdate) -> dict:
+        body: dict = {}
+        if update.stage:
+            body["StageName"] = update.stage
+        if update.close_date:
+            body["CloseDate"] = _sf_date(update.close_date)
+        for key, value in (update.properties or {}).items():
+            if key not in OPPORTUNITY_SUMMARY:
+                continue
+            name, kind = OPPORTUNITY_SUMMARY[key]
+            body[self.n(name)] = (_number(value) if kind == "number" else
+                                  _sf_date(value) if kind == "date" else (value or None))
+        return body
+
+    # ---- push ------------------------------------------------------------------------------
+    def _plan_body(self, plan: PlanDoc) -> dict:
+        n = self.n
+        body = {
+            n("Value_Summary__c"): plan.value_summary or None,
+            n("Objectives__c"): plan.objectives or None,
+            n("Constraints__c"): plan.constraints or None,
+            n("Progress_Percent__c"): plan.progress_percent,
+            n("Overall_Risk__c"): plan.risk or None,
+            n("Next_Milestone__c"): (plan.next_milestone or "")[:255] or None,
+            n("Next_Milestone_Due__c"): _sf_date(plan.next_milestone_due),
+            n("Overdue_Count__c"): plan.overdue_count,
+            n("Days_Slipped__c"): plan.slip_days,
+            n("Buyer_Link__c"): plan.buyer_link or None,
+            n("Go_Live_Date__c"): _sf_date(plan.go_live_date),
+            n("Budget__c"): (plan.budget or "")[:255] or None,
+        }
+        if re.fullmatch(r"006[a-zA-Z0-9]{12}(?:[a-zA-Z0-9]{3})?", plan.deal_id or ""):
+            body[n("Opportunity__c")] = plan.deal_id
+        return body
+
+    def _milestone_record(self, m: MilestoneDoc, plan_ref: str) -> dict:
+        n = self.n
+        return {
+            "attributes": {"type": n(MILESTONE)},
+            n("Milestone_UUID__c"): m.uuid,
+            n("Plan__c"): plan_ref,
+            "Name": (m.title or "Milestone")[:80],
+            n("Title__c"): m.title[:255],
+            n("Stage__c"): (m.stage_name or "")[:80] or None,
+            n("Position__c"): m.position,
+            n("Description__c"): m.description or None,
+            n("Owner_Side__c"): m.owner_side,
+            n("Owner_Name__c"): (m.owner_name or "")[:255] or None,
+            n("Owner_Email__c"): m.owner_email or None,
+            n("Due_Date__c"): _sf_date(m.due_date),
+            n("Status__c"): m.status,
+            n("Risk__c"): m.risk,
+            n("Internal_Only__c"): bool(m.internal),
+            n("Completed_At__c"): _sf_datetime(m.completed_at),
+            n("Gate_Stage__c"): m.gate_stage or None,
+        }
+
+    def push_plan(self, plan: PlanDoc, deal: DealUpdate | None) -> PushResult:
+        """One Composite request per plan (chunked past 25 sub-requests / 200 milestones)."""
+        n = self.n
+        plan_url = self._path(f"sobjects/{n(PLAN)}/{n('Plan_UUID__c')}/{quote(plan.uuid)}")
+        plan_sub = {"method": "PATCH", "url": plan_url, "referenceId": "plan",
+                    "body": self._plan_body(plan)}
+        milestone_subs = []
+        records = [self._milestone_record(m, "@{plan.id}") for m in plan.milestones]
+        for i in range(0, len(records), MAX_COLLECTION):
+            milestone_subs.append({
+                "method": "PATCH", "referenceId": f"ms{i // MAX_COLLECTION}",
+                "url": self._path(f"composite/sobjects/{n(MILESTONE)}/{n('Milestone_UUID__c')}"),
+                "body": {"allOrNone": False, "records": records[i:i + MAX_COLLECTION]}})
+        delete_subs = [{"method": "DELETE", "referenceId": f"del{i}",
+                        "url": self._path(f"sobjects/{n(MILESTONE)}/{n('Milestone_UUID__c')}/{quote(u)}")}
+                       for i, u in enumerate(plan.deleted_milestones)]
+        deal_subs = []
+        if deal is not None and not deal.is_empty():
+            body = self._opportunity_body(deal)
+            if body:
+                deal_subs.append({"method": "PATCH", "referenceId": "deal", "body": body,
+                                  "url": self._path(f"sobjects/Opportunity/{deal.deal_id}")})
+        # Every chunk starts with the plan upsert (it yields @{plan.id} for the milestones and is
+        # idempotent); collections count towards the 5-heavy-subrequests limit.
+        others = milestone_subs + delete_subs + deal_subs
+        chunks, current, heavy = [], [plan_sub], 0
+        for sub in others:
+            is_heavy = "/composite/sobjects" in sub["url"]
+            if len(current) >= MAX_SUBREQUESTS or (is_heavy and heavy >= 5):
+                chunks.append(current)
+                current, heavy = [plan_sub], 0
+            current.append(sub)
+            heavy += is_heavy
+        chunks.append(current)
+        remote_ids: dict = {}
+        for chunk in chunks:
+            remote_ids.update(self._composite(chunk, plan, [m.uuid for m in plan.milestones]))
+        hashes = {m.uuid: content_hash(milestone_fields(m)) for m in plan.milestones}
+        plan_fields = {k: v for k, v in vars(plan).items()
+                       if k not in ("uuid", "milestones", "deleted_milestones")}
+        hashes[plan.uuid] = content_hash(plan_fields)
+        return PushResult(remote_ids=remote_ids, hashes=hashes, calls=len(chunks))
+
+    def _composite(self, subs: list, plan: PlanDoc, milestone_uuids: list) -> dict:
+        # The sub-responses are checked inside the call, so a lock error (Transient) is retried
+        # by the same policy; replaying the Composite is safe as every write is an upsert.
+        return self._call(lambda sf: self._check_composite(sf.restful("composite", method="POST", json={
+            "allOrNone": False, "compositeRequest": subs}), subs, plan, milestone_uuids),
+            what=f"push of plan {plan.uuid}")
+
+    def _check_composite(self, response: dict, subs: list, plan: PlanDoc, milestone_uuids: list) -> dict:
+        """Composite answers 200 when parts fail: look at every sub-response and record."""
+        failures: list[CrmError] = []
+        remote_ids: dict = {}
+        by_ref = {s["referenceId"]: s for s in subs}
+        for part in response.get("compositeResponse", []):
+            ref, status, body = part["referenceId"], part["httpStatusCode"], part.get("body")
+            sub = by_ref.get(ref, {})
+            if ref == "plan" and status < 300 and isinstance(body, dict):
+                remote_ids[plan.uuid] = body.get("id")
+            if status >= 300:
+                if sub.get("method") == "DELETE" and status == 404:
+                    continue  # already gone: deletes are idempotent
+                failures.append(classify(status, body, what=self._describe_sub(ref, plan)))
+                continue
+            if ref.startswith("ms") and isinstance(body, list):
+                start = int(ref[2:]) * MAX_COLLECTION
+                for offset, result in enumerate(body):
+                    uuid = milestone_uuids[start + offset] if start + offset < len(milestone_uuids) else "?"
+                    if result.get("success"):
+                        remote_ids[uuid] = result.get("id")
+                    else:
+                        failures.append(classify(400, result.get("errors"), what=f"milestone {uuid}"))
+        if failures:
+            raise _worst(failures)
+        return remote_ids
+
+    @staticmethod
+    def _describe_sub(ref: str, plan: PlanDoc) -> str:
+        if ref == "plan":
+            return f"plan {plan.uuid}"
+        if ref == "deal":
+            return f"opportunity {plan.deal_id}"
+        return ref
+
+    # ---- pull ------------------------------------------------------------------------------
+    def _milestone_soql(self, since: datetime) -> str:
+        n = self.n
+        fields = ["Id", "IsDeleted", "SystemModstamp", n("Milestone_UUID__c"),
+                  f"{n('Plan__r')}.{n('Plan_UUID__c')}", n("Title__c"), n("Stage__c"),
+                  n("Position__c"), n("Description__c"), n("Owner_Side__c"), n("Owner_Name__c"),
+                  n("Owner_Email__c"), n("Due_Date__c"), n("Status__c"), n("Risk__c"),
+                  n("Internal_Only__c"), n("Completed_At__c"), n("Gate_Stage__c")]
+        return (f"SELECT {', '.join(fields)} FROM {n(MILESTONE)} "
+                f"WHERE SystemModstamp >= {_soql_datetime(since)} ORDER BY SystemModstamp, Id")
+
+    @staticmethod
+    def _opportunity_soql(since: datetime) -> str:
+        return ("SELECT Id, IsDeleted, SystemModstamp, StageName, CloseDate, RecordTypeId "
+                f"FROM Opportunity WHERE SystemModstamp >= {_soql_datetime(since)} "
+                "ORDER BY SystemModstamp, Id")
+
+    def pull(self, since: datetime, cursor: str | None = None) -> Page:
+        """Changed milestones and Opportunities since `since`, deletions included.
+
+        The first page asks both queries in one Composite call; further pages follow each
+        query's nextRecordsUrl. The cursor is JSON: {"ms": url|None, "opp": url|None}.
+        A poll is non-urgent: past DAILY_DEFER_AT of the daily allocation it defers.
+        """
+        since = since.replace(microsecond=0)
+        empty = {"records": [], "done": True}
+        if cursor is None:
+            def query(ref: str, soql: str) -> dict:
+                return {"method": "GET", "referenceId": ref,
+                        "url": self._path(f"queryAll?q={quote(soql)}")}
+            response = self._call(lambda sf: sf.restful("composite", method="POST", json={
+                "allOrNone": False, "compositeRequest": [
+                    query("ms", self._milestone_soql(since)),
+                    query("opp", self._opportunity_soql(since))]}), urgent=False, what="poll")
+            parts = {p["referenceId"]: p for p in response.get("compositeResponse", [])}
+            for ref in ("ms", "opp"):
+                part = parts.get(ref) or {}
+                if part.get("httpStatusCode", 500) >= 300:
+                    raise classify(part.get("httpStatusCode"), part.get("body"), what="poll")
+            ms, opp = parts["ms"]["body"], parts["opp"]["body"]
+            state = {"ms": _next_url(ms), "opp": _next_url(opp)}
+        else:
+            state = json.loads(cursor)
+            ms = opp = empty
+            if state.get("ms"):  # milestones first; the Opportunity locator waits in the cursor
+                ms = self._call(lambda sf: sf.query_more(state["ms"], identifier_is_url=True),
+                                urgent=False, what="poll")
+                state["ms"] = _next_url(ms)
+            elif state.get("opp"):
+                opp = self._call(lambda sf: sf.query_more(state["opp"], identifier_is_url=True),
+                                 urgent=False, what="poll")
+                state["opp"] = _next_url(opp)
+        changes = self._milestone_changes(ms.get("records", [])) + \
+            self._deal_changes(opp.get("records", []))
+        more = state.get("ms") or state.get("opp")
+        return Page(changes=changes, cursor=json.dumps(state) if more else None)
+
+    def _milestone_changes(self, records: list) -> list[RemoteChange]:
+        n = self.n
+        out, seen = [], set()
+        for r in records:
+            uuid = r.get(n("Milestone_UUID__c"))
+            key = (r["Id"], r.get("SystemModstamp"))
+            if not uuid or key in seen:
+                continue  # a record a rep made in Salesforce without our id; or a duplicate
+            seen.add(key)
+            modified = _parse_sf_datetime(r.get("SystemModstamp"))
+            if r.get("IsDeleted"):
+                out.append(RemoteChange("milestone", uuid, {}, modified, deleted=True))
+                continue
+            plan = r.get(n("Plan__r")) or {}
+            position = r.get(n("Position__c"))
+            fields = {
+                "plan_uuid": plan.get(n("Plan_UUID__c")) or "",
+                "title": r.get(n("Title__c")) or "",
+                "stage_name": r.get(n("Stage__c")) or "",
+                "position": int(position) if position is not None else 0,
+                "description": r.get(n("Description__c")) or "",
+                "owner_side": r.get(n("Owner_Side__c")) or "seller",
+                "owner_name": r.get(n("Owner_Name__c")) or "",
+                "owner_email": r.get(n("Owner_Email__c")) or "",
+                "due_date": date.fromisoformat(r[n("Due_Date__c")]) if r.get(n("Due_Date__c")) else None,
+                "status": r.get(n("Status__c")) or "not_started",
+                "risk": r.get(n("Risk__c")) or "on_track",
+                "internal": bool(r.get(n("Internal_Only__c"))),
+                "completed_at": _parse_sf_datetime(r.get(n("Completed_At__c"))),
+                "gate_stage": r.get(n("Gate_Stage__c")) or None,
+            }
+            out.append(RemoteChange("milestone", uuid, fields, modified,
+                                    content_hash=content_hash(fields)))
+        return out
+
+    def _deal_changes(self, records: list) -> list[RemoteChange]:
+        out, seen = [], set()
+        for r in records:
+            key = (r["Id"], r.get("SystemModstamp"))
+            if key in seen:
+                continue
+            seen.add(key)
+            modified = _parse_sf_datetime(r.get("SystemModstamp"))
+            if r.get("IsDeleted"):
+                out.append(RemoteChange("deal", r["Id"], {}, modified, deleted=True))
+                continue
+            out.append(RemoteChange("deal", r["Id"], {
+                "stage": r.get("StageName"), "pipeline": self._pipeline_of(r.get("RecordTypeId")),
+                "close_date": date.fromisoformat(r["CloseDate"]) if r.get("CloseDate") else None,
+            }, modified))
+        return out
+
+
+def _next_url(result: dict) -> str | None:
+    return None if result.get("done", True) else result.get("nextRecordsUrl")
+
+
+def _worst(failures: list[CrmError]) -> CrmError:
+    """Of several sub-request failures, the one that decides the push's fate.
+
+    Needs-reconnect beats rate limits beat transient errors (retry the lot) beat
+    rejections (dead letter with every message)."""
+    for kind in (NeedsReauth, AuthExpired, RateLimited, Transient):
+        for f in failures:
+            if isinstance(f, kind):
+                return f
+    rejected = [f for f in failures if isinstance(f, Rejected)]
+    if rejected:
+        return Rejected("; ".join(f.detail for f in rejected)[:2000], status=rejected[0].status)
+    return failures[0]

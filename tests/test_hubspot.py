@@ -1,0 +1,801 @@
+"""HubSpot end to end: the real SDK over real HTTP against the emulator, both portal modes.
+
+Install through the Flask test client and the emulator's consent page; pushes, pulls and
+webhooks driven with webhook.jobs.TASKS (JOBS_MODE manual); the card API called as
+hubspot.fetch calls it (sandbox.card_fetch, signed v3) against the app served on a real port.
+Every test ends with no contract violation against HubSpot's published OpenAPI specs.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+import urllib.parse
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+from sqlalchemy import select, update
+from werkzeug.serving import make_server
+
+from connector.hubspot import MILESTONE_OBJECT, SignatureVerifier, InvalidSignature
+from connector.sandbox.hubspot import HubSpotSandbox, serve, sign_v3
+from conftest import Api
+from webapp import installations, jobs
+from webapp.db import session
+from webapp.models import HubSpotEvent, Installation, Mirror, OAuthState, OutboxEntry, Plan
+
+ENT, PRO = 100001, 100002
+SECRET = "sandbox-client-secret"
+PUBLIC = "http://mutualplan.test"
+
+
+@pytest.fixture
+def sb():
+    sandbox = HubSpotSandbox()
+    server = serve(sandbox)
+    sandbox.server = server
+    yield sandbox
+    server.shutdown()
+    sandbox.assert_no_contract_violations()
+
+
+@pytest.fixture
+def app_config(sb):
+    return {"HUBSPOT_CLIENT_ID": "sandbox-client-id", "HUBSPOT_CLIENT_SECRET": SECRET,
+            "HUBSPOT_APP_ID": "1000001", "HUBSPOT_API_BASE": sb.server.url,
+            "HUBSPOT_AUTH_BASE": sb.server.url, "PUBLIC_BASE_URL": PUBLIC,
+            "HUBSPOT_RETRY_SLEEP": lambda seconds: None, "HUBSPOT_TIMEOUT": (2.0, 5.0)}
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+
+def consent(sb, location: str, portal: int, action: str = "connect") -> str:
+    """Click through the emulator's consent page; returns our callback URL with code/state."""
+    q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query))
+    assert location.startswith(sb.server.url + "/oauth/authorize?")
+    page = requests.get(location, timeout=5)
+    assert page.status_code == 200
+    form = {k: q.get(k, "") for k in ("client_id", "redirect_uri", "scope", "optional_scope", "state")}
+    answer = requests.post(sb.server.url + "/oauth/authorize", data={**form, "portal_id": portal,
+                                                                      "action": action},
+                           allow_redirects=False, timeout=5)
+    assert answer.status_code == 302, answer.text
+    return answer.headers["Location"]
+
+
+def callback_path(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+def install(client, sb, portal: int):
+    start = client.get("/install/hubspot")
+    assert start.status_code == 302
+    back = consent(sb, start.headers["Location"], portal)
+    page = client.get(callback_path(back))
+    return page
+
+
+def installed(app, client, sb, portal: int) -> tuple[str, Api]:
+    page = install(client, sb, portal)
+    assert page.status_code == 200, page.text
+    key = re.search(r'id="api-key">([^<]+)<', page.text).group(1)
+    with app.app_context():
+        row = installations.find(session(), "hubspot", str(portal))
+        return row.id, Api(client, key)
+
+
+def run(app, task="relay", *args):
+    with app.app_context():
+        return jobs.TASKS[task](*args)
+
+
+def queued(app) -> list:
+    state = app.extensions["mutualplan.jobs"]
+    items, state["queued"] = state.get("queued", []), []
+    return [item for item in items if item[0] != "relay"]
+
+
+def deal_id(sb, portal: int, n: int = 0) -> str:
+    return sb.records(portal, "deals")[n]["id"]
+
+
+def new_plan(api: Api, portal: int, deal: str, twelve: bool = True) -> dict:
+    r = api.post("/plans", json={"title": "Acme MAP", "template": "enterprise",
+                                 "deal": {"provider": "hubspot", "account_id": str(portal), "deal_id": deal}})
+    assert r.status_code == 201, r.json
+    plan = r.json
+    if twelve:
+        stage = plan["stages"][-1]["id"]
+        assert api.post(f"/plans/{plan['id']}/milestones", json={"stage_id": stage, "title": "Go-live review"}
+                        ).status_code == 201
+        plan = api.get(f"/plans/{plan['id']}").json
+    return plan
+
+
+def milestones(plan: dict) -> list[dict]:
+    return [m for st in plan["stages"] for m in st["milestones"]]
+
+
+def milestone(plan: dict, title: str) -> dict:
+    return next(m for m in milestones(plan) if m["title"] == title)
+
+
+def outbox(app, **filters) -> list:
+    with app.app_context():
+        q = select(OutboxEntry)
+        for k, v in filters.items():
+            q = q.where(getattr(OutboxEntry, k) == v)
+        return session().scalars(q).all()
+
+
+def inst(app, installation_id) -> Installation:
+    with app.app_context():
+        return session().get(Installation, installation_id)
+
+
+def tokens(app, installation_id):
+    with app.app_context():
+        return installations.tokens_of(session().get(Installation, installation_id))
+
+
+def mirror(app, plan_id) -> Mirror:
+    with app.app_context():
+        return session().get(Mirror, plan_id)
+
+
+def total_calls(sb, portal) -> int:
+    return sum(sb.call_counts(portal).values())
+
+
+# ---- install ---------------------------------------------------------------------------------
+
+
+def test_install_enterprise_portal_runs_in_custom_objects_mode(app, client, sb):
+    page = install(client, sb, ENT)
+    assert page.status_code == 200
+    assert 'data-mode="custom_objects"' in page.text and 'id="api-key"' in page.text
+    with app.app_context():
+        row = installations.find(session(), "hubspot", str(ENT))
+        settings = row.settings
+        assert row.status == "active"
+        tokens = installations.tokens_of(row)
+        assert tokens.access_token not in row.tokens and tokens.extra["hub_id"] == str(ENT)  # encrypted at rest
+    assert settings["mode"] == "custom_objects"
+    types = settings["object_types"]
+    assert sb.resolve_type(ENT, types["plan"]) == types["plan"]
+    names = {s["name"] for s in sb.portals[ENT].schemas.values()}
+    assert names == {"mutual_action_plan", MILESTONE_OBJECT}
+    assert settings["association_types"]["plan_to_deal"] and settings["association_types"]["milestone_to_plan"]
+    assert [s["id"] for s in settings["pipelines"]["default"]][:2] == ["appointmentscheduled", "qualifiedtobuy"]
+    props = sb.portals[ENT].properties["0-3"]
+    for name in ("mp_progress_percent", "mp_next_milestone", "mp_next_milestone_due", "mp_risk",
+                 "mp_overdue_count", "mp_days_slipped", "mp_buyer_link", "mp_last_buyer_activity"):
+        assert props[name]["groupName"] == "mutual_action_plan"
+    assert sb.portals[ENT].properties[types["milestone"]]["mp_uuid"]["hasUniqueValue"]
+
+
+def test_install_professional_portal_runs_in_deal_properties_mode(app, client, sb):
+    page = install(client, sb, PRO)
+    assert page.status_code == 200 and 'data-mode="deal_properties"' in page.text
+    settings = inst(app, installations_id(app, PRO)).settings
+    assert settings["mode"] == "deal_properties" and "object_types" not in settings
+    assert sb.portals[PRO].schemas == {}
+    assert "mp_progress_percent" in sb.portals[PRO].properties["0-3"]
+    assert settings["pipelines"]["default"]
+
+
+def installations_id(app, portal) -> str:
+    with app.app_context():
+        return installations.find(session(), "hubspot", str(portal)).id
+
+
+def test_setup_is_idempotent_and_reinstall_reactivates(app, client, sb):
+    installation_id, _ = installed(app, client, sb, ENT)
+    with app.app_context():
+        row = session().get(Installation, installation_id)
+        installations.mark_needs_reconnect(session(), row, "test")
+        session().commit()
+    page = install(client, sb, ENT)
+    assert page.status_code == 200 and 'id="api-key"' not in page.text and "Welcome back" in page.text
+    assert inst(app, installation_id).status == "active"
+    assert len(sb.portals[ENT].schemas) == 2  # nothing created twice
+
+
+def _callback_with(client, sb, portal=ENT, **override):
+    start = client.get("/install/hubspot")
+    back = consent(sb, start.headers["Location"], portal)
+    q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(back).query))
+    q.update(override)
+    return q, client.get("/oauth/hubspot/callback?" + urllib.parse.urlencode(q))
+
+
+def reason(page) -> str:
+    return re.search(r'id="reason">([^<]+)<', page.text).group(1)
+
+
+def test_callback_access_denied(client, sb):
+    start = client.get("/install/hubspot")
+    back = consent(sb, start.headers["Location"], ENT, action="deny")
+    page = client.get(callback_path(back))
+    assert page.status_code == 403 and reason(page) == "access_denied"
+
+
+def test_callback_invalid_state(client, sb):
+    _, page = _callback_with(client, sb, state="forged")
+    assert page.status_code == 400 and reason(page) == "invalid_state"
+
+
+def test_callback_invalid_browser(app, client, sb):
+    start = client.get("/install/hubspot")
+    back = consent(sb, start.headers["Location"], ENT)
+    other = app.test_client()  # another browser, without the cookie
+    page = other.get(callback_path(back))
+    assert page.status_code == 400 and reason(page) == "invalid_browser"
+
+
+def test_callback_expired_state(app, client, sb):
+    start = client.get("/install/hubspot")
+    back = consent(sb, start.headers["Location"], ENT)
+    with app.app_context():
+        session().execute(update(OAuthState).values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+        session().commit()
+    page = client.get(callback_path(back))
+    assert page.status_code == 400 and reason(page) == "expired_state"
+
+
+def test_callback_used_state(client, sb):
+    start = client.get("/install/hubspot")
+    back = consent(sb, start.headers["Location"], ENT)
+    assert client.get(callback_path(back)).status_code == 200
+    page = client.get(callback_path(back))
+    assert page.status_code == 400 and reason(page) == "used_state"
+
+
+def test_callback_invalid_code(client, sb):
+    _, page = _callback_with(client, sb, code="not-a-code")
+    assert page.status_code == 400 and reason(page) == "invalid_code"
+
+
+def test_callback_metadata_lookup_failed(app, client, sb):
+    sb.inject("500", times=1, path_contains="/oauth/v1/access-tokens/")
+    _, page = _callback_with(client, sb)
+    assert page.status_code == 502 and reason(page) == "metadata_lookup_failed"
+    with app.app_context():
+        assert installations.find(session(), "hubspot", str(ENT)) is None
+
+
+def test_callback_storage_error(app, client, sb, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(installations, "save", broken)
+    _, page = _callback_with(client, sb)
+    assert page.status_code == 500 and reason(page) == "storage_error"
+
+
+# ---- push --------------------------------------------------------------------------------------
+
+
+def test_push_new_plan_and_one_change_in_custom_objects_mode(app, client, sb):
+    installation_id, api = installed(app, client, sb, ENT)
+    deal = deal_id(sb, ENT)
+    plan = new_plan(api, ENT, deal)
+    assert len(milestones(plan)) == 12
+    sb.reset_calls()
+    assert run(app) == 1
+    assert total_calls(sb, ENT) <= 4, sb.call_counts(ENT)
+    types = inst(app, installation_id).settings["object_types"]
+    records = sb.records(ENT, types["milestone"])
+    assert len(records) == 12 and {r["properties"]["mp_plan_uuid"] for r in records} == {plan["id"]}
+    [plan_record] = sb.records(ENT, types["plan"])
+    assert plan_record["properties"]["mp_uuid"] == plan["id"]
+    assert sb.associations(ENT, types["plan"], plan_record["id"], "deals") == {deal: [("USER_DEFINED", 101)]} \
+        or list(sb.associations(ENT, types["plan"], plan_record["id"], "deals")) == [deal]
+    assert len(sb.associations(ENT, types["plan"], plan_record["id"], types["milestone"])) == 12
+    props = sb.get_record(ENT, "deals", deal)["properties"]
+    assert props["mp_progress_percent"] == "0" and props["mp_risk"] == "on_track"
+    assert props["closedate"].startswith(milestone(plan, "Commercial agreement")["due_date"])
+
+    # one milestone changes: one upsert, and the deal update when the summary moves
+    m = milestone(plan, "Discovery call")
+    assert api.patch(f"/milestones/{m['id']}", json={"status": "done"}).status_code == 200
+    sb.reset_calls()
+    run(app)
+    assert total_calls(sb, ENT) <= 2, sb.call_counts(ENT)
+    rec = next(r for r in sb.records(ENT, types["milestone"]) if r["properties"]["mp_uuid"] == m["id"])
+    assert rec["properties"]["mp_status"] == "done"
+    assert len(sb.associations(ENT, types["plan"], plan_record["id"], types["milestone"])) == 12
+    assert [r.status for r in outbox(app)] == ["done", "done"]
+
+
+def test_push_in_deal_properties_mode_only_updates_the_deal(app, client, sb):
+    installation_id, api = installed(app, client, sb, PRO)
+    deal = deal_id(sb, PRO)
+    plan = new_plan(api, PRO, deal)
+    sb.reset_calls()
+    run(app)
+    counts = sb.call_counts(PRO)
+    assert counts == {"GET /crm/v3/objects/{object_type}/{object_id}": 1,
+                      "PATCH /crm/v3/objects/{object_type}/{object_id}": 1}, counts
+    m = milestone(plan, "Define requirements and success criteria")
+    api.patch(f"/milestones/{m['id']}", json={"status": "done"})
+    sb.reset_calls()
+    run(app)
+    assert sb.call_counts(PRO) == {"PATCH /crm/v3/objects/{object_type}/{object_id}": 1}
+    props = sb.get_record(PRO, "deals", deal)["properties"]
+    assert props["dealstage"] == "qualifiedtobuy"  # the gate moved the deal forward (it was there already)
+    assert int(props["mp_progress_percent"]) > 0
+
+
+def test_gate_milestone_moves_the_deal_forward_never_back(app, client, sb):
+    installation_id, api = installed(app, client, sb, ENT)
+    deal = sb.create_deal(ENT, {"dealname": "Fresh deal"})["id"]
+    plan = new_plan(api, ENT, deal, twelve=False)
+    run(app)
+    gate = milestone(plan, "Define requirements and success criteria")
+    api.patch(f"/milestones/{gate['id']}", json={"status": "done"})
+    run(app)
+    assert sb.get_record(ENT, "deals", deal)["properties"]["dealstage"] == "qualifiedtobuy"
+    api.patch(f"/milestones/{gate['id']}", json={"status": "in_progress", "version": gate["version"] + 1})
+    run(app)
+    assert sb.get_record(ENT, "deals", deal)["properties"]["dealstage"] == "qualifiedtobuy"
+
+
+def test_token_expiry_mid_push_refreshes_and_replays(app, client, sb):
+    installation_id, api = installed(app, client, sb, ENT)
+    plan = new_plan(api, ENT, deal_id(sb, ENT))
+    run(app)
+    before = tokens(app, installation_id).access_token
+    sb.expire_access_tokens(ENT)  # HubSpot says expired although our clock says not yet
+    m = milestone(plan, "Discovery call")
+    api.patch(f"/milestones/{m['id']}", json={"risk": "at_risk"})
+    sb.reset_calls()
+    run(app)
+    assert outbox(app)[-1].status == "done" or {r.status for r in outbox(app)} == {"done"}
+    statuses = [c["status"] for c in sb.calls(ENT)]
+    assert 401 in statuses and statuses[-1] == 200
+    assert "POST /oauth/v1/token" in sb.call_counts(ENT)
+    after = tokens(app, installation_id)
+    assert after.access_token != before and after.expires_at > datetime.now(timezone.utc) + timedelta(minutes=20)
+
+
+def test_proactive_refresh_before_expiry(app, client, sb):
+    installation_id, api = installed(app, client, sb, ENT)
+    with app.app_context():
+        row = session().get(Installation, installation_id)
+        t = installations.tokens_of(row)
+        installations.store_tokens(row, type(t)(t.access_token, t.refresh_token,
+                                                datetime.now(timezone.utc) + timedelta(minutes=2), t.extra))
+        session().commit()
+    new_plan(api, ENT, deal_id(sb, ENT))
+    sb.reset_calls()
+    run(app)
+    statuses = [c["status"] for c in sb.calls(ENT)]
+    assert 401 not in statuses and sb.calls(ENT)[0]["endpoint"] == "POST /oauth/v1/token"
+
+
+def test_429_storm_defers_and_loses_nothing(app, client, sb):
+    installation_id, api = installed(app, client, sb, ENT)
+    plan = new_plan(api, ENT, deal_id(sb, ENT))
+    sb.inject("429", times=50)
+    run(app)
+    [entry] = outbox(app)
+    assert entry.status == "pending" and entry.attempts == 0 and "rate limited" in entry.last_error
+    sb.clear_faults()
+    with app.app_context():
+        session().execute(update(OutboxEntry).values(next_attempt_at=datetime.now(timezone.utc)))
+        session().commit()
+    run(app)
+    assert [r.status for r in outbox(app)] == ["done"]
+    types = inst(app, installation_id).settings["object_types"]
+    assert len(sb.records(ENT, types["milestone"])) == len(milestones(plan))
+
+
+def test_429_with_short_retry_after_is_waited_inline(app, client, sb):
+    installation_id, api = installed(app, client, sb, PRO)
+    new_plan(api, PRO, deal_id(sb, PRO))
+    sb.rate_limit_retry_after = 1
+    sb.inject("429", times=1, method="PATCH")
+    run(app)
+    assert [r.status for r in outbox(app)] == ["done"]
+
+
+def test_5xx_is_retried_then_left_to_the_outbox(app, client, sb):
+    installation_id, api = installed(app, client, sb, ENT)
+    new_plan(api, ENT, deal_id(sb, ENT))
+    sb.inject("502", times=1)
+    run(app)
+    assert [r.status for r in outbox(app)] == ["done"]  # retried inline by the one policy
+    plan2 = new_plan(api, ENT, deal_id(sb, ENT, 1), twelve=False)
+    sb.inject("503", times=20)
+    run(app)
+    entry = outbox(app, plan_id=plan2["id"])[0]
+    assert entry.status == "pending" and entry.attempts == 1 and "Transient" in entry.last_error
+    sb.clear_faults()
+
+
+def test_invalid_grant_marks_needs_reconnect_and_parks(app, client, sb):
+    installation_id, api = installed(app, client, sb, ENT)
+    plan = new_plan(api, ENT, deal_id(sb, ENT))
+    sb.uninstall(ENT)
+    run(app)
+    row = inst(app, installation_id)
+    assert row.status == "needs_reconnect" and "refresh token" in row.status_reason
+    assert [r.status for r in outbox(app)] == ["parked"]
+    status = api.get(f"/plans/{plan['id']}/sync").json
+    assert status["state"] == "needs_reconnect"
+    # reconnecting puts the parked work back in the queue
+    assert install(client, sb, ENT).status_code == 200
+    assert inst(app, installation_id).status == "active"
+    run(app)
+    assert {r.status for r in outbox(app)} == {"done"}
+
+
+# ---- webhooks ---------------------------------------------------------------------------------
+
+
+def post_webhook(client, events_body: bytes, *, secret=SECRET, ts=None, uri=PUBLIC + "/webhooks/hubspot"):
+    ts = str(ts if ts is not None else int(time.time() * 1000))
+    return client.post("/webhooks/hubspot", data=events_body, content_type="application/json", headers={
+        "X-HubSpot-Signature-v3": sign_v3("POST", uri, events_body, secret, ts),
+        "X-HubSpot-Request-Timestamp": ts})
+
+
+def test_webhook_signature_checks(app, client, sb):
+    installation_id, _ = installed(app, client, sb, ENT)
+    body = b'[{"eventId":1,"subscriptionId":1003,"portalId":100001,"occurredAt":1,"subscriptionType":"deal.propertyChange","objectId":1001}]'
+    now = int(time.time() * 1000)
+    assert post_webhook(client, body, secret="wrong").status_code == 401
+    assert post_webhook(client, body, ts=now - 6 * 60 * 1000).status_code == 401  # too old
+    assert post_webhook(client, body, ts=now + 6 * 60 * 1000).status_code == 401  # from the future
+    assert post_webhook(client, body, uri="http://evil.test/webhooks/hubspot").status_code == 401
+    assert client.post("/webhooks/hubspot", data=body, content_type="application/json").status_code == 401
+    bad = post_webhook(client, body, secret="wrong")
+    assert bad.mimetype == "application/problem+json" and bad.json["reason"] == "mismatch"
+    assert queued(app) == []
+    ok = post_webhook(client, body, ts=now)
+    assert ok.status_code == 204
+    assert queued(app) == [("pull", (installation_id,))]
+    # the very same delivery replayed later: refused by the window, and it was a duplicate anyway
+    app.config["HUBSPOT_CLOCK"] = lambda: time.time() + 301
+    headers = {"X-HubSpot-Signature-v3": sign_v3("POST", PUBLIC + "/webhooks/hubspot", body, SECRET, str(now)),
+               "X-HubSpot-Request-Timestamp": str(now)}
+    assert client.post("/webhooks/hubspot", data=body, content_type="application/json",
+                       headers=headers).status_code == 401
+
+
+def test_signature_verifier_vector_and_clock():
+    # HubSpot's v3 test vector (hubspot.md §7)
+    body = (b'[{"eventId":1,"subscriptionId":12345,"portalId":62515,"occurredAt":1564113600000,'
+            b'"subscriptionType":"contact.creation","attemptNumber":0,"objectId":123,"changeSource":"CRM",'
+            b'"changeFlag":"NEW","appId":54321}]')
+    v = SignatureVerifier("yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy", clock=lambda: 1700000000.0)
+    v.verify("POST", "https://www.example.com/webhook_uri", body, "/pXDSgWeGksQpwCsgqd43P0eY6gBIse9UX0tfkudUrE=",
+             "1700000000000")
+    late = SignatureVerifier("yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy", clock=lambda: 1700000000.0 + 301)
+    with pytest.raises(InvalidSignature) as e:
+        late.verify("POST", "https://www.example.com/webhook_uri", body,
+                    "/pXDSgWeGksQpwCsgqd43P0eY6gBIse9UX0tfkudUrE=", "1700000000000")
+    assert e.value.reason == "expired"
+    # the 12-escape rule: %40 is decoded before signing, %20 is not
+    s = v.sign("GET", "https://x.test/a?e=a%40b.c&q=a%20b", b"", "1700000000000")
+    assert s == v.sign("GET", "https://x.test/a?e=a@b.c&q=a%20b", b"", "1700000000000")
+    assert s != v.sign("GET", "https://x.test/a?e=a@b.c&q=a b", b"", "1700000000000")
+
+
+def test_batch_of_100_duplicates_and_out_of_order_then_pull_sets_mismatch(app, client, sb, served):
+    installation_id, api = installed(app, client, sb, ENT)
+    deal = deal_id(sb, ENT)
+    plan = new_plan(api, ENT, deal)
+    run(app)
+    sb.drain_events()
+    sb.advance(1)
+    sb.rep_update_deal(ENT, deal, {"dealstage": "presentationscheduled"})
+    sb.advance(1)
+    sb.rep_update_deal(ENT, deal, {"dealstage": "decisionmakerboughtin"})
+    events = sb.drain_events(ENT)
+    filler = [{"eventId": 10_000 + i, "portalId": ENT, "subscriptionType": "deal.propertyChange",
+               "propertyName": "closedate", "objectId": int(deal), "occurredAt": sb.now_ms()} for i in range(98)]
+    deliveries = sb.send_webhooks(app_url(app), events + filler, duplicate=True, shuffle=True)
+    assert all(d.status == 204 for d in deliveries) and len(deliveries) == 2
+    assert queued(app) == [("pull", (installation_id,))]  # the duplicate batch queued nothing more
+    with app.app_context():
+        assert len(session().scalars(select(HubSpotEvent)).all()) == 100
+    assert run(app, "pull", installation_id) >= 1
+    status = api.get(f"/plans/{plan['id']}/sync").json
+    assert status["deal_stage"] == "decisionmakerboughtin"  # the latest, whatever the delivery order
+    assert status["mismatch"]["kind"] == "ahead"
+    # the plan's gates are behind the deal: the app never moves it back
+    m = milestone(plan, "Define requirements and success criteria")
+    api.patch(f"/milestones/{m['id']}", json={"status": "done"})
+    run(app)
+    assert sb.get_record(ENT, "deals", deal)["properties"]["dealstage"] == "decisionmakerboughtin"
+
+
+def test_our_own_deal_writes_coming_back_queue_no_pull(app, client, sb, served):
+    installation_id, api = installed(app, client, sb, ENT)
+    new_plan(api, ENT, deal_id(sb, ENT))
+    sb.drain_events()
+    run(app)
+    events = sb.drain_events(ENT)
+    assert events and all(e["changeSource"] == "INTEGRATION" for e in events)
+    sb.send_webhooks(app_url(app), events)
+    assert queued(app) == []
+
+
+def test_deal_deletion_archives_the_plan(app, client, sb, served):
+    installation_id, api = installed(app, client, sb, PRO)
+    deal = deal_id(sb, PRO)
+    plan = new_plan(api, PRO, deal)
+    run(app)
+    sb.drain_events()
+    sb.rep_delete_deal(PRO, deal)
+    sb.send_webhooks(app_url(app), sb.drain_events(PRO))
+    assert queued(app) == [("pull", (installation_id,))]
+    run(app, "pull", installation_id)
+    with app.app_context():
+        assert session().get(Plan, plan["id"]).archived_at is not None
+    assert run(app, "pull", installation_id) == 0  # handed over once
+
+
+def test_milestone_edited_in_hubspot_ui_is_picked_up_by_the_reconcile_pull(app, client, sb):
+    installation_id, api = installed(app, client, sb, ENT)
+    plan = new_plan(api, ENT, deal_id(sb, ENT))
+    run(app)
+    assert run(app, "pull", installation_id) == 1  # the deal (our own write); milestones are echoes
+    types = inst(app, installation_id).settings["object_types"]
+    m = milestone(plan, "Discovery call")
+    rec = next(r for r in sb.records(ENT, types["milestone"]) if r["properties"]["mp_uuid"] == m["id"])
+    sb.advance(2)
+    sb.drain_events()
+    sb.ui_edit(ENT, types["milestone"], rec["id"], {"mp_status": "done", "mp_risk": "at_risk"})
+    assert sb.drain_events() == []  # HubSpot tells public apps nothing
+    with app.app_context():  # the next reconcile starts from before the edit
+        row = session().get(Installation, installation_id)
+        row.pull_state = {"since": (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat(), "cursor": None}
+        session().commit()
+    run(app, "reconcile")
+    assert ("pull", (installation_id,)) in queued(app)
+    assert run(app, "pull", installation_id) >= 1
+    got = api.get(f"/milestones/{m['id']}").json
+    assert got["status"] == "done" and got["risk"] == "at_risk"
+
+
+# ---- card API ------------------------------------------------------------------------------------
+
+
+def app_url(app) -> str:
+    return app.config["PUBLIC_BASE_URL"] + "/webhooks/hubspot"
+
+
+@pytest.fixture
+def served(app):
+    """The Flask app on a real port, PUBLIC_BASE_URL pointing at it (signatures use it)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    app.config["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield app.config["PUBLIC_BASE_URL"]
+    server.shutdown()
+
+
+def test_card_api_end_to_end_with_signed_fetches(app, client, sb, served):
+    installed(app, client, sb, ENT)
+    deal = deal_id(sb, ENT)
+
+    def fetch(method, path, body=None, portal=ENT, **kw):
+        return sb.card_fetch(served + path, method, json_body=body, portal_id=portal, retry_once=False, **kw)
+
+    empty = fetch("GET", f"/hubspot/card/deals/{deal}/plan")
+    assert empty.status == 200, empty.body
+    env = empty.json()
+    assert env["plan"] is None and env["mode"] == "custom_objects" and env["connection"] == "ok"
+    assert {t["key"] for t in env["templates"]} == {"enterprise", "quick"}
+    assert "%40" in empty.url  # userEmail as sent, URL-encoded
+
+    made = fetch("POST", f"/hubspot/card/deals/{deal}/plan", {"template": "quick", "title": "Pilot"})
+    assert made.status == 201, made.body
+    plan = made.json()["plan"]
+    assert plan["title"] == "Pilot" and plan["deal"] == {"provider": "hubspot", "account_id": str(ENT),
+                                                         "deal_id": deal}
+    assert made.json()["sync"]["state"] == "pending"
+    assert fetch("POST", f"/hubspot/card/deals/{deal}/plan", {"template": "quick"}).status == 409
+
+    m = milestones(plan)[0]
+    changed = fetch("PATCH", f"/hubspot/card/milestones/{m['id']}",
+                    {"version": m["version"], "status": "done", "due_date": None})
+    assert changed.status == 200, changed.body
+    assert milestones(changed.json()["plan"])[0]["status"] == "done"
+    stale = fetch("PATCH", f"/hubspot/card/milestones/{m['id']}", {"version": m["version"], "risk": "at_risk"})
+    assert stale.status == 412 and stale.headers["Content-Type"].startswith("application/problem+json")
+    assert fetch("PATCH", f"/hubspot/card/milestones/{m['id']}", {"version": 99, "title": "x"}).status == 422
+
+    stage = plan["stages"][0]
+    ids = [x["id"] for x in stage["milestones"]][::-1]
+    reordered = fetch("POST", f"/hubspot/card/plans/{plan['id']}/reorder", {"stage_id": stage["id"],
+                                                                            "milestone_ids": ids})
+    assert reordered.status == 200, reordered.body
+    assert [x["id"] for x in reordered.json()["plan"]["stages"][0]["milestones"]] == ids
+
+    link = fetch("POST", f"/hubspot/card/plans/{plan['id']}/buyer-link", {"rotate": False})
+    assert link.status == 200 and link.json()["url"].startswith(served + "/p/")
+    again = fetch("GET", f"/hubspot/card/deals/{deal}/plan").json()
+    assert again["buyer_link"] == {"url": link.json()["url"]}
+    rotated = fetch("POST", f"/hubspot/card/plans/{plan['id']}/buyer-link", {"rotate": True}).json()["url"]
+    assert rotated != link.json()["url"]
+    editor = fetch("POST", f"/hubspot/card/plans/{plan['id']}/editor-link", {})
+    assert editor.status == 200 and editor.json()["url"].startswith(served + "/editor/open/")
+    assert editor.json()["expires_at"]
+
+    run(app)
+    synced = fetch("GET", f"/hubspot/card/deals/{deal}/plan").json()["sync"]
+    assert synced["state"] == "synced" and synced["last_pushed_at"]
+
+
+def test_card_refuses_other_portals_unknown_portals_and_bad_signatures(app, client, sb, served):
+    installed(app, client, sb, ENT)
+    installed(app, app.test_client(), sb, PRO)
+    deal = deal_id(sb, ENT)
+    made = sb.card_fetch(served + f"/hubspot/card/deals/{deal}/plan", "POST", json_body={"template": "quick"},
+                         portal_id=ENT, retry_once=False)
+    plan = made.json()["plan"]
+    # portal 100002 (another tenant) cannot reach portal 100001's plan, even by id
+    other = sb.card_fetch(served + f"/hubspot/card/plans/{plan['id']}/editor-link", "POST", json_body={},
+                          portal_id=PRO, retry_once=False)
+    assert other.status == 404
+    m = milestones(plan)[0]
+    assert sb.card_fetch(served + f"/hubspot/card/milestones/{m['id']}", "PATCH",
+                         json_body={"version": m["version"], "risk": "at_risk"}, portal_id=PRO,
+                         retry_once=False).status == 404
+    # ... and sees no plan on a deal id that is portal 100001's
+    assert sb.card_fetch(served + f"/hubspot/card/deals/{deal}/plan", portal_id=PRO,
+                         retry_once=False).json()["plan"] is None
+    # a portal that never installed: 403 with the way to install
+    sb.add_portal(portal_id=100003, tier="starter")
+    unknown = sb.card_fetch(served + f"/hubspot/card/deals/{deal}/plan", portal_id=100003, retry_once=False)
+    assert unknown.status == 403 and unknown.json()["reconnect_url"].endswith("/install/hubspot")
+    # signed with another secret, or not signed at all: 401
+    forged = sb.card_fetch(served + f"/hubspot/card/deals/{deal}/plan", portal_id=ENT, client_secret="nope",
+                           retry_once=False)
+    assert forged.status == 401 and forged.json()["type"].endswith("invalid-signature")
+    assert requests.get(served + f"/hubspot/card/deals/{deal}/plan?portalId={ENT}", timeout=5).status_code == 401
+
+
+def test_card_shows_needs_reconnect(app, client, sb, served):
+    installation_id, _ = installed(app, client, sb, PRO)
+    with app.app_context():
+        installations.mark_needs_reconnect(session(), session().get(Installation, installation_id), "test")
+        session().commit()
+    env = sb.card_fetch(served + "/hubspot/card/deals/1/plan", portal_id=PRO, retry_once=False).json()
+    assert env["connection"] == "needs_reconnect" and env["reconnect_url"].endswith("/install/hubspot")
+    assert env["mode"] == "deal_properties"
+
+
+# ---- the call path ------------------------------------------------------------------------------
+
+
+def _expire_soon(app, installation_id):
+    with app.app_context():
+        row = session().get(Installation, installation_id)
+        t = installations.tokens_of(row)
+        installations.store_tokens(row, type(t)(t.access_token, t.refresh_token,
+                                                datetime.now(timezone.utc) + timedelta(minutes=1), t.extra))
+        session().commit()
+
+
+def test_two_workers_refresh_once(app, client, sb):
+    """Both see a token about to expire; the second finds the first one's fresh token under the lock."""
+    from webapp import sync
+
+    installation_id, _ = installed(app, client, sb, PRO)
+    _expire_soon(app, installation_id)
+    sb.reset_calls()
+    with app.app_context():
+        row = session().get(Installation, installation_id)
+        first, second = sync.connector_for(row), sync.connector_for(row)
+        first._tokens = second._tokens = installations.tokens_of(row)  # both loaded the old token
+        first.pipeline_stages("default")
+        second.pipeline_stages("default")
+        assert first._tokens.access_token == second._tokens.access_token
+    assert sb.call_counts(PRO)["POST /oauth/v1/token"] == 1
+
+
+def test_keep_alive_refreshes_due_tokens(app, client, sb):
+    installation_id, _ = installed(app, client, sb, PRO)
+    _expire_soon(app, installation_id)
+    before = tokens(app, installation_id).access_token
+    assert run(app, "keep_alive") == 1
+    assert tokens(app, installation_id).access_token != before
+
+
+def test_timeouts_are_transient_and_retried(app, client, sb):
+    app.config["HUBSPOT_TIMEOUT"] = (1.0, 0.3)
+    sb.timeout_fault_seconds = 1.0
+    installation_id, api = installed(app, client, sb, PRO)
+    new_plan(api, PRO, deal_id(sb, PRO))
+    sb.inject("timeout", times=1, method="PATCH")
+    run(app)
+    assert [r.status for r in outbox(app)] == ["done"]
+
+
+def test_tls_with_an_extra_ca_bundle(app, tmp_path):
+    """HUBSPOT_API_BASE over https, trusted through CRM_CA_BUNDLE (how the sandboxes run with TLS)."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    tls = HubSpotSandbox()
+    server = serve(tls, ssl_context=context)
+    try:
+        assert server.url.startswith("https://localhost:")
+        app.config.update(HUBSPOT_API_BASE=server.url, HUBSPOT_AUTH_BASE=server.url, CRM_CA_BUNDLE=str(bundle))
+        client = app.test_client()
+        start = client.get("/install/hubspot")
+        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(start.headers["Location"]).query))
+        assert start.headers["Location"].startswith(server.url + "/oauth/authorize?")
+        code = tls.authorize(client_id=q["client_id"], redirect_uri=q["redirect_uri"], scopes=q["scope"].split(),
+                             optional_scopes=q["optional_scope"].split(), portal_id=ENT)
+        page = client.get(f"/oauth/hubspot/callback?code={code}&state={q['state']}")
+        assert page.status_code == 200 and 'data-mode="custom_objects"' in page.text
+        tls.assert_no_contract_violations()
+    finally:
+        server.shutdown()
+
+
+def test_search_paging_restarts_before_hubspots_10000_result_window():
+    from types import SimpleNamespace as N
+
+    from connector.hubspot import _next_cursor
+
+    last = N(properties={"hs_lastmodifieddate": "2026-11-26T10:00:00.000Z"})
+    assert _next_cursor("deals", N(paging=N(next=N(after="9900")), results=[last]), "1") == "deals:9900:1"
+    restart = _next_cursor("deals", N(paging=N(next=N(after="10000")), results=[last]), "1")
+    assert restart == f"deals:0:{int(datetime(2026, 11, 26, 10, tzinfo=timezone.utc).timestamp() * 1000)}"
+    assert _next_cursor("milestones", N(paging=None, results=[last]), "1") is None
+
+
+@pytest.mark.parametrize("status,body,headers,expected", [
+    (429, {"policyName": "TEN_SECONDLY_ROLLING"}, {}, ("RateLimited", 10.0)),
+    (429, {"policyName": "SECONDLY"}, {"Retry-After": "2"}, ("RateLimited", 2.0)),
+    (429, {"policyName": "DAILY"}, {}, ("RateLimited", 3600.0)),
+    (401, {"category": "EXPIRED_AUTHENTICATION"}, {}, ("AuthExpired", None)),
+    (400, {"error": "invalid_grant", "status": "BAD_REFRESH_TOKEN"}, {}, ("NeedsReauth", None)),
+    (404, {"category": "OBJECT_NOT_FOUND"}, {}, ("NotFound", None)),
+    (400, {"category": "VALIDATION_ERROR"}, {}, ("Rejected", None)),
+    (409, {"category": "CONFLICT"}, {}, ("Rejected", None)),
+    (403, {"category": "MISSING_SCOPES"}, {}, ("Rejected", None)),
+    (423, {}, {}, ("Transient", None)),
+    (502, {}, {}, ("Transient", None)),
+])
+def test_classify_reads_status_and_body_of_any_sdk_exception(status, body, headers, expected):
+    import json as _json
+
+    import hubspot.crm.associations.v4 as assoc
+    import hubspot.crm.objects as objects
+
+    from connector.hubspot import classify
+
+    for cls in (objects.ApiException, assoc.ApiException):  # different classes, same answer
+        exc = cls(status=status, reason="x")
+        exc.body, exc.headers = _json.dumps(body), headers
+        err = classify(exc)
+        assert err.__class__.__name__ == expected[0]
+        if expected[1] is not None:
+            assert err.retry_after == expected[1]
+
+
+def test_classify_transport_failures_are_transient():
+    import urllib3
+
+    from connector.hubspot import classify
+
+    assert classify(urllib3.exceptions.MaxRetryError(None, "/x")).__class__.__name__ == "Transient"
+    assert classify(ConnectionResetError()).__class__.__name__ == "Transient"

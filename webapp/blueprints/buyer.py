@@ -1,0 +1,573 @@
+"""The buyer page (/p/<token>), its calendar feed and buyer actions; the share-link API.
+
+Server-rendered, no login, readable with JavaScript off. Writes are plain
+HTML forms with the POST/redirect/GET pattern, protected by a CSRF token
+(HMAC of a per-browser nonce cookie and the link), an Origin /
+Sec-Fetch-Site check, per-link and per-IP rate limits and input limits.
+Every refusal is explained on the page itself, with the right status code.
+"""
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import OrderedDict
+from datetime import UTC, date, datetime, timedelta
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
+from pydantic import ValidationError
+
+from .. import plans, sharing
+from ..auth import api_key_required
+from ..db import session
+from ..errors import Invalid, NotFound, PreconditionFailed, ProblemError
+from ..models import utcnow
+from ..schemas import _EMAIL, ShareLinkCreated, ShareLinkIn, ShareLinkList
+from ..web import json_body, render, today
+
+bp = Blueprint("buyer", __name__)
+api_bp = Blueprint("share_links_api", __name__, url_prefix="/api/v1")
+
+BUYER_COOKIE = "mp_buyer"
+NONCE_COOKIE = "mp_nonce"
+CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+
+OK_MESSAGES = {
+    "hello": "Thanks — you can now update the plan. We will remember you on this device.",
+    "bye": "You are signed out of this plan on this device.",
+    "done": "Marked as done. The team sees it in the plan right away.",
+    "undone": "Marked as not done.",
+    "comment": "Comment added.",
+    "confirmed": "Date confirmed. Thank you!",
+    "proposed": "Your proposed date was sent to the team; they will confirm or come back to you.",
+}
+
+DEFAULT_LIMITS = {"ip": (30, 600), "link": (120, 600)}  # (requests, seconds) for writes
+
+
+class Refused(ProblemError):
+    status, slug, title = 400, "refused", "We could not do that"
+
+
+class Forbidden(Refused):
+    status = 403
+
+
+class TooMany(Refused):
+    status = 429
+
+
+# ---- headers -------------------------------------------------------------------
+
+
+@bp.after_request
+def _buyer_headers(response: Response) -> Response:
+    h = response.headers
+    h["Referrer-Policy"] = "no-referrer"
+    h["X-Robots-Tag"] = "noindex, nofollow"
+    h["Content-Security-Policy"] = CSP
+    h["Cache-Control"] = "no-store"
+    h["X-Frame-Options"] = "DENY"
+    h["X-Content-Type-Options"] = "nosniff"
+    h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+    return response
+
+
+@bp.errorhandler(NotFound)
+def _gone(exc):
+    return render_template("buyer/gone.html"), 404
+
+
+# ---- helpers -------------------------------------------------------------------
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def fmt_date(value: date | None) -> str:
+    """26 Nov 2026: unambiguous for readers on both sides of the Atlantic."""
+    if value is None:
+        return "No date yet"
+    return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
+
+
+def _secure() -> bool:
+    return sharing.base_url().startswith("https://")
+
+
+def _nonce() -> str:
+    nonce = request.cookies.get(NONCE_COOKIE, "")
+    if not (16 <= len(nonce) <= 64 and nonce.isalnum()):
+        nonce = g.get("new_nonce") or secrets.token_hex(16)
+        g.new_nonce = nonce
+    return nonce
+
+
+def _set_cookies(response: Response) -> Response:
+    if g.get("new_nonce"):
+        response.set_cookie(NONCE_COOKIE, g.new_nonce, max_age=180 * 86400, path="/p/",
+                            httponly=True, samesite="Strict", secure=_secure())
+    return response
+
+
+def _limits() -> dict:
+    return current_app.config.get("BUYER_RATE_LIMITS") or DEFAULT_LIMITS
+
+
+def limiter() -> sharing.RateLimiter:
+    ext = current_app.extensions
+    if "mutualplan.ratelimit" not in ext:
+        ext["mutualplan.ratelimit"] = sharing.RateLimiter(current_app.config.get("REDIS_URL"))
+    return ext["mutualplan.ratelimit"]
+
+
+def _client_ip() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _origin_ok() -> bool:
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":  # no-referrer pages send "null" on same-origin posts
+        return True
+    ours = {request.host_url.rstrip("/")}
+    base = urlsplit(sharing.base_url())
+    ours.add(f"{base.scheme}://{base.netloc}")
+    return origin.rstrip("/") in ours
+
+
+def _web_url(value: str) -> bool:
+    parts = urlsplit(value or "")
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+# ---- the view model -----------------------------------------------------------
+
+
+def _iso(value) -> date | None:
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _pct(d: date, lo: date, hi: date) -> float:
+    span = max((hi - lo).days, 1)
+    return round(max(0.0, min(100.0, 100 * (d - lo).days / span)), 2)
+
+
+def build_view(s, plan, *, include_internal: bool, day: date) -> dict:
+    """Everything the buyer page (and the editor's preview parts) show, computed once."""
+    stages = sharing.plan_stage_milestones(plan, include_internal)
+    visible = [m for _, ms in stages for m in ms]
+    visible_ids = {m.id for m in visible}
+    figures = plans.derive(visible, day)
+    comments: dict[str, list] = {}
+    for c in sharing.comments_for(s, plan, include_internal=include_internal):
+        if c.milestone_id in visible_ids:
+            comments.setdefault(c.milestone_id, []).append(c)
+    proposals: dict[str, list] = {}
+    for p in sharing.proposals_for(s, plan):
+        if p.milestone_id in visible_ids:
+            proposals.setdefault(p.milestone_id, []).append(p)
+
+    constraints = plan.constraints or {}
+    go_live = None
+    if constraints.get("go_live_date"):
+        try:
+            go_live = date.fromisoformat(constraints["go_live_date"])
+        except ValueError:
+            go_live = None
+    dated = [m.due_date for m in visible if m.due_date]
+    lo = min([d for d in [plan.start_date, *dated] if d] or [day])
+    hi = max([d for d in [go_live, *dated, lo + timedelta(days=1)] if d])
+
+    stage_views = []
+    current_found = False
+    for st, ms in stages:
+        due = [m.due_date for m in ms if m.due_date]
+        done = sum(1 for m in ms if m.status == "done")
+        if ms and done == len(ms):
+            state = "done"
+        elif not current_found and ms:
+            state, current_found = "current", True
+        else:
+            state = "upcoming"
+        start, end = (min(due), max(due)) if due else (None, None)
+        mviews = []
+        for m in ms:
+            overdue = plans.is_overdue(m, day)
+            mps = proposals.get(m.id, [])
+            mviews.append({
+                "m": m, "overdue": overdue,
+                "overdue_days": (day - m.due_date).days if overdue else 0,
+                "due_soon": (not overdue and m.status != "done" and m.due_date is not None
+                             and 0 <= (m.due_date - day).days <= 7),
+                "risk": plans.effective_risk(m, day) if m.status != "done" else "on_track",
+                "comments": comments.get(m.id, []),
+                "pending": [p for p in mps if p.status == "pending"],
+                "proposals": mps,
+                "confirmed": next((p for p in reversed(mps) if p.kind == "confirm"
+                                   and p.proposed_date == m.due_date), None),
+                "can_complete": sharing.buyer_can_complete(m),
+                "x": _pct(m.due_date, lo, hi) if m.due_date else None,
+            })
+        stage_views.append({
+            "stage": st, "milestones": mviews, "state": state, "done": done, "total": len(ms),
+            "start": start, "end": end,
+            "x": _pct(start, lo, hi) if start else None,
+            "w": max(_pct(end, lo, hi) - _pct(start, lo, hi), 0.8) if start else None,
+        })
+    people = sorted(plan.stakeholders, key=lambda p: p.position)
+    resources = [r for r in (plan.resources or []) if _web_url(r.get("url", ""))]
+    return {
+        "plan": plan, "stages": stage_views, "figures": figures,
+        "next": figures["next_milestone"],
+        "today": day, "today_x": _pct(day, lo, hi), "today_in_range": lo <= day <= hi,
+        "go_live": go_live, "go_live_x": _pct(go_live, lo, hi) if go_live else None,
+        "range": (lo, hi),
+        "buyers": [p for p in people if p.side == "buyer"],
+        "sellers": [p for p in people if p.side == "seller"],
+        "budget": constraints.get("budget"),
+        "dates": [{"label": d.get("label", ""), "date": _iso(d.get("date"))} for d in constraints.get("dates") or []],
+        "objectives": plan.objectives or {}, "resources": resources,
+        "pending_count": sum(len(v) for v in ({k: [p for p in ps if p.status == "pending"]
+                                                for k, ps in proposals.items()}).values()),
+    }
+
+
+CSRF_SLOT = "@@csrf-slot-7f3a@@"  # rendered into cached pages, replaced per browser
+
+
+class PageCache:
+    """Rendered buyer pages, keyed by the plan's version (bumped by every change, see
+    plans._touch and the plan row's version_id_col), the day, the link and the viewer.
+
+    A page view that hits it costs one query (the link and the plan's version) and a
+    string replace; every change to the plan makes a new key, so nothing is ever stale.
+    Per process, bounded (LRU).
+    """
+
+    def __init__(self, size: int = 512):
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            html = self.items.get(key)
+            if html is not None:
+                self.items.move_to_end(key)
+            return html
+
+    def put(self, key, html: str) -> None:
+        with self.lock:
+            self.items[key] = html
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+def page_cache() -> PageCache:
+    ext = current_app.extensions
+    if "mutualplan.buyer_pages" not in ext:
+        ext["mutualplan.buyer_pages"] = PageCache()
+    return ext["mutualplan.buyer_pages"]
+
+
+def _render_page(s, link, plan, buyer, *, ok=None, error=None, error_field=None, form=None,
+                 milestone_id=None) -> str:
+    view = build_view(s, plan, include_internal=False, day=today())
+    return render_template(
+        "buyer/plan.html", v=view, buyer=buyer, token=request.view_args["token"],
+        csrf=CSRF_SLOT, ok=ok, error=error, error_field=error_field,
+        form=form or {}, error_milestone=milestone_id, fmt=fmt_date, link=link)
+
+
+def _page(link, plan, *, status: int = 200, error: str | None = None, error_field: str | None = None,
+          form: dict | None = None, milestone_id: str | None = None):
+    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE))
+    html = _render_page(session(), link, plan, buyer, error=error, error_field=error_field, form=form,
+                        milestone_id=milestone_id)
+    return _respond(html, link, status)
+
+
+def _respond(html: str, link, status: int = 200):
+    html = html.replace(CSRF_SLOT, sharing.csrf_token(_nonce(), link.id))
+    return _set_cookies(Response(html, status=status, mimetype="text/html"))
+
+
+def _load(token: str):
+    s = session()
+    link, plan = sharing.resolve_with_plan(s, token)
+    return s, link, plan
+
+
+# ---- pages ---------------------------------------------------------------------------
+
+
+@bp.get("/p/<token>")
+def page(token):
+    s = session()
+    link, version, updated_at = sharing.resolve_version(s, token)
+    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE))
+    ok_code = request.args.get("ok", "")
+    ok = OK_MESSAGES.get(ok_code)
+    key = (link.id, version, updated_at, today(), buyer, ok_code if ok else "")
+    cache = page_cache()
+    html = cache.get(key) if current_app.config.get("BUYER_PAGE_CACHE", True) else None
+    if html is None:
+        plan = sharing.load_plan_for_link(s, link)
+        html = _render_page(s, link, plan, buyer, ok=ok)
+        cache.put((link.id, plan.version, plan.updated_at, key[3], buyer, key[5]), html)
+    return _respond(html, link)
+
+
+def _ics_text(value: str) -> str:
+    return (value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
+            .replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n"))
+
+
+def _fold(line: str) -> str:
+    """RFC 5545 §3.1: lines of at most 75 octets, continued with CRLF + space; never split UTF-8."""
+    out, current, size = [], "", 0
+    for ch in line:
+        n = len(ch.encode())
+        limit = 75 if not out else 74  # continuation lines start with a space
+        if size + n > limit:
+            out.append(current)
+            current, size = "", 0
+        current += ch
+        size += n
+    out.append(current)
+    return "\r\n ".join(out)
+
+
+def _stamp(value: datetime | None) -> str:
+    value = sharing.aware(value) or datetime(2000, 1, 1, tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def calendar_text(plan, page_url: str, day: date) -> str:
+    host = urlsplit(sharing.base_url()).hostname or "mutualplan"
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//MutualPlan//Buyer page//EN",
+             "CALSCALE:GREGORIAN", "METHOD:PUBLISH", f"X-WR-CALNAME:{_ics_text(plan.title)}"]
+    for _stage, ms in sharing.plan_stage_milestones(plan, include_internal=False):
+        for m in ms:
+            if m.due_date is None:
+                continue
+            owners = ", ".join(o.get("name") or o.get("email", "") for o in (m.owners or []))
+            status = {"done": "Done", "in_progress": "In progress"}.get(m.status, "Not started")
+            desc = f"{status}. Owner: {m.owner_side}{' (' + owners + ')' if owners else ''}."
+            if m.description:
+                desc += "\n\n" + m.description
+            desc += f"\n\nPlan: {page_url}"
+            stamp = _stamp(m.updated_at)
+            lines += [
+                "BEGIN:VEVENT",
+                f"UID:{m.id}@{host}",
+                f"DTSTAMP:{stamp}",
+                f"LAST-MODIFIED:{stamp}",
+                f"SEQUENCE:{max(m.version - 1, 0)}",
+                f"DTSTART;VALUE=DATE:{m.due_date:%Y%m%d}",
+                f"DTEND;VALUE=DATE:{m.due_date + timedelta(days=1):%Y%m%d}",
+                f"SUMMARY:{_ics_text(m.title + (' (done)' if m.status == 'done' else ''))}",
+                f"DESCRIPTION:{_ics_text(desc)}",
+                f"URL:{page_url}",
+                "TRANSP:TRANSPARENT",
+                "STATUS:CONFIRMED",
+                "END:VEVENT",
+            ]
+    lines.append("END:VCALENDAR")
+    return "".join(_fold(line) + "\r\n" for line in lines)
+
+
+@bp.get("/p/<token>/calendar.ics")
+def calendar(token):
+    _, _link, plan = _load(token)
+    body = calendar_text(plan, f"{sharing.base_url()}/p/{token}", today())
+    response = Response(body.encode(), mimetype="text/calendar")
+    response.headers["Content-Type"] = "text/calendar; charset=utf-8"
+    response.headers["Content-Disposition"] = 'attachment; filename="plan.ics"'
+    return response
+
+
+# ---- buyer actions --------------------------------------------------------------------
+
+
+def _guard(link) -> None:
+    """Origin, rate limits and CSRF, in that order; raises Refused with a human reason."""
+    if not _origin_ok():
+        raise Forbidden("This form was sent from another website, so we ignored it. "
+                        "Open the plan link directly and try again.")
+    limits = _limits()
+    rl = limiter()
+    ip_limit, ip_window = limits["ip"]
+    link_limit, link_window = limits["link"]
+    if not rl.hit(f"ip:{_client_ip()}", ip_limit, ip_window) or \
+            not rl.hit(f"link:{link.id}", link_limit, link_window):
+        raise TooMany(f"Too many updates in a short time. Please wait {ip_window // 60} minutes "
+                      "and try again.")
+    nonce = request.cookies.get(NONCE_COOKIE)
+    if not nonce:
+        raise Forbidden("Your browser did not send back our cookie, so we could not check that "
+                        "this update came from you. Allow cookies for this site and try again.")
+    if not sharing.csrf_ok(nonce, link.id, request.form.get("csrf")):
+        raise Forbidden("This page was out of date, so your update was not saved. "
+                        "It has been reloaded; please try again.")
+
+
+def _field(name: str, limit: int) -> str:
+    value = (request.form.get(name) or "").strip()
+    if len(value) > limit:
+        raise Invalid(name, f"at most {limit} characters")
+    return value
+
+
+def _buyer_required() -> sharing.Buyer:
+    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE))
+    if buyer is None:
+        raise Refused("Tell us your name and email first (at the top of the page), "
+                      "so the team knows who made the change.")
+    return buyer
+
+
+def _action(token: str, work, *, milestone_id: str | None = None):
+    """Run one buyer action: guard, do, commit, redirect; or re-render with the reason."""
+    s, link, plan = _load(token)
+    try:
+        _guard(link)
+        ok, response_hook = work(s, link, plan)
+        s.commit()
+    except (ProblemError, ValidationError) as exc:
+        s.rollback()
+        if isinstance(exc, NotFound):
+            raise
+        s.expire_all()
+        plan = sharing.load_plan_for_link(s, link)
+        status, field = 422, None
+        if isinstance(exc, ValidationError):
+            message = "; ".join(e["msg"] for e in exc.errors()[:3])
+        elif isinstance(exc, Invalid):
+            field = exc.errors[0]["field"]
+            message = exc.errors[0]["message"]
+            message = message[0].upper() + message[1:] + "."
+        elif isinstance(exc, PreconditionFailed):
+            status, message = 409, "Someone changed this milestone at the same moment; please try again."
+        else:
+            status, message = exc.status, exc.detail
+        response = _page(link, plan, status=status, error=message, error_field=field,
+                         form=request.form.to_dict(), milestone_id=milestone_id)
+        if status == 429:
+            response.headers["Retry-After"] = str(_limits()["ip"][1])
+        return response
+    anchor = f"#m-{milestone_id}" if milestone_id else ""
+    response = redirect(url_for("buyer.page", token=token, ok=ok) + anchor, code=303)
+    if response_hook:
+        response_hook(response)
+    return _set_cookies(response)
+
+
+@bp.post("/p/<token>/identify")
+def identify(token):
+    def work(s, link, plan):
+        name = _field("name", 100)
+        email = _field("email", 254)
+        if not name:
+            raise Invalid("name", "tell us your name")
+        if not _EMAIL.match(email):
+            raise Invalid("email", "that does not look like an email address")
+        buyer = sharing.Buyer(name, email)
+
+        def hook(response):
+            response.set_cookie(BUYER_COOKIE, sharing.dump_buyer(buyer), max_age=180 * 86400,
+                                path="/p/", httponly=True, samesite="Lax", secure=_secure())
+        return "hello", hook
+    return _action(token, work)
+
+
+@bp.post("/p/<token>/forget")
+def forget(token):
+    def work(s, link, plan):
+        return "bye", lambda response: response.delete_cookie(BUYER_COOKIE, path="/p/")
+    return _action(token, work)
+
+
+@bp.post("/p/<token>/m/<milestone_id>/done")
+def mark_done(token, milestone_id):
+    def work(s, link, plan):
+        buyer = _buyer_required()
+        m = sharing.visible_milestone(plan, milestone_id)
+        done = request.form.get("done") == "1"
+        sharing.buyer_set_done(s, plan, m, done, buyer)
+        return ("done" if done else "undone"), None
+    return _action(token, work, milestone_id=milestone_id)
+
+
+@bp.post("/p/<token>/m/<milestone_id>/comment")
+def comment(token, milestone_id):
+    def work(s, link, plan):
+        buyer = _buyer_required()
+        m = sharing.visible_milestone(plan, milestone_id)
+        body = _field("body", 2000)
+        sharing.add_comment(s, plan, m, body, side="buyer", name=buyer.name, email=buyer.email,
+                            actor=buyer.actor, link_id=link.id)
+        return "comment", None
+    return _action(token, work, milestone_id=milestone_id)
+
+
+@bp.post("/p/<token>/m/<milestone_id>/date")
+def date_action(token, milestone_id):
+    def work(s, link, plan):
+        buyer = _buyer_required()
+        m = sharing.visible_milestone(plan, milestone_id)
+        if request.form.get("action") == "confirm":
+            sharing.confirm_date(s, plan, m, buyer, link.id)
+            return "confirmed", None
+        raw = _field("date", 10)
+        try:
+            proposed = date.fromisoformat(raw)
+        except ValueError:
+            raise Invalid("date", "pick a date (YYYY-MM-DD)") from None
+        sharing.propose_date(s, plan, m, proposed, _field("reason", 1000), buyer, link.id, today())
+        return "proposed", None
+    return _action(token, work, milestone_id=milestone_id)
+
+
+# ---- the share-link API ---------------------------------------------------------------
+
+
+@api_bp.post("/plans/<plan_id>/share-links")
+@api_key_required
+def create_share_link(plan_id):
+    data = json_body(ShareLinkIn) if request.get_data() else ShareLinkIn()
+    s = session()
+    plan = plans.get_plan(s, g.principal.tenant_id, plan_id, full=False)
+    link, url = sharing.create_link(s, plan, g.principal.actor, label=data.label,
+                                    expires_at=data.expires_at)
+    s.commit()
+    response = render(ShareLinkCreated, sharing.link_document(link, url=url), 201)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@api_bp.get("/plans/<plan_id>/share-links")
+@api_key_required
+def list_share_links(plan_id):
+    s = session()
+    plan = plans.get_plan(s, g.principal.tenant_id, plan_id, full=False)
+    return render(ShareLinkList, {"items": [sharing.link_document(x) for x in sharing.list_links(s, plan)]})
+
+
+@api_bp.delete("/share-links/<link_id>")
+@api_key_required
+def revoke_share_link(link_id):
+    s = session()
+    link = sharing.get_link(s, g.principal.tenant_id, link_id)
+    sharing.revoke_link(s, link, g.principal.actor)
+    s.commit()
+    return "", 204
+
+
+__all__ = ["api_bp", "bp", "build_view", "calendar_text", "fmt_date", "utcnow"]

@@ -1,0 +1,450 @@
+"""The rep editor: a server-rendered page per plan, progressively enhanced.
+
+Opened through a signed, 15-minute link (`sharing.editor_link`, or
+POST /api/v1/plans/{id}/editor-link); opening it sets an editor session
+cookie scoped to that plan's path, so several plans can be open at once. The
+page may be framed by the CRMs only (CSP frame-ancestors); over https the
+cookie is `SameSite=None; Secure; Partitioned` so that it works inside the
+HubSpot / Salesforce iframe, over plain http (local) it is `SameSite=Lax`.
+
+Every change is one form POST to /editor/plans/<id>/do with an `op` field,
+handled by the same domain commands as the API (plans.py, sharing.py), then a
+redirect back (POST/redirect/GET). Refusals re-render the page with the reason.
+"""
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, g, redirect, render_template, request, url_for
+from pydantic import ValidationError
+
+from .. import plan_templates, plans, sharing
+from ..auth import api_key_required
+from ..db import session
+from ..errors import Invalid, NotFound, PreconditionFailed, ProblemError, Unauthorized
+from ..models import Milestone, Stage, utcnow
+from ..schemas import (
+    Constraints,
+    EditorLinkOut,
+    MilestoneIn,
+    MilestonePatch,
+    Objectives,
+    PlanPatch,
+    Resource,
+    StageIn,
+    StagePatch,
+    StakeholderIn,
+    StakeholderPatch,
+)
+from ..web import render, today
+from .buyer import build_view, fmt_date
+
+bp = Blueprint("editor", __name__, url_prefix="/editor")
+api_bp = Blueprint("editor_api", __name__, url_prefix="/api/v1")
+
+COOKIE = "mp_editor"
+FRAME_ANCESTORS = ("'self' https://app.hubspot.com https://app-eu1.hubspot.com https://*.hubspot.com "
+                   "https://*.lightning.force.com https://*.my.salesforce.com")
+CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+       f"form-action 'self'; base-uri 'none'; frame-ancestors {FRAME_ANCESTORS}")
+
+MESSAGES = {
+    "saved": "Saved.", "stage": "Stage saved.", "stage-deleted": "Stage deleted.",
+    "milestone": "Milestone saved.", "milestone-deleted": "Milestone deleted.",
+    "person": "Stakeholder saved.", "person-deleted": "Stakeholder removed.",
+    "template": "Template applied: its stages and milestones were added at the end.",
+    "accepted": "Proposal accepted; the due date moved and the slip ledger has the reason.",
+    "declined": "Proposal declined.", "comment": "Comment added.", "note": "Internal note added.",
+    "link": "Buyer link created. Copy it from the list below.", "revoked": "Buyer link revoked.",
+}
+
+
+@bp.after_request
+def _editor_headers(response: Response) -> Response:
+    h = response.headers
+    h["Content-Security-Policy"] = CSP
+    h["Referrer-Policy"] = "same-origin"
+    h["X-Robots-Tag"] = "noindex, nofollow"
+    h["Cache-Control"] = "no-store"
+    h["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.errorhandler(Unauthorized)
+@bp.errorhandler(NotFound)
+def _closed(exc):
+    return render_template("editor/closed.html", detail=exc.detail), exc.status
+
+
+def _secure() -> bool:
+    return sharing.base_url().startswith("https://")
+
+
+# ---- opening --------------------------------------------------------------------
+
+
+@bp.get("/open/<token>")
+def open_link(token):
+    data = sharing.load_editor_link(token)
+    if data is None:
+        raise Unauthorized("This editor link has expired or is not valid. Open the plan again from "
+                           "your CRM to get a fresh one.")
+    plans.get_plan(session(), data["t"], data["p"], full=False)  # 404 when gone
+    response = redirect(url_for("editor.page", plan_id=data["p"]), code=303)
+    cookie = sharing.dump_editor_session(data)
+    path = f"/editor/plans/{data['p']}"
+    max_age = int(sharing.EDITOR_SESSION_TTL.total_seconds())
+    if _secure():
+        response.set_cookie(COOKIE, cookie, max_age=max_age, path=path, httponly=True,
+                            secure=True, samesite="None", partitioned=True)
+    else:
+        response.set_cookie(COOKIE, cookie, max_age=max_age, path=path, httponly=True, samesite="Lax")
+    return response
+
+
+def _session_for(plan_id: str) -> dict:
+    data = sharing.load_editor_session(request.cookies.get(COOKIE))
+    if data is None or data["p"] != plan_id:
+        raise Unauthorized("Your editor session has ended. Open the plan again from your CRM.")
+    return data
+
+
+def _origin_ok() -> bool:
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return True
+    base = urlsplit(sharing.base_url())
+    return origin.rstrip("/") in {request.host_url.rstrip("/"), f"{base.scheme}://{base.netloc}"}
+
+
+# ---- the page -------------------------------------------------------------------
+
+
+def _render(ed: dict, *, status=200, error=None, ok=None):
+    s = session()
+    plan = plans.get_plan(s, ed["t"], ed["p"])
+    view = build_view(s, plan, include_internal=True, day=today())
+    links = [{"row": link, "url": sharing.link_url(link), "active": sharing.is_active(link)}
+             for link in sharing.list_links(s, plan)]
+    titles = {m.id: m.title for m in plan.milestones}
+    slip_rows = plans.slips(s, plan)
+    activity = plans.activity(s, plan, limit=60)
+    html = render_template(
+        "editor/plan.html", v=view, plan=plan, links=links, slips=slip_rows, titles=titles,
+        activity=activity, csrf=sharing.csrf_token(ed["n"], plan.id),
+        actor=ed["a"], ok=ok, error=error, fmt=fmt_date, templates=plan_templates.summaries(),
+        stages=[sv["stage"] for sv in view["stages"]],
+        buyer_events=[a for a in activity if a.actor.startswith("buyer:")],
+        slip_count=sum(1 for r in slip_rows if r.old_date and r.new_date and r.new_date > r.old_date))
+    return Response(html, status=status, mimetype="text/html")
+
+
+@bp.get("/plans/<plan_id>")
+def page(plan_id):
+    ed = _session_for(plan_id)
+    return _render(ed, ok=MESSAGES.get(request.args.get("ok", "")))
+
+
+# ---- form parsing -----------------------------------------------------------------
+
+_OWNER = re.compile(r"^\s*(?P<name>[^<]*?)\s*(?:<(?P<email>[^>]*)>)?\s*$")
+
+
+def _text(name: str, limit: int = 10_000) -> str:
+    value = (request.form.get(name) or "").strip()
+    if len(value) > limit:
+        raise Invalid(name, f"at most {limit} characters")
+    return value
+
+
+def _lines(name: str) -> list[str]:
+    return [line.strip() for line in _text(name, 50_000).splitlines() if line.strip()]
+
+
+def _pairs(name: str) -> list[tuple[str, str]]:
+    out = []
+    for line in _lines(name):
+        if "|" not in line:
+            raise Invalid(name, f"“{line[:40]}”: write it as “title | value”")
+        left, right = line.rsplit("|", 1)
+        out.append((left.strip(), right.strip()))
+    return out
+
+
+def _date(name: str) -> date | None:
+    raw = _text(name, 10)
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise Invalid(name, "use a date like 2026-12-31") from None
+
+
+def _int(name: str) -> int | None:
+    raw = _text(name, 12)
+    return int(raw) if raw.isdigit() else None
+
+
+def _owners(name: str) -> list[dict]:
+    owners = []
+    for line in _lines(name):
+        match = _OWNER.match(line)
+        owners.append({"name": (match and match["name"]) or "", "email": (match and match["email"] or "").strip()})
+    return owners
+
+
+def _milestone(s, plan, mid) -> Milestone:
+    m = plans.get_milestone(s, plan.tenant_id, mid)
+    if m.plan_id != plan.id:
+        raise NotFound("No milestone with this id in this plan.")
+    return m
+
+
+def _stage(s, plan, sid) -> Stage:
+    st = plans.get_stage(s, plan.tenant_id, sid)
+    if st.plan_id != plan.id:
+        raise NotFound("No stage with this id in this plan.")
+    return st
+
+
+# ---- operations --------------------------------------------------------------------
+
+
+def op_plan(s, plan, actor):
+    constraints = Constraints.model_validate({
+        "budget": _text("budget", 200) or None, "go_live_date": _date("go_live_date"),
+        "dates": [{"label": label, "date": value} for label, value in _pairs("dates")]})
+    patch = PlanPatch.model_validate({
+        "title": _text("title", 200), "value_summary": _text("value_summary"),
+        "objectives": Objectives.model_validate({k: _lines(k) for k in ("challenges", "ideal_results", "deliverables")}),
+        "constraints": constraints,
+        "resources": [Resource.model_validate({"title": t, "url": u}) for t, u in _pairs("resources")],
+        "start_date": _date("start_date"), "version": _int("version")})
+    plans.update_plan(s, plan, patch, actor)
+    return "saved", "details"
+
+
+def op_stage_add(s, plan, actor):
+    stage = plans.add_stage(s, plan, StageIn(name=_text("name", 200)), actor)
+    return "stage", f"s-{stage.id}"
+
+
+def op_stage_rename(s, plan, actor):
+    st = _stage(s, plan, _text("stage_id", 36))
+    plans.update_stage(s, st, StagePatch(name=_text("name", 200)), actor)
+    return "stage", f"s-{st.id}"
+
+
+def op_stage_move(s, plan, actor):
+    st = _stage(s, plan, _text("stage_id", 36))
+    delta = -1 if request.form.get("dir") == "up" else 1
+    plans.update_stage(s, st, StagePatch(position=max(st.position + delta, 0)), actor)
+    return "stage", f"s-{st.id}"
+
+
+def op_stage_delete(s, plan, actor):
+    plans.delete_stage(s, _stage(s, plan, _text("stage_id", 36)), actor)
+    return "stage-deleted", "milestones"
+
+
+def op_milestone_add(s, plan, actor):
+    data = MilestoneIn.model_validate({
+        "stage_id": _text("stage_id", 36), "title": _text("title", 200),
+        "owner_side": _text("owner_side", 10) or "seller", "due_date": _date("due_date"),
+        "internal": request.form.get("internal") == "1"})
+    m = plans.add_milestone(s, plan, data, actor)
+    return "milestone", f"m-{m.id}"
+
+
+def op_milestone_edit(s, plan, actor):
+    m = _milestone(s, plan, _text("milestone_id", 36))
+    due = _date("due_date")
+    fields = {
+        "title": _text("title", 200), "description": _text("description"),
+        "owner_side": _text("owner_side", 10), "owners": _owners("owners"), "due_date": due,
+        "status": _text("status", 20), "risk": _text("risk", 20),
+        "internal": request.form.get("internal") == "1", "version": _int("version"),
+    }
+    if due != m.due_date and _text("reason", 1000):
+        fields["reason"] = _text("reason", 1000)
+    if _text("stage_id", 36) and _text("stage_id", 36) != m.stage_id:
+        fields["stage_id"] = _text("stage_id", 36)
+    plans.update_milestone(s, m, MilestonePatch.model_validate(fields), actor)
+    return "milestone", f"m-{m.id}"
+
+
+def op_milestone_move(s, plan, actor):
+    m = _milestone(s, plan, _text("milestone_id", 36))
+    ordered = [st for st in sorted(plan.stages, key=lambda x: x.position)]
+    siblings = sorted(m.stage.milestones, key=lambda x: x.position)
+    up = request.form.get("dir") == "up"
+    index = siblings.index(m)
+    if up and index == 0 or not up and index == len(siblings) - 1:
+        # At the edge of its stage: move into the previous / next stage.
+        si = ordered.index(m.stage) + (-1 if up else 1)
+        if 0 <= si < len(ordered):
+            target = ordered[si]
+            position = len(target.milestones) if up else 0
+            plans.update_milestone(s, m, MilestonePatch(stage_id=target.id, position=position), actor)
+        return "milestone", f"m-{m.id}"
+    plans.update_milestone(s, m, MilestonePatch(position=index + (-1 if up else 1)), actor)
+    return "milestone", f"m-{m.id}"
+
+
+def op_milestone_delete(s, plan, actor):
+    plans.delete_milestone(s, _milestone(s, plan, _text("milestone_id", 36)), actor)
+    return "milestone-deleted", "milestones"
+
+
+def _person_fields() -> dict:
+    return {"name": _text("name", 200), "title": _text("title", 200), "email": _text("email", 254),
+            "side": _text("side", 10), "role": _text("role", 20) or "other"}
+
+
+def op_person_add(s, plan, actor):
+    plans.add_stakeholder(s, plan, StakeholderIn.model_validate(_person_fields()), actor)
+    return "person", "people"
+
+
+def op_person_edit(s, plan, actor):
+    person = plans.get_stakeholder(s, plan.tenant_id, _text("stakeholder_id", 36))
+    if person.plan_id != plan.id:
+        raise NotFound("No stakeholder with this id in this plan.")
+    plans.update_stakeholder(s, person, StakeholderPatch.model_validate(_person_fields()), actor)
+    return "person", "people"
+
+
+def op_person_delete(s, plan, actor):
+    person = plans.get_stakeholder(s, plan.tenant_id, _text("stakeholder_id", 36))
+    if person.plan_id != plan.id:
+        raise NotFound("No stakeholder with this id in this plan.")
+    plans.delete_stakeholder(s, person, actor)
+    return "person-deleted", "people"
+
+
+def apply_template(s, plan, key: str, actor: str, day: date) -> None:
+    """Append a template's stages and milestones to an existing plan (one activity entry)."""
+    if key not in plan_templates.TEMPLATES:
+        raise Invalid("template", "pick one of the templates")
+    start = plan.start_date or day
+    go_live = None
+    if (plan.constraints or {}).get("go_live_date"):
+        go_live = date.fromisoformat(plan.constraints["go_live_date"])
+    go_live, stages = plan_templates.expand(key, start, go_live)
+    offset = len(plan.stages)
+    for si, stage in enumerate(stages):
+        st = Stage(tenant_id=plan.tenant_id, plan=plan, name=stage["name"], position=offset + si)
+        s.add(st)
+        for mi, fields in enumerate(stage["milestones"]):
+            s.add(Milestone(tenant_id=plan.tenant_id, plan=plan, stage=st, position=mi, **fields))
+    if not (plan.constraints or {}).get("go_live_date") and go_live:
+        plan.constraints = {**(plan.constraints or {}), "go_live_date": go_live.isoformat()}
+    if not plan.template:
+        plan.template = key
+    s.flush()
+    plans._touch(s, plan, actor, "template.applied", plan.id, {"template": key})
+
+
+def op_template(s, plan, actor):
+    apply_template(s, plan, _text("template", 40), actor, today())
+    return "template", "milestones"
+
+
+def op_decide(s, plan, actor):
+    proposal = sharing.get_proposal(s, plan.tenant_id, _text("proposal_id", 36))
+    if proposal.plan_id != plan.id:
+        raise NotFound("No proposal with this id in this plan.")
+    accept = request.form.get("decision") == "accept"
+    sharing.decide_proposal(s, proposal, accept, actor)
+    return ("accepted" if accept else "declined"), "buyer"
+
+
+def op_comment(s, plan, actor):
+    m = _milestone(s, plan, _text("milestone_id", 36))
+    internal = request.form.get("internal") == "1"
+    name = actor.split(":", 1)[-1]
+    sharing.add_comment(s, plan, m, _text("body", 2000), side="seller", name=name, email="",
+                        actor=actor, internal=internal)
+    return ("note" if internal else "comment"), f"m-{m.id}"
+
+
+def op_link_create(s, plan, actor):
+    days = _int("expires_in_days")
+    expires = utcnow() + timedelta(days=days) if days else None
+    if days is not None and not 1 <= days <= 365:
+        raise Invalid("expires_in_days", "between 1 and 365 days, or empty for no expiry")
+    sharing.create_link(s, plan, actor, label=_text("label", 200), expires_at=expires)
+    return "link", "links"
+
+
+def op_link_revoke(s, plan, actor):
+    link = sharing.get_link(s, plan.tenant_id, _text("link_id", 36))
+    if link.plan_id != plan.id:
+        raise NotFound("No buyer link with this id in this plan.")
+    sharing.revoke_link(s, link, actor)
+    return "revoked", "links"
+
+
+OPS = {
+    "plan": op_plan, "stage-add": op_stage_add, "stage-rename": op_stage_rename,
+    "stage-move": op_stage_move, "stage-delete": op_stage_delete,
+    "milestone-add": op_milestone_add, "milestone-edit": op_milestone_edit,
+    "milestone-move": op_milestone_move, "milestone-delete": op_milestone_delete,
+    "person-add": op_person_add, "person-edit": op_person_edit, "person-delete": op_person_delete,
+    "template": op_template, "decide": op_decide, "comment": op_comment,
+    "link-create": op_link_create, "link-revoke": op_link_revoke,
+}
+
+
+@bp.post("/plans/<plan_id>/do")
+def do(plan_id):
+    ed = _session_for(plan_id)
+    if not _origin_ok():
+        return _render(ed, status=403, error="This form came from another website, so it was ignored.")
+    if not sharing.csrf_ok(ed["n"], plan_id, request.form.get("csrf")):
+        return _render(ed, status=403, error="This page was out of date, so nothing was saved. "
+                       "It has been reloaded; please try again.")
+    handler = OPS.get(request.form.get("op", ""))
+    if handler is None:
+        return _render(ed, status=400, error="Unknown action.")
+    s = session()
+    try:
+        plan = plans.get_plan(s, ed["t"], plan_id)
+        code, anchor = handler(s, plan, ed["a"])
+        s.commit()
+    except (ProblemError, ValidationError) as exc:
+        s.rollback()
+        s.expire_all()
+        if isinstance(exc, ValidationError):
+            errs = exc.errors(include_url=False)
+            message = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'form'}: {e['msg']}" for e in errs[:3])
+            status = 422
+        elif isinstance(exc, PreconditionFailed):
+            status, message = 409, ("Someone else changed this first; the page now shows the current "
+                                    "version. Apply your change again.")
+        else:
+            status, message = exc.status, exc.detail
+        return _render(ed, status=status, error=message)
+    return redirect(url_for("editor.page", plan_id=plan_id, ok=code) + f"#{anchor}", code=303)
+
+
+# ---- the API entry point -------------------------------------------------------------
+
+
+@api_bp.post("/plans/<plan_id>/editor-link")
+@api_key_required
+def create_editor_link(plan_id):
+    plans.get_plan(session(), g.principal.tenant_id, plan_id, full=False)
+    url, expires_at = sharing.editor_link(g.principal.tenant_id, plan_id, g.principal.actor)
+    response = render(EditorLinkOut, {"url": url, "expires_at": expires_at})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+editor_link = sharing.editor_link  # for callers that look here: (tenant_id, plan_id, actor) -> (url, expires_at)

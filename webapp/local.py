@@ -1,0 +1,73 @@
+"""`make run`: the app on its embedded defaults, with local CRM sandboxes.
+
+When no HubSpot (or Salesforce) credentials are configured, the matching
+emulator from connector/sandbox/ is started in this process and the app is
+pointed at it, so a newcomer can click through "Install to HubSpot (sandbox)"
+and "Connect Salesforce (sandbox)" and watch a deal follow its plan. With real
+credentials set, the real CRM is used and no sandbox starts.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+SANDBOX_NOTES: list[str] = []
+
+
+def _start_hubspot(base: str) -> None:
+    from connector.sandbox import hubspot as hs
+
+    client_id, secret, app_id = "sandbox-client-id", "sandbox-client-secret", "1000001"
+    sandbox = hs.HubSpotSandbox(seed=False, contract="warn")
+    sandbox.add_app(app_id=int(app_id), client_id=client_id, client_secret=secret)
+    sandbox.add_portal(portal_id=100001, tier="enterprise", name="Acme Enterprise (sandbox)")
+    sandbox.add_portal(portal_id=100002, tier="professional", name="Globex Pro (sandbox)")
+    sandbox.webhook_target_url = f"{base}/webhooks/hubspot"
+    server = hs.serve(sandbox, "127.0.0.1", int(os.environ.get("HUBSPOT_SANDBOX_PORT", "8765")))
+    os.environ.update(HUBSPOT_API_BASE=server.url, HUBSPOT_AUTH_BASE=server.url, HUBSPOT_CLIENT_ID=client_id,
+                      HUBSPOT_CLIENT_SECRET=secret, HUBSPOT_APP_ID=app_id)
+    SANDBOX_NOTES.append(f"  HubSpot sandbox:    {server.url}  (portals 100001 Enterprise, 100002 Professional)")
+
+
+def _start_salesforce() -> None:
+    from connector.sandbox import salesforce as sf
+
+    client_id, secret = "mutualplan-local", "mutualplan-local-secret"
+    sandbox = sf.demo_sandbox(client_id, secret)
+    handle = sf.serve(sandbox, "127.0.0.1", int(os.environ.get("SALESFORCE_SANDBOX_PORT", "8443")),
+                      ca_dir=os.environ.get("SALESFORCE_SANDBOX_CA_DIR", "instance"))
+    os.environ.update(SALESFORCE_LOGIN_URL=handle.url, CRM_CA_BUNDLE=handle.ca_path,
+                      SALESFORCE_CLIENT_ID=client_id, SALESFORCE_CLIENT_SECRET=secret)
+    SANDBOX_NOTES.append(f"  Salesforce sandbox: {handle.url}  (TLS with a local CA in instance/)")
+
+
+def main() -> None:
+    from dotenv import load_dotenv
+
+    load_dotenv()
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", "5000"))
+    base = os.environ.setdefault("PUBLIC_BASE_URL", f"http://{host}:{port}")
+    if not os.environ.get("HUBSPOT_CLIENT_ID"):
+        _start_hubspot(base)
+    if not os.environ.get("SALESFORCE_CLIENT_ID"):
+        _start_salesforce()
+
+    from . import create_app, migrate
+    from .cli import demo
+    from .db import database
+
+    app = create_app()
+    with app.app_context():
+        migrate.upgrade(database().engine)
+    result = app.test_cli_runner().invoke(demo)
+    print(result.output, end="")
+    for line in SANDBOX_NOTES:
+        print(line)
+    print(f"  Start here:         {base}/")
+    print(f"Serving on {base} (Ctrl-C stops)", flush=True)
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
