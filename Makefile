@@ -8,8 +8,13 @@ export PORT
 
 .PHONY: install run test test-python test-node test-browser lint bench clean
 
-$(BIN)/.installed: pyproject.toml
+# `make run` needs only the app's own dependencies; `make test` adds the test tools.
+$(BIN)/.installed-app: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.installed-app
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
@@ -17,7 +22,7 @@ install: $(BIN)/.installed
 
 # Migrates, seeds the demo, starts the local HubSpot/Salesforce sandboxes when no
 # credentials are set, and serves the app (see webapp/local.py).
-run: install
+run: $(BIN)/.installed-app
 	HOST=$(HOST) $(BIN)/python -m webapp.local
 
 test: test-browser test-python test-node

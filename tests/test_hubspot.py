@@ -799,3 +799,24 @@ def test_classify_transport_failures_are_transient():
 
     assert classify(urllib3.exceptions.MaxRetryError(None, "/x")).__class__.__name__ == "Transient"
     assert classify(ConnectionResetError()).__class__.__name__ == "Transient"
+
+
+def test_sandbox_shortcut_puts_a_plan_on_a_deal_and_the_deal_follows(app, client, sb):
+    """The make-run path: install in the sandbox, create a plan on a demo deal, complete a gate."""
+    _, api = installed(app, client, sb, ENT)
+    response = client.post("/hubspot/sandbox/try", data={"portal_id": str(ENT)})
+    assert response.status_code == 302 and "/editor/open/" in response.headers["Location"]
+    [summary] = api.get("/plans").json["items"]
+    run(app)
+    gate = next(m for m in milestones(api.get(f"/plans/{summary['id']}").json)
+                if m["title"] == "Define requirements and success criteria")
+    assert api.patch(f"/milestones/{gate['id']}", json={"status": "done"}).status_code == 200
+    run(app)
+    deal = next(d for d in sb.records(ENT, "deals") if d["id"] == summary["deal"]["deal_id"])
+    assert deal["properties"]["dealstage"] == "qualifiedtobuy"
+
+
+def test_sandbox_shortcut_is_off_against_a_real_hubspot(app, client, sb):
+    installed(app, client, sb, ENT)
+    app.config["HUBSPOT_API_BASE"] = "https://api.hubapi.com"
+    assert client.post("/hubspot/sandbox/try", data={"portal_id": str(ENT)}).status_code == 404

@@ -202,6 +202,10 @@ FAILURES = {
     "hubspot_unavailable": (502, "HubSpot did not answer. Please try again in a minute."),
     "metadata_lookup_failed": (502, "We could not read which HubSpot account was connected."),
     "storage_error": (500, "We could not save the connection. Nothing was changed; please try again."),
+    # the sandbox shortcut (make run)
+    "not_sandbox": (404, "This shortcut exists only with the local HubSpot sandbox."),
+    "unknown_portal": (404, "Install the app in this sandbox portal first."),
+    "no_free_deal": (409, "Every sandbox deal already has a plan."),
 }
 
 
@@ -267,10 +271,48 @@ def callback():
     response = make_response(render_template(
         "hubspot/installed.html", portal_id=portal_id, mode=mode or (row.settings or {}).get("mode"),
         pending=pending, api_key=api_key, hub_domain=info.get("hub_domain"),
-        status=row.status), 200)
+        status=row.status, sandbox_url=sandbox_url()), 200)
     response.headers["Cache-Control"] = "no-store"
     response.delete_cookie(installations.BROWSER_COOKIE)
     return response
+
+
+# ---- the local sandbox (make run) --------------------------------------------------------------
+
+
+def sandbox_url() -> str | None:
+    """The HubSpot sandbox's address when the app talks to one on this machine, else None."""
+    base = current_app.config.get("HUBSPOT_API_BASE") or ""
+    host = urlsplit(base).hostname
+    return base.rstrip("/") if host in ("127.0.0.1", "localhost") else None
+
+
+@bp.post("/hubspot/sandbox/try")
+def sandbox_try():
+    """Sandbox only: put a plan on the portal's first deal without one, and open the editor.
+
+    There is no HubSpot deal page locally to host the card, so this stands in
+    for "open a deal, pick the Mutual Action Plan tab, create a plan".
+    """
+    if sandbox_url() is None:
+        return _failure("not_sandbox", "This shortcut exists only with the local HubSpot sandbox.")
+    s = session()
+    row = installations.find(s, "hubspot", request.form.get("portal_id", ""))
+    if row is None or row.status != "active":
+        return _failure("unknown_portal", "Install the app in this sandbox portal first.")
+    connector = connector_factory(row)
+    page = connector._call(lambda api: api.crm.deals.basic_api.get_page(limit=20, properties=["dealname"]))
+    taken = set(s.scalars(select(Plan.deal_id).where(Plan.tenant_id == row.tenant_id)))
+    deal = next((d for d in page.results if d.id not in taken), None)
+    if deal is None:
+        return _failure("no_free_deal", "Every sandbox deal already has a plan; open one from the editor link.")
+    name = (deal.properties or {}).get("dealname") or f"Deal {deal.id}"
+    plan = plans.create_plan(s, row.tenant_id, PlanCreate(
+        title=f"{name}: mutual action plan", template="enterprise",
+        deal=DealRef(provider="hubspot", account_id=row.account_id, deal_id=deal.id)), "sandbox-demo", today())
+    s.commit()
+    url, _ = sharing.editor_link(row.tenant_id, plan.id, "sandbox-demo")
+    return redirect(url)
 
 
 # ---- signatures -------------------------------------------------------------------------------
