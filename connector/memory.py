@@ -18,7 +18,6 @@ from datetime import datetime, timezone
 from .base import (
     Deal,
     DealUpdate,
-    MilestoneDoc,
     Page,
     PipelineStage,
     PlanDoc,

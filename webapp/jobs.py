@@ -53,7 +53,7 @@ def relay(batch: int = 10, max_rounds: int | None = None) -> int:
             if not ids:
                 return handled
             for entry_id in ids:
-                sync.push_entry(s, entry_id, sync._today())
+                sync.push_entry(s, entry_id)
                 handled += 1
         finally:
             Session.remove()

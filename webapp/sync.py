@@ -40,6 +40,7 @@ from connector.errors import (
 from . import mirror, outbox, plans
 from .models import Installation, Milestone, Mirror, OutboxEntry, Plan, Stage, StageMapping
 from .schemas import MilestonePatch
+from .web import today
 
 log = logging.getLogger("mutualplan.sync")
 
@@ -103,11 +104,11 @@ def _text_list(items: list) -> str:
     return "\n".join(f"- {item}" for item in items or [])
 
 
-def plan_document(s: Session, plan: Plan, gates: dict, pushed: dict, today: date) -> tuple[PlanDoc, dict]:
+def plan_document(s: Session, plan: Plan, gates: dict, pushed: dict, day: date) -> tuple[PlanDoc, dict]:
     """The PlanDoc to push (only records whose content changed) and all current field sets."""
     ordered = plans.sorted_stages(plan)
     milestones = [(st, m) for st, ms in ordered for m in ms]
-    figures = plans.derive([m for _, m in milestones], today)
+    figures = plans.derive([m for _, m in milestones], day)
     _, slip_days = plans.slip_figures(s, plan)
     objectives = plan.objectives or {}
     constraints = plan.constraints or {}
@@ -160,7 +161,7 @@ def _buyer_link(s: Session, plan: Plan) -> str:
 # ---- push ------------------------------------------------------------------------
 
 
-def push_entry(s: Session, entry_id: str, today: date) -> str:
+def push_entry(s: Session, entry_id: str) -> str:
     """Process one claimed outbox row; returns what became of it."""
     entry = s.get(OutboxEntry, entry_id)
     if entry is None or entry.status != "in_flight":
@@ -221,7 +222,7 @@ def _push(s: Session, installation: Installation, plan: Plan) -> str:
     pipeline = state.deal_pipeline or installation.settings.get("default_pipeline", "default")
     stages = pipeline_stages(s, installation, connector, pipeline)
     mapping = stage_map(s, installation, pipeline, stages)
-    doc, current = plan_document(s, plan, mapping.gates, state.pushed_hashes or {}, _today())
+    doc, current = plan_document(s, plan, mapping.gates, state.pushed_hashes or {}, today())
     decision = _decide(current, mapping, stages, state)
     deal_update = None
     if not decision.is_empty():
@@ -258,11 +259,6 @@ def _push(s: Session, installation: Installation, plan: Plan) -> str:
 
 def _plain(fields: dict) -> dict:
     return {k: (v.isoformat() if isinstance(v, (date, datetime)) else v) for k, v in fields.items()}
-
-
-def _today() -> date:
-    clock = current_app.config.get("TODAY")
-    return clock() if clock else utcnow().date()
 
 
 def _decide(current: dict, mapping, stages, state: Mirror) -> mirror.Decision:
@@ -369,7 +365,7 @@ def _refresh_mismatch(s: Session, installation: Installation, plan: Plan, state:
     except CrmError:
         return
     mapping = stage_map(s, installation, pipeline, stages)
-    _, current = plan_document(s, plan, mapping.gates, state.pushed_hashes or {}, _today())
+    _, current = plan_document(s, plan, mapping.gates, state.pushed_hashes or {}, today())
     decision = _decide(current, mapping, stages, state)
     state.mismatch = decision.mismatch
     if decision.stage or decision.close_date:
