@@ -44,7 +44,7 @@ def make_app(**config):
     engine = make_engine(url)
     migrate.upgrade(engine)
     engine.dispose()
-    settings = {"DATABASE_URL": url, "LOG_LEVEL": "WARNING", "JOBS_MODE": "manual",
+    settings = {"DATABASE_URL": url, "LOG_LEVEL": "WARNING", "JOBS_MODE": "manual", "SECRET_KEY": "bench",
                 "REDIS_URL": os.environ.get("REDIS_URL")}
     settings.update(config)
     return create_app(settings), url

@@ -5,12 +5,16 @@ from flask import Flask, jsonify, render_template
 from sqlalchemy import text
 
 from . import db, errors, logs
-from .config import Config
+from .config import DEV_SECRET_KEY, Config
 
 
 def create_app(config: Config | dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=False)
     settings = config if isinstance(config, Config) else Config(**(config or {}))
+    if settings.SECRET_KEY == DEV_SECRET_KEY and not settings.DATABASE_URL.startswith("sqlite"):
+        # Editor links, buyer cookies and CSRF tokens are signed with it: a known key forges them.
+        raise RuntimeError("SECRET_KEY must be set (long and random) when DATABASE_URL is not the "
+                           "embedded SQLite database.")
     app.config.from_mapping(settings.as_dict())
     app.json.sort_keys = False
 

@@ -10,12 +10,15 @@ def _default_database_url() -> str:
     return f"sqlite:///{instance / 'mutualplan.db'}"
 
 
+DEV_SECRET_KEY = "dev-only-secret-change-me"
+
+
 class Config:
     def __init__(self, **overrides):
         env = os.environ
         self.DATABASE_URL = env.get("DATABASE_URL") or _default_database_url()
         self.REDIS_URL = env.get("REDIS_URL") or None
-        self.SECRET_KEY = env.get("SECRET_KEY") or "dev-only-secret-change-me"
+        self.SECRET_KEY = env.get("SECRET_KEY") or DEV_SECRET_KEY
         self.TOKEN_ENCRYPTION_KEYS = env.get("TOKEN_ENCRYPTION_KEYS", "")
         self.PUBLIC_BASE_URL = (env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:5000").rstrip("/")
         self.HUBSPOT_CLIENT_ID = env.get("HUBSPOT_CLIENT_ID", "")
