@@ -808,6 +808,11 @@ class HubSpotConnector:
             **self._t))
         return _deal(rec)
 
+    def list_deals(self, limit: int = 20) -> list[tuple[str, str]]:
+        """(id, name) of the portal's first deals: the sandbox shortcut of `make run` picks one."""
+        page = self._call(lambda c: c.crm.deals.basic_api.get_page(limit=limit, properties=["dealname"], **self._t))
+        return [(d.id, (d.properties or {}).get("dealname") or f"Deal {d.id}") for d in page.results]
+
     def pipeline_stages(self, pipeline: str | None = None) -> list[PipelineStage]:
         pipeline = pipeline or self.settings.get("default_pipeline") or "default"
         p = self._call(lambda c: c.crm.pipelines.pipelines_api.get_by_id("deals", pipeline, **self._t))

@@ -300,16 +300,14 @@ def sandbox_try():
     row = installations.find(s, "hubspot", request.form.get("portal_id", ""))
     if row is None or row.status != "active":
         return _failure("unknown_portal", "Install the app in this sandbox portal first.")
-    connector = connector_factory(row)
-    page = connector._call(lambda api: api.crm.deals.basic_api.get_page(limit=20, properties=["dealname"]))
     taken = set(s.scalars(select(Plan.deal_id).where(Plan.tenant_id == row.tenant_id)))
-    deal = next((d for d in page.results if d.id not in taken), None)
-    if deal is None:
+    free = [(deal_id, name) for deal_id, name in connector_factory(row).list_deals() if deal_id not in taken]
+    if not free:
         return _failure("no_free_deal", "Every sandbox deal already has a plan; open one from the editor link.")
-    name = (deal.properties or {}).get("dealname") or f"Deal {deal.id}"
+    deal_id, name = free[0]
     plan = plans.create_plan(s, row.tenant_id, PlanCreate(
         title=f"{name}: mutual action plan", template="enterprise",
-        deal=DealRef(provider="hubspot", account_id=row.account_id, deal_id=deal.id)), "sandbox-demo", today())
+        deal=DealRef(provider="hubspot", account_id=row.account_id, deal_id=deal_id)), "sandbox-demo", today())
     s.commit()
     url, _ = sharing.editor_link(row.tenant_id, plan.id, "sandbox-demo")
     return redirect(url)
