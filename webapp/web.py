@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import date
 
-from flask import current_app, jsonify, request
+from flask import jsonify, request
 from pydantic import BaseModel
 
+from . import clock
 from .errors import PreconditionFailed, ProblemError
 
 
@@ -15,9 +16,8 @@ class UnsupportedMediaType(ProblemError):
 
 
 def today() -> date:
-    """Today in UTC; tests freeze it with the TODAY config value (a callable)."""
-    clock = current_app.config.get("TODAY")
-    return clock() if clock else datetime.now(timezone.utc).date()
+    """Today in UTC (see clock.py; tests freeze it with the TODAY config value)."""
+    return clock.today()
 
 
 def json_body(model: type[BaseModel]):
