@@ -1,20 +1,15 @@
 /**
  * The only module that talks to the MutualPlan backend. Every call goes through
- * hubspot.fetch (HubSpot signs it with the app's client secret, v3 signature) and
- * carries portalId, userId and userEmail in the query string, which the backend
- * reads after checking the signature. Tests mock this module.
+ * hubspot.fetch (HubSpot signs it with the app's client secret, v3 signature) to the origin from
+ * the project config profile, and carries portalId, userId and userEmail in the query string,
+ * which the backend reads after checking the signature. Tests of the card mock this module.
  */
 import { hubspot } from '@hubspot/ui-extensions';
 
-import { BACKEND_BASE_URL, FETCH_TIMEOUT_MS } from './config';
+import { FETCH_TIMEOUT_MS } from './config';
 import { ApiError } from './problem';
-import type {
-  Caller,
-  Envelope,
-  MilestoneChanges,
-  Problem,
-  TemplateKey,
-} from './types';
+import { unwrapProxy } from './proxy';
+import type { Caller, Envelope, MilestoneChanges, Problem, TemplateKey } from './types';
 
 type Method = 'GET' | 'POST' | 'PATCH';
 
@@ -24,7 +19,7 @@ export function backendUrl(path: string, caller: Caller): string {
     userId: String(caller.userId),
     userEmail: caller.userEmail,
   });
-  return `${BACKEND_BASE_URL}${path}?${query.toString()}`;
+  return `${caller.origin}${path}?${query.toString()}`;
 }
 
 async function call<T>(
@@ -33,13 +28,29 @@ async function call<T>(
   path: string,
   body?: Record<string, unknown>,
 ): Promise<T> {
-  const response = await hubspot.fetch(backendUrl(path, caller), {
-    method,
-    timeout: FETCH_TIMEOUT_MS,
-    ...(body === undefined ? {} : { body }),
-  });
+  let response: Response;
+  try {
+    response = await hubspot.fetch(backendUrl(path, caller), {
+      method,
+      timeout: FETCH_TIMEOUT_MS,
+      ...(body === undefined ? {} : { body }),
+    });
+  } catch (thrown) {
+    // Some runtimes reject with the proxy's error wrapper instead of resolving with it.
+    const wrapped = unwrapProxy(thrown);
+    if (wrapped) throw new ApiError(asProblem(wrapped.body, wrapped.status ?? 502, wrapped.message));
+    throw thrown;
+  }
   const payload = await readJson(response);
-  if (!response.ok) throw new ApiError(asProblem(payload, response));
+  const wrapped = unwrapProxy(payload);
+  if (wrapped) {
+    const status = wrapped.status ?? (wrapped.failed ? 502 : response.status);
+    if (wrapped.failed || status >= 300) {
+      throw new ApiError(asProblem(wrapped.body, status, wrapped.message));
+    }
+    return wrapped.body as T;
+  }
+  if (!response.ok) throw new ApiError(asProblem(payload, response.status, response.statusText));
   return payload as T;
 }
 
@@ -51,12 +62,15 @@ async function readJson(response: Response): Promise<unknown> {
   }
 }
 
-function asProblem(payload: unknown, response: Response): Problem {
-  const p = (payload && typeof payload === 'object' ? payload : {}) as Partial<Problem>;
+function asProblem(payload: unknown, status: number, fallbackTitle?: string): Problem {
+  const p = (payload && typeof payload === 'object' ? payload : {}) as Partial<Problem> &
+    Record<string, unknown>;
   return {
+    ...p,
     type: p.type ?? 'about:blank',
-    title: p.title ?? (response.statusText || 'Request failed'),
-    status: typeof p.status === 'number' ? p.status : response.status,
+    title: p.title ?? (fallbackTitle || 'Request failed'),
+    // The app server's status wins over a status field in the body.
+    status,
     detail: p.detail,
     errors: p.errors,
   };

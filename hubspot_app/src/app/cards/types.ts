@@ -29,18 +29,32 @@ export interface Stage {
   id: string;
   name: string;
   position: number;
+  /** The milestones the backend sent: all of them, or the first ones when the plan is trimmed. */
   milestones: Milestone[];
+  /** All milestones of this stage, sent and left out (optional; see Plan.milestones_truncated). */
+  milestone_count?: number;
 }
 
+/**
+ * A card answer must stay under HubSpot's 1 MB hubspot.fetch limit, so the backend sends at most
+ * CARD_MILESTONE_LIMIT milestones (fewer if the encoded answer would pass CARD_PAYLOAD_BUDGET), in
+ * plan order (stage position, then milestone position), and says so with `milestones_truncated`
+ * and `milestone_count`. The card shows "Showing N of M milestones" and sends the rep to the
+ * full editor. The card does not read the long plan-level fields, so the backend may leave them out.
+ */
 export interface Plan {
   id: string;
   title: string;
-  value_summary: string;
-  objectives: unknown;
-  constraints: unknown;
-  resources: unknown;
-  stakeholders: unknown;
+  value_summary?: string;
+  objectives?: unknown;
+  constraints?: unknown;
+  resources?: unknown;
+  stakeholders?: unknown;
   stages: Stage[];
+  /** True when the backend left milestones out of `stages` to keep the answer small. */
+  milestones_truncated?: boolean;
+  /** All milestones of the plan (M in "Showing N of M"); progress counts all of them. */
+  milestone_count?: number;
   progress: { done: number; total: number; percent: number };
   risk: Risk;
   next_milestone: Milestone | null;
@@ -95,10 +109,17 @@ export interface Problem {
   status: number;
   detail?: string;
   errors?: unknown;
+  /** Sent with 403 not-installed: where an admin (re)installs the app. */
+  reconnect_url?: string | null;
 }
 
-/** Who is calling: read from the extension context, sent in the query string. */
+/**
+ * Where and who: `origin` is the backend's HTTPS origin from the project config profile
+ * (context.variables.BACKEND_ORIGIN); the ids are read from the extension context and sent in
+ * the query string.
+ */
 export interface Caller {
+  origin: string;
   portalId: number;
   userId: number;
   userEmail: string;

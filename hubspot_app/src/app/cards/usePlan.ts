@@ -1,7 +1,8 @@
 /**
  * Card state: loads the deal's plan envelope and runs every change through the
  * backend, replacing the envelope with the one the backend answers.
- * A 412 (someone else changed the milestone) reloads and tells the user.
+ * A 412 (someone else changed the milestone) reloads and tells the user; api.ts has already
+ * unwrapped HubSpot's proxy envelope, so a wrapped 412 arrives here as a 412 too.
  */
 import { useCallback, useEffect, useState } from 'react';
 
@@ -45,17 +46,17 @@ export function usePlan(caller: Caller, dealId: string): PlanState {
   const [notice, setNotice] = useState<Notice | null>(null);
   const [busy, setBusy] = useState(false);
 
-  const { portalId, userId, userEmail } = caller;
-  const who: Caller = { portalId, userId, userEmail };
+  const { origin, portalId, userId, userEmail } = caller;
+  const who: Caller = { origin, portalId, userId, userEmail };
 
   const reload = useCallback(async () => {
     try {
-      const envelope = await api.getPlan({ portalId, userId, userEmail }, dealId);
+      const envelope = await api.getPlan({ origin, portalId, userId, userEmail }, dealId);
       setLoad({ status: 'ready', envelope });
     } catch (error) {
       setLoad({ status: 'error', error: toApiError(error) });
     }
-  }, [portalId, userId, userEmail, dealId]);
+  }, [origin, portalId, userId, userEmail, dealId]);
 
   useEffect(() => {
     void reload();

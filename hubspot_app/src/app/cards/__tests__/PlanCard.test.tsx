@@ -34,8 +34,10 @@ vi.mock('../api', () => ({
 
 const mocked = vi.mocked(api);
 
+/** The backend origin, as a config profile hands it to the card (context.variables). */
+const ORIGIN = 'https://backend.mutualplan.test';
 /** The caller the renderer's mocked context produces (portal 123, user 1, deal 123). */
-const CALLER = { portalId: 123, userId: 1, userEmail: 'fake_email@example.com' };
+const CALLER = { origin: ORIGIN, portalId: 123, userId: 1, userEmail: 'fake_email@example.com' };
 const DEAL = '123';
 
 function problem(status: number, title: string, detail?: string, errors?: unknown) {
@@ -47,8 +49,14 @@ function fire(node: Pick<RenderedElementNode, 'trigger'>, prop: string, arg?: un
   (node.trigger as (name: string, value?: unknown) => void)(prop, arg);
 }
 
-async function renderCard() {
+function configuredRenderer() {
   const renderer = createRenderer('crm.record.tab');
+  renderer.mocks.context.variables = { BACKEND_ORIGIN: ORIGIN };
+  return renderer;
+}
+
+async function renderCard() {
+  const renderer = configuredRenderer();
   renderer.render(<PlanCard />);
   await renderer.waitFor(() => expect(renderer.maybeFind(LoadingSpinner)).toBeNull());
   return renderer;
@@ -61,7 +69,7 @@ beforeEach(() => {
 describe('loading and errors', () => {
   it('shows a spinner, then loads the plan for this deal as this user', async () => {
     mocked.getPlan.mockResolvedValue(envelope());
-    const renderer = createRenderer('crm.record.tab');
+    const renderer = configuredRenderer();
     renderer.render(<PlanCard />);
 
     expect(renderer.findByTestId(LoadingSpinner, 'loading')).toBeDefined();
@@ -203,7 +211,7 @@ describe('plan view', () => {
     mocked.getPlan.mockResolvedValue(
       envelope({
         connection: 'needs_reconnect',
-        reconnect_url: 'https://mutualplan.example.com/oauth/hubspot/install',
+        reconnect_url: 'https://backend.mutualplan.test/oauth/hubspot/install',
       }),
     );
     const renderer = await renderCard();
@@ -212,7 +220,7 @@ describe('plan view', () => {
       'Reconnect MutualPlan to HubSpot',
     );
     expect(renderer.findByTestId(Button, 'reconnect-button').props.href).toEqual({
-      url: 'https://mutualplan.example.com/oauth/hubspot/install',
+      url: 'https://backend.mutualplan.test/oauth/hubspot/install',
       external: true,
     });
     expect(renderer.findByTestId(Heading, 'plan-title').text).toBe('Acme rollout');
@@ -352,11 +360,11 @@ describe('buyer link', () => {
     mocked.getPlan.mockResolvedValue(envelope());
     const renderer = await renderCard();
 
-    expect(renderer.findByTestId(Link, 'buyer-link').text).toBe('https://mutualplan.example.com/p/abc');
+    expect(renderer.findByTestId(Link, 'buyer-link').text).toBe('https://backend.mutualplan.test/p/abc');
     renderer.findByTestId(Button, 'copy-link').trigger('onClick');
 
     const { copyTextToClipboard } = renderer.mocks.actions;
-    expect(copyTextToClipboard.calls).toEqual([['https://mutualplan.example.com/p/abc']]);
+    expect(copyTextToClipboard.calls).toEqual([['https://backend.mutualplan.test/p/abc']]);
     await renderer.waitFor(() =>
       expect(renderer.findByTestId(Alert, 'notice').props.title).toBe('Buyer link copied'),
     );
@@ -364,7 +372,7 @@ describe('buyer link', () => {
 
   it('rotates the link after a confirmation', async () => {
     mocked.getPlan.mockResolvedValue(envelope());
-    mocked.buyerLink.mockResolvedValue({ url: 'https://mutualplan.example.com/p/new' });
+    mocked.buyerLink.mockResolvedValue({ url: 'https://backend.mutualplan.test/p/new' });
     const renderer = await renderCard();
 
     renderer.findByTestId(Button, 'rotate-link').trigger('onClick');
@@ -373,7 +381,7 @@ describe('buyer link', () => {
     renderer.findByTestId(Button, 'rotate-confirm').trigger('onClick');
 
     await renderer.waitFor(() =>
-      expect(renderer.findByTestId(Link, 'buyer-link').text).toBe('https://mutualplan.example.com/p/new'),
+      expect(renderer.findByTestId(Link, 'buyer-link').text).toBe('https://backend.mutualplan.test/p/new'),
     );
     expect(mocked.buyerLink).toHaveBeenCalledWith(CALLER, 'p1', true);
     expect(renderer.findByTestId(Alert, 'notice').props.title).toBe('Buyer link rotated');
@@ -392,13 +400,13 @@ describe('buyer link', () => {
 
   it('creates a link when the plan has none', async () => {
     mocked.getPlan.mockResolvedValue(envelope({ buyer_link: null }));
-    mocked.buyerLink.mockResolvedValue({ url: 'https://mutualplan.example.com/p/first' });
+    mocked.buyerLink.mockResolvedValue({ url: 'https://backend.mutualplan.test/p/first' });
     const renderer = await renderCard();
 
     renderer.findByTestId(Button, 'create-link').trigger('onClick');
 
     await renderer.waitFor(() =>
-      expect(renderer.findByTestId(Link, 'buyer-link').text).toBe('https://mutualplan.example.com/p/first'),
+      expect(renderer.findByTestId(Link, 'buyer-link').text).toBe('https://backend.mutualplan.test/p/first'),
     );
     expect(mocked.buyerLink).toHaveBeenCalledWith(CALLER, 'p1', false);
   });
@@ -408,7 +416,7 @@ describe('full editor', () => {
   it('opens the editor URL from the backend in an iframe modal and reloads on close', async () => {
     mocked.getPlan.mockResolvedValue(envelope());
     mocked.editorLink.mockResolvedValue({
-      url: 'https://mutualplan.example.com/editor/p1?t=short-lived',
+      url: 'https://backend.mutualplan.test/editor/p1?t=short-lived',
       expires_at: '2026-11-26T10:05:00Z',
     });
     const renderer = await renderCard();
@@ -420,7 +428,7 @@ describe('full editor', () => {
     expect(mocked.editorLink).toHaveBeenCalledWith(CALLER, 'p1');
     const [payload, onClose] = openIframeModal.calls[0];
     expect(payload).toMatchObject({
-      uri: 'https://mutualplan.example.com/editor/p1?t=short-lived',
+      uri: 'https://backend.mutualplan.test/editor/p1?t=short-lived',
       title: 'Acme rollout',
     });
 

@@ -1,7 +1,6 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 
 import * as api from '../api';
-import { BACKEND_BASE_URL } from '../config';
 import { ApiError } from '../problem';
 import { envelope } from './fixtures';
 
@@ -11,7 +10,8 @@ vi.mock('@hubspot/ui-extensions', () => ({
   hubspot: { fetch: (...args: unknown[]) => mockFetch(...args) },
 }));
 
-const CALLER = { portalId: 62515, userId: 45678, userEmail: 'rep+1@seller.example' };
+const BACKEND_BASE_URL = 'https://backend.mutualplan.test';
+const CALLER = { origin: BACKEND_BASE_URL, portalId: 62515, userId: 45678, userEmail: 'rep+1@seller.example' };
 const QUERY = 'portalId=62515&userId=45678&userEmail=rep%2B1%40seller.example';
 
 function json(status: number, body: unknown, type = 'application/json') {

@@ -68,7 +68,7 @@ export function envelope(overrides: Partial<Envelope> = {}): Envelope {
       { key: 'quick', name: 'Quick', description: 'Short cycle', milestone_count: 4 },
     ],
     sync: { state: 'synced', last_pushed_at: '2026-11-26T10:00:00Z', pending: 0, dead_letters: [], mismatch: null },
-    buyer_link: { url: 'https://mutualplan.example.com/p/abc' },
+    buyer_link: { url: 'https://backend.mutualplan.test/p/abc' },
     ...overrides,
   };
 }

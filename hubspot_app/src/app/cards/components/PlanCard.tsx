@@ -1,4 +1,7 @@
-/** The app card on a deal: loading, error, empty (create) and plan states. */
+/**
+ * The app card on a deal: not configured, loading, error, empty (create) and plan states.
+ * The backend origin comes from the config profile's variables (context.variables).
+ */
 import {
   Alert,
   Button,
@@ -11,7 +14,7 @@ import {
 } from '@hubspot/ui-extensions';
 import { useMemo } from 'react';
 
-import { EDITOR_MODAL } from '../config';
+import { backendOrigin, EDITOR_MODAL } from '../config';
 import { problemText } from '../problem';
 import type { Caller } from '../types';
 import { usePlan } from '../usePlan';
@@ -21,17 +24,32 @@ import { PlanSummary } from './PlanSummary';
 import { ReconnectBanner } from './ReconnectBanner';
 import { StageSection } from './StageSection';
 import { SyncPanel } from './SyncPanel';
+import { TruncatedNotice } from './TruncatedNotice';
 
 export function PlanCard() {
+  const context = useExtensionContext<'crm.record.tab'>();
+  const origin = backendOrigin(context.variables);
+  if (!origin.ok) {
+    return (
+      <ErrorState testId="not-configured" title="MutualPlan is not configured">
+        <Text testId="not-configured-detail">{origin.reason}</Text>
+      </ErrorState>
+    );
+  }
+  return <ConfiguredCard origin={origin.origin} />;
+}
+
+function ConfiguredCard({ origin }: { origin: string }) {
   const context = useExtensionContext<'crm.record.tab'>();
   const actions = useExtensionActions<'crm.record.tab'>();
   const caller = useMemo<Caller>(
     () => ({
+      origin,
       portalId: context.portal.id,
       userId: context.user.id,
       userEmail: context.user.email,
     }),
-    [context.portal.id, context.user.id, context.user.email],
+    [origin, context.portal.id, context.user.id, context.user.email],
   );
   const state = usePlan(caller, String(context.crm.objectId));
   const { load, notice, busy } = state;
@@ -43,9 +61,26 @@ export function PlanCard() {
   }
 
   if (load.status === 'error') {
+    const { problem } = load.error;
+    if (load.error.status === 403 && problem.type.endsWith('/not-installed')) {
+      return (
+        <ErrorState testId="not-installed" title="MutualPlan is not connected to this HubSpot account">
+          <Text testId="load-error-detail">{problemText(problem)}</Text>
+          {problem.reconnect_url && (
+            <Button
+              testId="install-button"
+              variant="primary"
+              href={{ url: problem.reconnect_url, external: true }}
+            >
+              Connect MutualPlan
+            </Button>
+          )}
+        </ErrorState>
+      );
+    }
     return (
       <ErrorState testId="load-error" title="The mutual action plan could not be loaded">
-        <Text testId="load-error-detail">{problemText(load.error.problem)}</Text>
+        <Text testId="load-error-detail">{problemText(problem)}</Text>
         <Button testId="retry" onClick={() => void state.reload()}>
           Try again
         </Button>
@@ -89,6 +124,7 @@ export function PlanCard() {
       {plan ? (
         <>
           <PlanSummary plan={plan} busy={busy} onOpenEditor={() => void openEditor()} />
+          <TruncatedNotice plan={plan} busy={busy} onOpenEditor={() => void openEditor()} />
           <BuyerLinkPanel
             link={envelope.buyer_link}
             busy={busy}
@@ -102,6 +138,7 @@ export function PlanCard() {
                 key={stage.id}
                 stage={stage}
                 busy={busy}
+                trimmed={Boolean(plan.milestones_truncated)}
                 onChange={state.changeMilestone}
                 onMove={(milestoneId, delta) => void state.move(stage, milestoneId, delta)}
               />
