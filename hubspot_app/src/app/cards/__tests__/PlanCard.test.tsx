@@ -20,6 +20,7 @@ import { beforeEach, describe, expect, it, vi } from 'vitest';
 
 import * as api from '../api';
 import { PlanCard } from '../components/PlanCard';
+import { CARD_MILESTONE_LIMIT, CARD_PAYLOAD_BUDGET } from '../config';
 import { ApiError } from '../problem';
 import { envelope, plan } from './fixtures';
 
@@ -447,5 +448,67 @@ describe('full editor', () => {
       expect(renderer.findByTestId(Alert, 'notice').text).toBe('You cannot edit this plan.'),
     );
     expect(renderer.mocks.actions.openIframeModal.callCount).toBe(0);
+  });
+});
+
+describe('a plan the backend trimmed to fit the 1 MB card answer', () => {
+  /** A one-stage plan with `shown` milestones sent out of `total`. */
+  function bigPlan(shown: number, total: number) {
+    const base = plan().stages[1].milestones[0];
+    const milestones = Array.from({ length: shown }, (_, i) => ({
+      ...base,
+      id: `big-${i}`,
+      title: `Milestone ${i + 1}`,
+      position: i,
+    }));
+    return plan({
+      stages: [{ id: 's1', name: 'Everything', position: 0, milestones, milestone_count: total }],
+      progress: { done: 0, total, percent: 0 },
+      next_milestone: milestones[0],
+      milestones_truncated: shown < total,
+      milestone_count: total,
+    });
+  }
+
+  it(`shows every milestone and no notice at the limit (${CARD_MILESTONE_LIMIT} of ${CARD_MILESTONE_LIMIT})`, async () => {
+    mocked.getPlan.mockResolvedValue(envelope({ plan: bigPlan(CARD_MILESTONE_LIMIT, CARD_MILESTONE_LIMIT) }));
+    const renderer = await renderCard();
+
+    expect(renderer.findAll(Tile)).toHaveLength(CARD_MILESTONE_LIMIT);
+    expect(renderer.maybeFindByTestId(Alert, 'truncated')).toBeNull();
+    expect(renderer.findByTestId(Text, 'stage-count-s1').text).toBe(`0 of ${CARD_MILESTONE_LIMIT} done`);
+    expect(renderer.findByTestId(Button, 'down-big-0').props.disabled).toBe(false);
+  });
+
+  it('says "showing N of M" one past the limit and opens the full editor from there', async () => {
+    const total = CARD_MILESTONE_LIMIT + 1;
+    mocked.getPlan.mockResolvedValue(envelope({ plan: bigPlan(CARD_MILESTONE_LIMIT, total) }));
+    mocked.editorLink.mockResolvedValue({
+      url: 'https://backend.mutualplan.test/editor/p1?t=short-lived',
+      expires_at: '2026-11-26T10:05:00Z',
+    });
+    const renderer = await renderCard();
+
+    expect(renderer.findAll(Tile)).toHaveLength(CARD_MILESTONE_LIMIT);
+    expect(renderer.findByTestId(Alert, 'truncated').props.title).toBe(
+      `Showing ${CARD_MILESTONE_LIMIT} of ${total} milestones`,
+    );
+    expect(renderer.findByTestId(Text, 'stage-count-s1').text).toBe(
+      `${CARD_MILESTONE_LIMIT} of ${total} shown`,
+    );
+    // The card does not know every id of a trimmed stage, so it cannot reorder it.
+    expect(renderer.findByTestId(Button, 'down-big-0').props.disabled).toBe(true);
+    expect(renderer.findByTestId(Button, 'up-big-1').props.disabled).toBe(true);
+
+    renderer.findByTestId(Button, 'truncated-open-editor').trigger('onClick');
+    await vi.waitFor(() => expect(renderer.mocks.actions.openIframeModal.callCount).toBe(1));
+    expect(renderer.mocks.actions.openIframeModal.calls[0][0]).toMatchObject({
+      uri: 'https://backend.mutualplan.test/editor/p1?t=short-lived',
+    });
+  });
+
+  it('an envelope at the limit, as the fixtures shape it, is far below 1 MB', () => {
+    const body = JSON.stringify(envelope({ plan: bigPlan(CARD_MILESTONE_LIMIT, 500) }));
+    expect(new TextEncoder().encode(body).length).toBeLessThan(CARD_PAYLOAD_BUDGET);
   });
 });

@@ -113,4 +113,26 @@ describe('errors', () => {
     expect(error.status).toBe(502);
     expect(error.problem.title).toBe('Bad Gateway');
   });
+
+  it('reads a wrapper whose appServerStatusCode is top-level and scalar', async () => {
+    mockFetch.mockResolvedValue(
+      json(200, {
+        status: 'error',
+        appServerStatusCode: 412,
+        responseBody: JSON.stringify({ type: 'about:blank', title: 'Stale', status: 412, detail: 'Reload.' }),
+      }),
+    );
+
+    const error = await api.updateMilestone(CALLER, 'm1', 1, { status: 'done' }).catch((e) => e);
+
+    expect(error).toBeInstanceOf(ApiError);
+    expect(error.status).toBe(412);
+    expect(error.problem.detail).toBe('Reload.');
+  });
+
+  it('does not mistake our own answers for a wrapper', async () => {
+    mockFetch.mockResolvedValue(json(200, { url: 'https://b/1' }));
+
+    expect(await api.buyerLink(CALLER, 'p1', false)).toEqual({ url: 'https://b/1' });
+  });
 });
