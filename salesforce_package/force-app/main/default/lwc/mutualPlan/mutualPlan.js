@@ -203,6 +203,10 @@ export default class MutualPlan extends LightningElement {
         return summarize(this.milestones, todayIso());
     }
 
+    get progressStyle() {
+        return `width: ${this.summary.progress}%`;
+    }
+
     get progressLabel() {
         const { done, total, progress } = this.summary;
         return `${progress}% complete · ${done} of ${total} milestones done`;

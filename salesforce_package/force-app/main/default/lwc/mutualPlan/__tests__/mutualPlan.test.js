@@ -334,7 +334,18 @@ describe('c-mutual-plan', () => {
             expect(root.querySelector('.progress-label').textContent).toBe(
                 '20% complete · 1 of 5 milestones done'
             );
-            expect(root.querySelector('lightning-progress-bar').value).toBe(20);
+            const bar = root.querySelector('[role="progressbar"]');
+            expect(bar.getAttribute('aria-valuenow')).toBe('20');
+            expect(bar.getAttribute('aria-valuemin')).toBe('0');
+            expect(bar.getAttribute('aria-valuemax')).toBe('100');
+            // The bar has an accessible name: the same text as the visible label.
+            expect(bar.getAttribute('aria-label')).toBe(
+                root.querySelector('.progress-label').textContent.trim()
+            );
+            expect(bar.getAttribute('aria-label')).toContain('20% complete');
+            expect(
+                bar.querySelector('.slds-progress-bar__value').style.width
+            ).toBe('20%');
             expect(root.querySelector('.overdue-count').label).toBe(
                 '1 overdue'
             );
