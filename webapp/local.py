@@ -15,7 +15,7 @@ SANDBOX_NOTES: list[str] = []
 
 
 def _start_hubspot(base: str) -> None:
-    from connector.sandbox import hubspot as hs
+    from sandboxes import hubspot as hs
 
     client_id, secret, app_id = "sandbox-client-id", "sandbox-client-secret", "1000001"
     sandbox = hs.HubSpotSandbox(seed=False, contract="warn")
@@ -30,7 +30,7 @@ def _start_hubspot(base: str) -> None:
 
 
 def _start_salesforce() -> None:
-    from connector.sandbox import salesforce as sf
+    from sandboxes import salesforce as sf
 
     client_id, secret = "mutualplan-local", "mutualplan-local-secret"
     sandbox = sf.demo_sandbox(client_id, secret)
