@@ -8,14 +8,15 @@ export PORT
 
 .PHONY: install run test test-python test-node test-browser lint bench clean
 
-# `make run` needs only the app's own dependencies; `make test` adds the test tools.
+# `make run` needs the app's dependencies plus the sandboxes' (the `sandbox` extra); `make test`
+# adds the test tools. sandboxes/ itself is not installed: it is imported from the repository.
 $(BIN)/.installed-app: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[sandbox]'
 	touch $@
 
 $(BIN)/.installed: $(BIN)/.installed-app
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,sandbox]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -66,7 +67,7 @@ test-node:
 	  cd salesforce_package && npm run --silent check:metadata; fi
 
 lint: install
-	$(BIN)/pip install --quiet ruff && $(BIN)/ruff check connector webapp tests bench
+	$(BIN)/pip install --quiet ruff && $(BIN)/ruff check connector webapp sandboxes tests bench
 
 bench: install
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -24,7 +24,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HE
 
 from _setup import make_app  # noqa: E402
 
-from connector.sandbox.hubspot import HubSpotSandbox, serve, sign_v3  # noqa: E402
+from sandboxes.hubspot import HubSpotSandbox, serve, sign_v3  # noqa: E402
 from webapp import installations, jobs  # noqa: E402
 from webapp.db import session  # noqa: E402
 

@@ -23,7 +23,7 @@ from _setup import make_app
 
 from sqlalchemy import select
 
-from connector.sandbox.salesforce import SalesforceSandbox, serve
+from sandboxes.salesforce import SalesforceSandbox, serve
 from webapp.blueprints import salesforce as sfbp
 from webapp.db import session
 from webapp.models import OutboxEntry

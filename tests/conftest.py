@@ -3,6 +3,7 @@ migrated by Alembic once per run and emptied after every test."""
 from __future__ import annotations
 
 import os
+import threading
 from datetime import date
 
 import pytest
@@ -23,6 +24,21 @@ def _reset_schema(url: str) -> None:
             conn.execute(text("CREATE SCHEMA public"))
     migrate.upgrade(engine)
     engine.dispose()
+
+
+def _job_threads() -> set[int]:
+    return {t.ident for t in threading.enumerate() if t.name == "mutualplan-jobs" and t.is_alive()}
+
+
+@pytest.fixture(autouse=True)
+def _no_job_thread_outlives_its_test():
+    """The embedded job runner (JOBS_MODE thread, the default without REDIS_URL) never stops:
+    a test that starts one leaves it polling after the app is gone. Tests use JOBS_MODE manual
+    or inline; this fails the test that forgets."""
+    before = _job_threads()
+    yield
+    leaked = _job_threads() - before
+    assert not leaked, "a test started the embedded job thread; create the app with JOBS_MODE"
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,10 @@ def test_healthz(client):
 def test_healthz_reports_a_dead_database(tmp_path):
     from webapp import create_app
 
+    # JOBS_MODE manual: the embedded job thread would otherwise start with the request and keep
+    # polling the dead database after the test (nothing stops it).
     app = create_app({"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "LOG_LEVEL": "CRITICAL",
-                      "SECRET_KEY": "x" * 32})
+                      "SECRET_KEY": "x" * 32, "JOBS_MODE": "manual"})
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.json["status"] == "unavailable"
@@ -32,7 +34,8 @@ def test_production_database_needs_a_real_secret_key():
     from webapp.config import DEV_SECRET_KEY
 
     with pytest.raises(RuntimeError, match="SECRET_KEY"):
-        create_app({"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "SECRET_KEY": DEV_SECRET_KEY})
+        create_app({"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "SECRET_KEY": DEV_SECRET_KEY,
+                    "JOBS_MODE": "manual"})
 
 
 def test_request_id_is_echoed_or_made(client):

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from werkzeug.serving import make_server
 
 from connector.hubspot import MILESTONE_OBJECT, SignatureVerifier, InvalidSignature
-from connector.sandbox.hubspot import HubSpotSandbox, serve, sign_v3
+from sandboxes.hubspot import HubSpotSandbox, serve, sign_v3
 from conftest import Api
 from webapp import installations, jobs
 from webapp.db import session

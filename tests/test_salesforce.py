@@ -21,7 +21,7 @@ from connector.salesforce import (
     classify,
     login_base,
 )
-from connector.sandbox.salesforce import SalesforceSandbox, serve
+from sandboxes.salesforce import SalesforceSandbox, serve
 from webapp import installations, jobs
 from webapp.blueprints import salesforce as sfbp
 from webapp.db import session

@@ -1,8 +1,8 @@
 """`make run`: the app on its embedded defaults, with local CRM sandboxes.
 
 When no HubSpot (or Salesforce) credentials are configured, the matching
-emulator from connector/sandbox/ is started in this process and the app is
-pointed at it, so a newcomer can click through "Install to HubSpot (sandbox)"
+emulator from sandboxes/ (at the repository root, not installed with the app)
+is started in this process and the app is pointed at it, so a newcomer can click through "Install to HubSpot (sandbox)"
 and "Connect Salesforce (sandbox)" and watch a deal follow its plan. With real
 credentials set, the real CRM is used and no sandbox starts.
 """
@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 SANDBOX_NOTES: list[str] = []
 
 
-def _start_hubspot(base: str) -> None:
-    from connector.sandbox import hubspot as hs
+def _start_hubspot(base: str):
+    from sandboxes import hubspot as hs
 
     client_id, secret, app_id = "sandbox-client-id", "sandbox-client-secret", "1000001"
     sandbox = hs.HubSpotSandbox(seed=False, contract="warn")
@@ -27,18 +28,45 @@ def _start_hubspot(base: str) -> None:
     os.environ.update(HUBSPOT_API_BASE=server.url, HUBSPOT_AUTH_BASE=server.url, HUBSPOT_CLIENT_ID=client_id,
                       HUBSPOT_CLIENT_SECRET=secret, HUBSPOT_APP_ID=app_id)
     SANDBOX_NOTES.append(f"  HubSpot sandbox:    {server.url}  (portals 100001 Enterprise, 100002 Professional)")
+    return server
 
 
-def _start_salesforce() -> None:
-    from connector.sandbox import salesforce as sf
+def combined_ca_bundle(user_bundle: str, sandbox_ca: str, out_dir: str) -> str:
+    """A bundle trusting both the CA(s) the user set in CRM_CA_BUNDLE and the sandbox's CA.
+
+    Written to `out_dir`/crm-ca-bundle.pem and rewritten on every start (the user's file or
+    directory of PEM files may have changed); the user's own file is never modified.
+    """
+    out = Path(out_dir) / "crm-ca-bundle.pem"
+    user = Path(user_bundle)
+    if user.is_dir():
+        sources = sorted(p for p in user.iterdir() if p.suffix in (".pem", ".crt"))
+    else:
+        sources = [user]
+    parts = [p.read_text(encoding="ascii").strip() for p in sources if p.resolve() != out.resolve()]
+    parts.append(Path(sandbox_ca).read_text(encoding="ascii").strip())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(parts) + "\n", encoding="ascii")
+    return str(out)
+
+
+def _start_salesforce():
+    from sandboxes import salesforce as sf
 
     client_id, secret = "mutualplan-local", "mutualplan-local-secret"
+    ca_dir = os.environ.get("SALESFORCE_SANDBOX_CA_DIR", "instance")
     sandbox = sf.demo_sandbox(client_id, secret)
     handle = sf.serve(sandbox, "127.0.0.1", int(os.environ.get("SALESFORCE_SANDBOX_PORT", "8443")),
-                      ca_dir=os.environ.get("SALESFORCE_SANDBOX_CA_DIR", "instance"))
-    os.environ.update(SALESFORCE_LOGIN_URL=handle.url, CRM_CA_BUNDLE=handle.ca_path,
+                      ca_dir=ca_dir)
+    # A CA the user trusts already (e.g. for a HubSpot behind their own TLS) must stay trusted.
+    user_bundle = os.environ.get("CRM_CA_BUNDLE")
+    bundle = combined_ca_bundle(user_bundle, handle.ca_path, ca_dir) if user_bundle else handle.ca_path
+    os.environ.update(SALESFORCE_LOGIN_URL=handle.url, CRM_CA_BUNDLE=bundle,
                       SALESFORCE_CLIENT_ID=client_id, SALESFORCE_CLIENT_SECRET=secret)
     SANDBOX_NOTES.append(f"  Salesforce sandbox: {handle.url}  (TLS with a local CA in instance/)")
+    if user_bundle:
+        SANDBOX_NOTES.append(f"  CRM_CA_BUNDLE:      {bundle}  (yours plus the sandbox CA)")
+    return handle
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 import urllib.parse
+from pathlib import Path
 
 import pytest
 import requests
@@ -39,7 +40,7 @@ from urllib3.util.retry import Retry
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from connector.sandbox.hubspot import DEFAULT_DEAL_STAGES, HubSpotSandbox, serve, sign_v1, sign_v3
+from sandboxes.hubspot import DEFAULT_DEAL_STAGES, HubSpotSandbox, serve, sign_v1, sign_v3
 
 ENT, PRO = 100001, 100002
 REDIRECT = "http://localhost:5000/oauth/hubspot/callback"
@@ -1004,7 +1005,7 @@ def test_request_contract_violation_fails_loudly(sb, server):
 
 
 def test_response_contract_violation_fails_loudly(sb, server, monkeypatch):
-    from connector.sandbox import hubspot as mod
+    from sandboxes import hubspot as mod
 
     def broken(self, ctx, object_type):
         return 200, {"results": [{"id": 1}]}  # Pipeline requires label, stages, ...
@@ -1017,10 +1018,28 @@ def test_response_contract_violation_fails_loudly(sb, server, monkeypatch):
     assert r.status_code == 500 and "sandbox's own answer" in r.json()["message"]
 
 
-def test_contract_checks_off_when_specs_missing(tmp_path, monkeypatch, caplog):
+def test_strict_contract_refuses_to_run_without_specs(tmp_path, monkeypatch):
+    """Missing specs must fail the contract tests loudly, never let them pass unchecked."""
+    from sandboxes.hubspot import SpecsMissing
+
     monkeypatch.setenv("HUBSPOT_SPECS_DIR", str(tmp_path))
-    with caplog.at_level(logging.WARNING, logger="connector.sandbox.hubspot"):
-        sb = HubSpotSandbox()
+    with pytest.raises(SpecsMissing, match="spec directory not found"):
+        HubSpotSandbox()
+
+
+def test_the_default_specs_are_the_projects_own_copy(monkeypatch):
+    from sandboxes.hubspot import default_specs_dir
+
+    monkeypatch.delenv("HUBSPOT_SPECS_DIR", raising=False)
+    root = Path(__file__).resolve().parents[2]
+    assert default_specs_dir() == root / "sandboxes" / "specs" / "hubspot"
+    assert HubSpotSandbox(seed=False).contract.enabled
+
+
+def test_warn_contract_runs_without_specs_and_says_so(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("HUBSPOT_SPECS_DIR", str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="sandboxes.hubspot"):
+        sb = HubSpotSandbox(contract="warn")
     assert not sb.contract.enabled
     assert sum("contract checks are OFF" in r.message for r in caplog.records) == 1
     with serve(sb) as srv:

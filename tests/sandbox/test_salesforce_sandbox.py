@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from connector.sandbox.salesforce import (
+from sandboxes.salesforce import (
     REPO_PACKAGE_SOURCE,
     ApiError,
     Clock,

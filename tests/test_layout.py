@@ -1,0 +1,40 @@
+"""The package boundaries of DESIGN §3 that a test can see."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# The local-run wiring (make run) is the one place the app may start a sandbox.
+ALLOWED = {"webapp/local.py"}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def test_the_app_does_not_import_the_sandboxes():
+    offenders = []
+    for package in ("webapp", "connector"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel in ALLOWED:
+                continue
+            hits = sorted(m for m in _imported_modules(path)
+                          if m == "sandboxes" or m.startswith("sandboxes."))
+            if hits:
+                offenders.append(f"{rel}: {', '.join(hits)}")
+    assert not offenders, "only webapp/local.py may import sandboxes/:\n" + "\n".join(offenders)
+
+
+def test_the_checker_sees_imports():
+    """The walk above is not vacuous: it finds the one import it allows."""
+    assert "sandboxes.salesforce" in _imported_modules(ROOT / "webapp" / "local.py")
+    assert any((ROOT / "webapp").rglob("*.py")) and any((ROOT / "connector").rglob("*.py"))
