@@ -48,17 +48,12 @@ import hmac
 import json
 import logging
 import re
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import requests
-from authlib.common.security import generate_token
-from authlib.integrations.base_client.errors import OAuthError as AuthlibOAuthError
-from authlib.integrations.requests_client import OAuth2Session
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 from tenacity import (
@@ -79,10 +74,11 @@ from .base import (
     PushResult,
     RemoteChange,
     TokenSet,
+    TokenStore,
     content_hash,
-    milestone_fields,
 )
 from .errors import AuthExpired, CrmError, NeedsReauth, NotFound, RateLimited, Rejected, Transient
+from .oauth import OAuthClient, OAuthFailure
 
 log = logging.getLogger("mutualplan.salesforce")
 
@@ -105,14 +101,6 @@ MY_DOMAIN_RE = re.compile(
 # ---- OAuth ----------------------------------------------------------------------------
 
 
-class OAuthFailure(Exception):
-    """A failed step of the OAuth flow; `reason` is the name shown to the admin."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason, self.detail = reason, detail or reason
-
-
 def login_base(kind: str = "production", my_domain: str | None = None, *,
                production: str = PRODUCTION_LOGIN, sandbox: str = SANDBOX_LOGIN) -> str:
     """The login host for a connect: production, sandbox (test.salesforce.com) or My Domain.
@@ -129,11 +117,6 @@ def login_base(kind: str = "production", my_domain: str | None = None, *,
     if kind == "sandbox":
         return sandbox.rstrip("/")
     return production.rstrip("/")
-
-
-def new_verifier() -> str:
-    """A PKCE code_verifier (RFC 7636: 43-128 unreserved characters)."""
-    return generate_token(64)
 
 
 def signature_ok(token: dict, client_secret: str) -> bool:
@@ -188,109 +171,35 @@ class _TimeoutSession(requests.Session):
         return super().request(*args, **kwargs)
 
 
-@dataclass
-class OAuthClient:
-    """The External Client App: a confidential client that also uses PKCE (S256)."""
+# Salesforce's OAuth endpoints on a login host (or, for revoke, the instance): one place.
+ENDPOINTS = {
+    "authorize": "{base}/services/oauth2/authorize",
+    "token": "{base}/services/oauth2/token",
+    "revoke": "{base}/services/oauth2/revoke",
+}
 
-    client_id: str
-    client_secret: str
-    redirect_uri: str
-    ca_bundle: str | None = None
-    timeout: float = TIMEOUT
 
-    def _session(self, **kw) -> OAuth2Session:
-        s = OAuth2Session(self.client_id, self.client_secret, redirect_uri=self.redirect_uri,
-                          scope=SCOPES, code_challenge_method="S256",
-                          token_endpoint_auth_method="client_secret_post", **kw)
-        if self.ca_bundle:
-            s.verify, s.trust_env = self.ca_bundle, False
-        return s
+class SalesforceOAuth(OAuthClient):
+    """The External Client App: a confidential client that also uses PKCE (S256); every token
+    response's signature (HMAC of id + issued_at with the client secret) is checked."""
 
-    def authorization_url(self, login_url: str, state: str, code_verifier: str) -> str:
-        """Where to send the browser: authorize with state and the S256 code challenge."""
-        with self._session() as s:
-            url, _ = s.create_authorization_url(f"{login_url}/services/oauth2/authorize",
-                                                state=state, code_verifier=code_verifier)
-        return url
+    def exchange(self, code: str, code_verifier: str | None = None, **where) -> dict:
+        return self._verify(super().exchange(code, code_verifier, **where))
 
-    def exchange(self, login_url: str, code: str, code_verifier: str) -> dict:
-        """Code -> verified token response. Sends code_verifier AND client_secret."""
-        try:
-            with self._session() as s:
-                token = dict(s.fetch_token(f"{login_url}/services/oauth2/token", code=code,
-                                           code_verifier=code_verifier, timeout=self.timeout,
-                                           grant_type="authorization_code"))
-        except AuthlibOAuthError as exc:
-            raise OAuthFailure("invalid_code", f"{exc.error}: {exc.description}") from exc
-        except (requests.RequestException, ValueError) as exc:
-            raise OAuthFailure("invalid_code", f"token exchange failed: {exc}") from exc
-        self._verify(token)
-        return token
+    def refresh(self, refresh_token: str, **where) -> dict:
+        return self._verify(super().refresh(refresh_token, **where))
 
-    def refresh(self, login_url: str, refresh_token: str) -> dict:
-        """Refresh grant. invalid_grant (revoked, rotated out, app uninstalled) -> NeedsReauth."""
-        try:
-            with http_session(self.ca_bundle, self.timeout) as s:
-                response = s.post(f"{login_url}/services/oauth2/token", timeout=self.timeout, data={
-                    "grant_type": "refresh_token", "refresh_token": refresh_token,
-                    "client_id": self.client_id, "client_secret": self.client_secret})
-        except requests.RequestException as exc:
-            raise classify(None, None, exc=exc) from exc
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if response.status_code >= 400 or "access_token" not in body:
-            raise classify(response.status_code, body)
-        self._verify(body)
-        return body
-
-    def revoke(self, base_url: str, token: str) -> bool:
-        """Revoke a refresh token (and its access tokens). True when Salesforce confirmed it."""
-        try:
-            with http_session(self.ca_bundle, self.timeout) as s:
-                response = s.post(f"{base_url}/services/oauth2/revoke", data={"token": token},
-                                  timeout=self.timeout)
-            return response.status_code == 200
-        except requests.RequestException:
-            return False
-
-    def _verify(self, token: dict) -> None:
+    def _verify(self, token: dict) -> dict:
         if not signature_ok(token, self.client_secret):
             raise OAuthFailure("bad_signature", "the token response signature does not match")
+        return token
 
 
-# ---- token persistence ------------------------------------------------------------------
-
-
-class TokenStore(Protocol):
-    """Where an installation's tokens live. The webapp implements it on its database."""
-
-    def load(self) -> TokenSet:
-        """The current tokens."""
-
-    def refresh(self, fn: Callable[[TokenSet], TokenSet]) -> TokenSet:
-        """Under the installation's lock: re-read the tokens, call fn(current) and, when it
-        returns a different TokenSet, save it before releasing the lock; return the result."""
-
-
-class MemoryTokenStore:
-    """A TokenStore in memory (tests, benchmarks, scripts)."""
-
-    def __init__(self, tokens: TokenSet):
-        self.tokens = tokens
-        self.lock = threading.Lock()
-        self.saves = 0
-
-    def load(self) -> TokenSet:
-        return self.tokens
-
-    def refresh(self, fn):
-        with self.lock:
-            new = fn(self.tokens)
-            if new is not self.tokens:
-                self.tokens, self.saves = new, self.saves + 1
-            return new
+def oauth_client(client_id: str, client_secret: str, redirect_uri: str,
+                 ca_bundle: str | None = None, timeout: float = TIMEOUT) -> SalesforceOAuth:
+    return SalesforceOAuth(client_id, client_secret, redirect_uri, ENDPOINTS,
+                           lambda status, body, _headers: classify(status, body), scope=SCOPES,
+                           pkce=True, ca_bundle=ca_bundle, timeout=timeout)
 
 
 # ---- error classification ------------------------------------------------------------------
@@ -410,7 +319,7 @@ def _number(value) -> float | None:
 class SalesforceConnector:
     provider = "salesforce"
 
-    def __init__(self, store: TokenStore, oauth: OAuthClient, *, namespace: str | None = None,
+    def __init__(self, store: TokenStore, oauth: SalesforceOAuth, *, namespace: str | None = None,
                  settings: dict | None = None, limiter=None, http: requests.Session | None = None,
                  version: str = API_VERSION, max_attempts: int = 3, wait_initial: float = 0.2,
                  page_size: int = 500):
@@ -462,7 +371,7 @@ class SalesforceConnector:
                 if replayed:
                     raise
                 replayed = True
-                self._refresh(stale=self._tokens.access_token)
+                self._refresh()
 
     def _with_retries(self, fn, urgent: bool, what: str):
         retrying = Retrying(retry=retry_if_exception_type(Transient),
@@ -501,20 +410,18 @@ class SalesforceConnector:
                               "non-urgent work waits", retry_after=DAILY_RETRY_AFTER, scope="daily",
                               status=None)
 
-    def _refresh(self, stale: str) -> None:
+    def _refresh(self) -> None:
         """Refresh under the store's lock; reuse another worker's fresh token when there is one."""
 
-        def fn(current: TokenSet) -> TokenSet:
-            if current.access_token != stale:
-                return current  # someone refreshed while we waited for the lock
+        def refresher(current: TokenSet) -> TokenSet:
             if not current.refresh_token:
                 raise NeedsReauth("no refresh token stored; reconnect the org")
-            body = self.oauth.refresh(current.extra.get("login_url") or PRODUCTION_LOGIN,
-                                      current.refresh_token)
+            login = current.extra.get("login_url") or PRODUCTION_LOGIN
+            body = self.oauth.refresh(current.refresh_token, base=login)
             self.refreshes += 1
-            return token_set(body, current.extra.get("login_url") or PRODUCTION_LOGIN, current)
+            return token_set(body, login, current)
 
-        self._tokens = self.store.refresh(fn)
+        self._tokens = self.store.refresh(self._tokens, refresher)
         self._sf = None
 
     def keep_alive(self) -> None:
@@ -522,7 +429,7 @@ class SalesforceConnector:
 
     def revoke(self) -> bool:
         token = self._tokens.refresh_token or self._tokens.access_token
-        return self.oauth.revoke(self._tokens.extra.get("instance_url") or PRODUCTION_LOGIN, token)
+        return self.oauth.revoke(token, base=self._tokens.extra.get("instance_url") or PRODUCTION_LOGIN)
 
     # ---- setup ------------------------------------------------------------------------------
     def check_package(self) -> dict:
@@ -713,11 +620,7 @@ class SalesforceConnector:
         remote_ids: dict = {}
         for chunk in chunks:
             remote_ids.update(self._composite(chunk, plan, [m.uuid for m in plan.milestones]))
-        hashes = {m.uuid: content_hash(milestone_fields(m)) for m in plan.milestones}
-        plan_fields = {k: v for k, v in vars(plan).items()
-                       if k not in ("uuid", "milestones", "deleted_milestones")}
-        hashes[plan.uuid] = content_hash(plan_fields)
-        return PushResult(remote_ids=remote_ids, hashes=hashes, calls=len(chunks))
+        return PushResult(remote_ids=remote_ids, calls=len(chunks))
 
     def _composite(self, subs: list, plan: PlanDoc, milestone_uuids: list) -> dict:
         # The sub-responses are checked inside the call, so a lock error (Transient) is retried

@@ -14,8 +14,7 @@ import logging
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 
-from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from connector.base import (
@@ -37,7 +36,7 @@ from connector.errors import (
     Transient,
 )
 
-from . import mirror, outbox, plans
+from . import mirror, outbox, plans, providers
 from .models import Installation, Milestone, Mirror, OutboxEntry, Plan, Stage, StageMapping
 from .schemas import MilestonePatch
 from .web import today
@@ -56,12 +55,12 @@ def utcnow() -> datetime:
 
 
 def connector_for(installation: Installation):
-    """The connector of an installation, from the app's registry (provider -> factory)."""
-    factories = current_app.extensions.setdefault("mutualplan.connectors", {})
-    factory = factories.get(installation.provider)
-    if factory is None:
-        raise Rejected(f"no connector for provider {installation.provider!r}")
-    return factory(installation)
+    """The connector of an installation, from its Provider (webapp/providers.py)."""
+    try:
+        provider = providers.get(installation.provider)
+    except NotFound:
+        raise Rejected(f"no connector for provider {installation.provider!r}") from None
+    return provider.connector_for(installation)
 
 
 def pipeline_stages(s: Session, installation: Installation, connector, pipeline: str) -> list[PipelineStage]:
@@ -280,7 +279,8 @@ def pull_installation(s: Session, installation_id: str) -> int:
     installation = s.get(Installation, installation_id)
     if installation is None or installation.status != "active":
         return 0
-    connector = connector_for(installation)
+    provider = providers.get(installation.provider)
+    connector = provider.connector_for(installation)
     started = utcnow()
     state = dict(installation.pull_state or {})
     since = datetime.fromisoformat(state["since"]) if state.get("since") else installation.created_at
@@ -290,7 +290,10 @@ def pull_installation(s: Session, installation_id: str) -> int:
     try:
         while True:
             page = connector.pull(since, cursor)
-            for change in page.changes:
+            # What the webhooks recorded (HubSpot's deal deletions) comes with the first page,
+            # applied and marked handed-over in the same transaction.
+            inbox = provider.inbox(s, installation) if provider.inbox and cursor is None else []
+            for change in inbox + page.changes:
                 applied += apply_change(s, installation, change)
             cursor = page.cursor
             # Checkpoint after each page: a crash resumes here, not from the start.
@@ -307,6 +310,12 @@ def pull_installation(s: Session, installation_id: str) -> int:
     # made while we paged are seen next time; re-seeing one is harmless.
     installation.pull_state = {"since": (started - PULL_OVERLAP).isoformat(), "cursor": None}
     installation.last_pulled_at = started
+    # Activity (a change pulled, or a push since) makes an adaptive schedule pull sooner.
+    pushed = s.scalar(select(func.max(Mirror.pushed_at)).where(Mirror.installation_id == installation_id))
+    seen = [t for t in (_aware(installation.last_activity_at) if installation.last_activity_at else None,
+                        _aware(pushed) if pushed else None, started if applied else None) if t]
+    if seen and max(seen) != installation.last_activity_at:
+        installation.last_activity_at = max(seen)
     s.commit()
     return applied
 
