@@ -38,7 +38,7 @@ package object and field is `<ns>__Name__c`; the prefix is per installation
 (`settings["namespace"]`, detected at install).
 
 Nothing here knows Flask or the database: tokens are loaded and saved
-through a `TokenStore` the caller provides.
+through a `TokenStore` (connector.base) the caller provides.
 """
 from __future__ import annotations
 
@@ -64,19 +64,8 @@ from tenacity import (
     wait_random,
 )
 
-from .base import (
-    Deal,
-    DealUpdate,
-    MilestoneDoc,
-    Page,
-    PipelineStage,
-    PlanDoc,
-    PushResult,
-    RemoteChange,
-    TokenSet,
-    TokenStore,
-    content_hash,
-)
+from . import base
+from .base import Deal, DealUpdate, MilestoneDoc, Page, PipelineStage, PlanDoc, PushResult
 from .errors import AuthExpired, CrmError, NeedsReauth, NotFound, RateLimited, Rejected, Transient
 from .oauth import OAuthClient, OAuthFailure
 
@@ -137,7 +126,7 @@ def identity_of(token: dict) -> tuple[str, str]:
     return parts[-2], parts[-1]
 
 
-def token_set(token: dict, login_url: str, previous: TokenSet | None = None) -> TokenSet:
+def token_set(token: dict, login_url: str, previous: base.TokenSet | None = None) -> base.TokenSet:
     """A TokenSet from a token response; keeps the refresh token when none was rotated in."""
     org_id, user_id = identity_of(token)
     extra = dict(previous.extra) if previous else {}
@@ -145,7 +134,7 @@ def token_set(token: dict, login_url: str, previous: TokenSet | None = None) -> 
                  user_id=user_id, login_url=login_url, issued_at=token.get("issued_at"),
                  scope=token.get("scope", ""))
     refresh = token.get("refresh_token") or (previous.refresh_token if previous else None)
-    return TokenSet(access_token=token["access_token"], refresh_token=refresh, expires_at=None,
+    return base.TokenSet(access_token=token["access_token"], refresh_token=refresh, expires_at=None,
                     extra=extra)
 
 
@@ -319,7 +308,7 @@ def _number(value) -> float | None:
 class SalesforceConnector:
     provider = "salesforce"
 
-    def __init__(self, store: TokenStore, oauth: SalesforceOAuth, *, namespace: str | None = None,
+    def __init__(self, store: base.TokenStore, oauth: SalesforceOAuth, *, namespace: str | None = None,
                  settings: dict | None = None, limiter=None, http: requests.Session | None = None,
                  version: str = API_VERSION, max_attempts: int = 3, wait_initial: float = 0.2,
                  page_size: int = 500):
@@ -413,7 +402,7 @@ class SalesforceConnector:
     def _refresh(self) -> None:
         """Refresh under the store's lock; reuse another worker's fresh token when there is one."""
 
-        def refresher(current: TokenSet) -> TokenSet:
+        def refresher(current: base.TokenSet) -> base.TokenSet:
             if not current.refresh_token:
                 raise NeedsReauth("no refresh token stored; reconnect the org")
             login = current.extra.get("login_url") or PRODUCTION_LOGIN
@@ -438,10 +427,10 @@ class SalesforceConnector:
         described = self._call(lambda sf: sf.describe(), what="describe")
         names = [o["name"] for o in described.get("sobjects", [])]
         found = {}
-        for base in (PLAN, MILESTONE):
+        for wanted in (PLAN, MILESTONE):
             for name in names:
-                if name == base or (name.endswith("__" + base) and name.count("__") == 2):
-                    found[base] = name
+                if name == wanted or (name.endswith("__" + wanted) and name.count("__") == 2):
+                    found[wanted] = name
         if len(found) < 2:
             raise NotFound(f"package_missing: the MutualPlan package's objects ({PLAN}, "
                            f"{MILESTONE}) are not in this org")
@@ -721,7 +710,7 @@ class SalesforceConnector:
         more = state.get("ms") or state.get("opp")
         return Page(changes=changes, cursor=json.dumps(state) if more else None)
 
-    def _milestone_changes(self, records: list) -> list[RemoteChange]:
+    def _milestone_changes(self, records: list) -> list[base.RemoteChange]:
         n = self.n
         out, seen = [], set()
         for r in records:
@@ -732,7 +721,7 @@ class SalesforceConnector:
             seen.add(key)
             modified = _parse_sf_datetime(r.get("SystemModstamp"))
             if r.get("IsDeleted"):
-                out.append(RemoteChange("milestone", uuid, {}, modified, deleted=True))
+                out.append(base.RemoteChange("milestone", uuid, {}, modified, deleted=True))
                 continue
             plan = r.get(n("Plan__r")) or {}
             position = r.get(n("Position__c"))
@@ -752,11 +741,11 @@ class SalesforceConnector:
                 "completed_at": _parse_sf_datetime(r.get(n("Completed_At__c"))),
                 "gate_stage": r.get(n("Gate_Stage__c")) or None,
             }
-            out.append(RemoteChange("milestone", uuid, fields, modified,
-                                    content_hash=content_hash(fields)))
+            out.append(base.RemoteChange("milestone", uuid, fields, modified,
+                                         content_hash=base.content_hash(fields)))
         return out
 
-    def _deal_changes(self, records: list) -> list[RemoteChange]:
+    def _deal_changes(self, records: list) -> list[base.RemoteChange]:
         out, seen = [], set()
         for r in records:
             key = (r["Id"], r.get("SystemModstamp"))
@@ -765,9 +754,9 @@ class SalesforceConnector:
             seen.add(key)
             modified = _parse_sf_datetime(r.get("SystemModstamp"))
             if r.get("IsDeleted"):
-                out.append(RemoteChange("deal", r["Id"], {}, modified, deleted=True))
+                out.append(base.RemoteChange("deal", r["Id"], {}, modified, deleted=True))
                 continue
-            out.append(RemoteChange("deal", r["Id"], {
+            out.append(base.RemoteChange("deal", r["Id"], {
                 "stage": r.get("StageName"), "pipeline": self._pipeline_of(r.get("RecordTypeId")),
                 "close_date": date.fromisoformat(r["CloseDate"]) if r.get("CloseDate") else None,
             }, modified))

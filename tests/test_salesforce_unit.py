@@ -25,7 +25,8 @@ RECORD = {"records": [{"Id": DEAL, "StageName": "Prospecting", "CloseDate": "202
 
 
 def token_response(access: str) -> dict:
-    identity, issued = "https://login.example.test/id/00D000000000001/005000000000001", "1700000000000"
+    identity = "https://login.example.test/id/00D000000000001/005000000000001"
+    issued = "1700000000000"
     mac = hmac.new(SECRET.encode(), (identity + issued).encode(), hashlib.sha256).digest()
     return {"access_token": access, "instance_url": INSTANCE, "id": identity, "issued_at": issued,
             "signature": base64.b64encode(mac).decode(), "token_type": "Bearer", "scope": "api"}
@@ -49,7 +50,7 @@ def errors(code: str, message: str = "x") -> list:
 
 @responses.activate
 def test_expired_session_refreshes_once_and_replays(connector, store):
-    responses.get(QUERY, status=401, json=errors("INVALID_SESSION_ID", "Session expired or invalid"))
+    responses.get(QUERY, status=401, json=errors("INVALID_SESSION_ID", "Session expired"))
     responses.get(QUERY, status=200, json=RECORD)
     responses.post(TOKEN_URL, json=token_response("new-token"))
     deal = connector.get_deal(DEAL)
@@ -58,7 +59,8 @@ def test_expired_session_refreshes_once_and_replays(connector, store):
     assert [r.method for r in calls] == ["GET", "POST", "GET"]
     assert calls[0].headers["Authorization"] == "Bearer old-token"
     assert calls[2].headers["Authorization"] == "Bearer new-token"
-    assert "grant_type=refresh_token" in calls[1].body and "refresh_token=refresh-1" in calls[1].body
+    assert "grant_type=refresh_token" in calls[1].body
+    assert "refresh_token=refresh-1" in calls[1].body
     assert store.tokens.refresh_token == "refresh-1"  # kept: none was rotated in
 
 
@@ -76,7 +78,7 @@ def test_a_second_401_after_the_replay_is_not_refreshed_again(connector, store):
 def test_invalid_grant_on_refresh_needs_reauth(connector, store):
     responses.get(QUERY, status=401, json=errors("INVALID_SESSION_ID"))
     responses.post(TOKEN_URL, status=400, json={"error": "invalid_grant",
-                                                "error_description": "expired access/refresh token"})
+                                                "error_description": "expired token"})
     with pytest.raises(NeedsReauth):
         connector.get_deal(DEAL)
     assert store.saves == 0 and store.tokens.access_token == "old-token"
@@ -93,7 +95,7 @@ def test_a_refresh_whose_signature_does_not_match_is_refused(connector, store):
 
 @responses.activate
 def test_daily_limit_is_rate_limited_for_an_hour_and_not_retried(connector):
-    responses.get(QUERY, status=403, json=errors("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."))
+    responses.get(QUERY, status=403, json=errors("REQUEST_LIMIT_EXCEEDED", "Limit exceeded."))
     with pytest.raises(RateLimited) as caught:
         connector.get_deal(DEAL)
     assert caught.value.scope == "daily" and caught.value.retry_after == 3600.0

@@ -133,7 +133,8 @@ def pull_due() -> int:
     try:
         rows = Session().scalars(select(Installation).where(Installation.status == "active")).all()
         setups = [r.id for r in rows if not (r.settings or {}).get("setup_at")]
-        due = [r.id for r in rows if r.id not in setups and providers.get(r.provider).is_due(r, now)]
+        due = [r.id for r in rows
+               if r.id not in setups and providers.get(r.provider).is_due(r, now)]
     finally:
         Session.remove()
     for installation_id in setups:

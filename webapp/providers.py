@@ -126,7 +126,8 @@ def hubspot_config() -> hubspot.HubSpotConfig:
 
 def _hubspot_connector(row: Installation, store) -> hubspot.HubSpotConnector:
     return hubspot.HubSpotConnector(hubspot_config(), row.account_id, store,
-                                    settings=dict(row.settings or {}), limiter=_limiter("hubspot"))
+                                    settings=dict(row.settings or {}),
+                                    limiter=_limiter("hubspot"))
 
 
 def _hubspot_oauth() -> hubspot.HubSpotOAuth:
@@ -150,7 +151,8 @@ def _hubspot_identify(tokens: TokenSet, data: dict) -> tuple[str, TokenSet, dict
     if not portal_id or portal_id == "None":
         raise OAuthFailure("metadata_lookup_failed", "no hub_id in the token metadata")
     tokens = TokenSet(tokens.access_token, tokens.refresh_token, tokens.expires_at, info)
-    return portal_id, tokens, {"scopes": info.get("scopes", []), "hub_domain": info.get("hub_domain")}
+    settings = {"scopes": info.get("scopes", []), "hub_domain": info.get("hub_domain")}
+    return portal_id, tokens, settings
 
 
 def hubspot_inbox(s: Session, row: Installation) -> list[RemoteChange]:
@@ -166,8 +168,8 @@ def hubspot_inbox(s: Session, row: Installation) -> list[RemoteChange]:
     s.execute(delete(HubSpotEvent).where(HubSpotEvent.installation_id == row.id,
                                          HubSpotEvent.received_at < now - EVENT_RETENTION)
               .execution_options(synchronize_session=False))
-    return [RemoteChange("deal", str(e.object_id), {}, clock.aware(e.occurred_at) or now, deleted=True)
-            for e in events]
+    return [RemoteChange("deal", str(e.object_id), {}, clock.aware(e.occurred_at) or now,
+                         deleted=True) for e in events]
 
 
 HUBSPOT = Provider(
@@ -207,8 +209,8 @@ def calls_per_day(interval: float) -> int:
 
 def _salesforce_oauth() -> salesforce.SalesforceOAuth:
     c = current_app.config
-    return salesforce.oauth_client(c.get("SALESFORCE_CLIENT_ID", ""), c.get("SALESFORCE_CLIENT_SECRET", ""),
-                                   redirect_uri("salesforce"), ca_bundle=c.get("CRM_CA_BUNDLE"),
+    return salesforce.oauth_client(c.get("SALESFORCE_CLIENT_ID", ""),
+                                   c.get("SALESFORCE_CLIENT_SECRET", ""), redirect_uri("salesforce"), ca_bundle=c.get("CRM_CA_BUNDLE"),
                                    timeout=float(c.get("SALESFORCE_TIMEOUT", 30.0)))
 
 
@@ -249,7 +251,8 @@ def _salesforce_identify(tokens: TokenSet, data: dict) -> tuple[str, TokenSet, d
     try:
         found = probe.check_package()
     except NotFound as exc:
-        client.revoke(tokens.refresh_token or tokens.access_token, base=tokens.extra["instance_url"])
+        client.revoke(tokens.refresh_token or tokens.access_token,
+                      base=tokens.extra["instance_url"])
         raise OAuthFailure("package_missing", exc.detail) from exc
     tokens = probe.store.load()  # refreshed meanwhile, in the rare case the first token died
     settings = {"instance_url": tokens.extra["instance_url"], "org_id": tokens.extra["org_id"],
