@@ -270,6 +270,18 @@ OPPORTUNITY_SUMMARY = {  # DealUpdate.properties key -> (Opportunity field, kind
 }
 
 
+# MilestoneDoc field -> MAP_Milestone__c field (the org's namespace is added by `n`); the plan's
+# UUID comes through the master-detail relationship, Plan__r.Plan_UUID__c.
+MILESTONE_MAP = {
+    "title": "Title__c", "stage_name": "Stage__c", "position": "Position__c",
+    "description": "Description__c", "owner_side": "Owner_Side__c", "owner_name": "Owner_Name__c",
+    "owner_email": "Owner_Email__c", "due_date": "Due_Date__c", "status": "Status__c",
+    "risk": "Risk__c", "internal": "Internal_Only__c", "completed_at": "Completed_At__c",
+    "gate_stage": "Gate_Stage__c",
+}
+_TEXT_LIMITS = {"title": 255, "stage_name": 80, "owner_name": 255}
+
+
 def _sf_date(value) -> str | None:
     if value in (None, ""):
         return None
@@ -552,25 +564,22 @@ class SalesforceConnector:
 
     def _milestone_record(self, m: MilestoneDoc, plan_ref: str) -> dict:
         n = self.n
-        return {
-            "attributes": {"type": n(MILESTONE)},
-            n("Milestone_UUID__c"): m.uuid,
-            n("Plan__c"): plan_ref,
-            "Name": (m.title or "Milestone")[:80],
-            n("Title__c"): m.title[:255],
-            n("Stage__c"): (m.stage_name or "")[:80] or None,
-            n("Position__c"): m.position,
-            n("Description__c"): m.description or None,
-            n("Owner_Side__c"): m.owner_side,
-            n("Owner_Name__c"): (m.owner_name or "")[:255] or None,
-            n("Owner_Email__c"): m.owner_email or None,
-            n("Due_Date__c"): _sf_date(m.due_date),
-            n("Status__c"): m.status,
-            n("Risk__c"): m.risk,
-            n("Internal_Only__c"): bool(m.internal),
-            n("Completed_At__c"): _sf_datetime(m.completed_at),
-            n("Gate_Stage__c"): m.gate_stage or None,
-        }
+        record = {"attributes": {"type": n(MILESTONE)}, n("Milestone_UUID__c"): m.uuid,
+                  n("Plan__c"): plan_ref, "Name": (m.title or "Milestone")[:80]}
+        for name, sf_field in MILESTONE_MAP.items():
+            value = getattr(m, name)
+            if name in _TEXT_LIMITS:
+                value = (value or "")[:_TEXT_LIMITS[name]]
+            if name == "due_date":
+                value = _sf_date(value)
+            elif name == "completed_at":
+                value = _sf_datetime(value)
+            elif name == "internal":
+                value = bool(value)
+            elif name not in ("title", "position", "owner_side", "status", "risk"):
+                value = value or None
+            record[n(sf_field)] = value
+        return record
 
     def push_plan(self, plan: PlanDoc, deal: DealUpdate | None) -> PushResult:
         """One Composite request per plan (chunked past 25 sub-requests / 200 milestones)."""
@@ -657,10 +666,7 @@ class SalesforceConnector:
     def _milestone_soql(self, since: datetime) -> str:
         n = self.n
         fields = ["Id", "IsDeleted", "SystemModstamp", n("Milestone_UUID__c"),
-                  f"{n('Plan__r')}.{n('Plan_UUID__c')}", n("Title__c"), n("Stage__c"),
-                  n("Position__c"), n("Description__c"), n("Owner_Side__c"), n("Owner_Name__c"),
-                  n("Owner_Email__c"), n("Due_Date__c"), n("Status__c"), n("Risk__c"),
-                  n("Internal_Only__c"), n("Completed_At__c"), n("Gate_Stage__c")]
+                  f"{n('Plan__r')}.{n('Plan_UUID__c')}", *(n(f) for f in MILESTONE_MAP.values())]
         return (f"SELECT {', '.join(fields)} FROM {n(MILESTONE)} "
                 f"WHERE SystemModstamp >= {_soql_datetime(since)} ORDER BY SystemModstamp, Id")
 
@@ -724,22 +730,19 @@ class SalesforceConnector:
                 out.append(base.RemoteChange("milestone", uuid, {}, modified, deleted=True))
                 continue
             plan = r.get(n("Plan__r")) or {}
-            position = r.get(n("Position__c"))
+            v = {name: r.get(n(sf_field)) for name, sf_field in MILESTONE_MAP.items()}
             fields = {
                 "plan_uuid": plan.get(n("Plan_UUID__c")) or "",
-                "title": r.get(n("Title__c")) or "",
-                "stage_name": r.get(n("Stage__c")) or "",
-                "position": int(position) if position is not None else 0,
-                "description": r.get(n("Description__c")) or "",
-                "owner_side": r.get(n("Owner_Side__c")) or "seller",
-                "owner_name": r.get(n("Owner_Name__c")) or "",
-                "owner_email": r.get(n("Owner_Email__c")) or "",
-                "due_date": date.fromisoformat(r[n("Due_Date__c")]) if r.get(n("Due_Date__c")) else None,
-                "status": r.get(n("Status__c")) or "not_started",
-                "risk": r.get(n("Risk__c")) or "on_track",
-                "internal": bool(r.get(n("Internal_Only__c"))),
-                "completed_at": _parse_sf_datetime(r.get(n("Completed_At__c"))),
-                "gate_stage": r.get(n("Gate_Stage__c")) or None,
+                **{name: v[name] or "" for name in ("title", "stage_name", "description",
+                                                    "owner_name", "owner_email")},
+                "position": int(v["position"]) if v["position"] is not None else 0,
+                "owner_side": v["owner_side"] or "seller",
+                "due_date": date.fromisoformat(v["due_date"]) if v["due_date"] else None,
+                "status": v["status"] or "not_started",
+                "risk": v["risk"] or "on_track",
+                "internal": bool(v["internal"]),
+                "completed_at": _parse_sf_datetime(v["completed_at"]),
+                "gate_stage": v["gate_stage"] or None,
             }
             out.append(base.RemoteChange("milestone", uuid, fields, modified,
                                          content_hash=base.content_hash(fields)))
