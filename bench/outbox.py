@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from connector.errors import AuthExpired, NeedsReauth, RateLimited, Rejected, Transient
 from connector.memory import MemoryCrm
-from webapp import jobs, outbox, plans
+from webapp import jobs, outbox, plans, providers
 from webapp.auth import ensure_tenant
 from webapp.db import session
 from webapp.models import Installation, Milestone, OutboxEntry
@@ -67,7 +67,7 @@ def edit_each(app, tenant_id, plan_ids, field="risk", value="at_risk"):
 def throughput(workers: int, edits: int = 200, latency: float = LATENCY) -> float:
     crm = MemoryCrm(latency=latency)
     app, _ = make_app(OUTBOX_DEBOUNCE=0)
-    app.extensions["mutualplan.connectors"] = {"hubspot": lambda inst: crm.connector(inst.account_id)}
+    providers.override(app, "hubspot", connector=lambda inst, _store: crm.connector(inst.account_id))
     tenant_id, ids = setup(app, crm, edits)
     drain(app, 4)  # the initial pushes of the new plans are not what we measure
     edit_each(app, tenant_id, ids)
@@ -79,7 +79,7 @@ def throughput(workers: int, edits: int = 200, latency: float = LATENCY) -> floa
 def coalescing() -> int:
     crm = MemoryCrm(latency=LATENCY)
     app, _ = make_app()  # the default debounce: this is what it is for
-    app.extensions["mutualplan.connectors"] = {"hubspot": lambda inst: crm.connector(inst.account_id)}
+    providers.override(app, "hubspot", connector=lambda inst, _store: crm.connector(inst.account_id))
     tenant_id, [pid] = setup(app, crm, 1)
     time.sleep(1.1)
     drain(app, 1)
@@ -110,7 +110,7 @@ def coalescing() -> int:
 def soak(n_plans=50, n_edits=1000, fault_rate=0.2):
     crm = MemoryCrm(latency=0.001)
     app, _ = make_app(OUTBOX_DEBOUNCE=0)
-    app.extensions["mutualplan.connectors"] = {"hubspot": lambda inst: crm.connector(inst.account_id)}
+    providers.override(app, "hubspot", connector=lambda inst, _store: crm.connector(inst.account_id))
     tenant_id, ids = setup(app, crm, n_plans, template="enterprise")
     crm.random_faults(fault_rate, [
         lambda: Transient("502 bad gateway"), lambda: RateLimited("429", retry_after=0.01),

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import Protocol, runtime_checkable
+
+from .errors import NeedsReauth
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,49 @@ class TokenSet:
     refresh_token: str | None = None
     expires_at: datetime | None = None  # None: unknown (Salesforce tells no lifetime)
     extra: dict = field(default_factory=dict)  # instance_url, hub_id, scopes, …
+
+
+class TokenStore(Protocol):
+    """Where an installation's tokens live (the webapp: encrypted, in the installations row).
+
+    `refresh` is the one way tokens change after install. Under the installation's lock it
+    re-reads the stored tokens; when they are no longer `stale` (another worker refreshed while
+    this one waited) it returns them without spending the refresh token; otherwise it calls
+    `refresher(current)`, saves the result before releasing the lock and returns it. `stale`
+    None means "refresh whatever is stored". A NeedsReauth from the refresher is recorded by
+    the store (the installation needs reconnecting) and re-raised.
+    """
+
+    def load(self) -> TokenSet | None: ...
+
+    def refresh(self, stale: TokenSet | None,
+                refresher: Callable[[TokenSet], TokenSet]) -> TokenSet: ...
+
+
+def still_current(stored: TokenSet, stale: TokenSet | None) -> bool:
+    """Is the stored token the one the caller found stale (so a refresh is really due)?"""
+    return stale is None or stored.access_token == stale.access_token
+
+
+class MemoryTokenStore:
+    """A TokenStore in memory (tests, benchmarks, scripts, the connect flow's probe)."""
+
+    def __init__(self, tokens: TokenSet | None):
+        self.tokens = tokens
+        self.lock = threading.Lock()
+        self.saves = 0
+
+    def load(self) -> TokenSet | None:
+        return self.tokens
+
+    def refresh(self, stale, refresher):
+        with self.lock:
+            if self.tokens is None:
+                raise NeedsReauth("no tokens stored")
+            if not still_current(self.tokens, stale):
+                return self.tokens
+            self.tokens, self.saves = refresher(self.tokens), self.saves + 1
+            return self.tokens
 
 
 @dataclass(frozen=True)
@@ -101,7 +148,6 @@ class Deal:
 @dataclass(frozen=True)
 class PushResult:
     remote_ids: dict  # our uuid -> CRM record id
-    hashes: dict  # our uuid -> content hash of what was written (echo detection)
     calls: int = 0
 
 

@@ -37,8 +37,9 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
+import requests
 import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 from urllib3.util.retry import Retry
@@ -76,10 +77,12 @@ from .base import (
     PushResult,
     RemoteChange,
     TokenSet,
+    TokenStore,
     content_hash,
     milestone_fields,
 )
 from .errors import AuthExpired, CrmError, NeedsReauth, NotFound, RateLimited, Rejected, Transient
+from .oauth import OAuthClient
 
 log = logging.getLogger("connector.hubspot")
 
@@ -256,65 +259,74 @@ def _sdk(config: HubSpotConfig, access_token: str | None = None) -> HubSpot:
     return HubSpot(access_token=access_token, **kwargs)
 
 
+# HubSpot's OAuth endpoints, in one place (the 2026-03 date-versioned move changes only these).
+ENDPOINTS = {
+    "authorize": "{auth_base}/oauth/authorize",
+    "token": "{api_base}/oauth/v1/token",
+    "token_info": "{api_base}/oauth/v1/access-tokens/{token}",
+}
+
+
+def _token_error(status: int, body, headers: dict) -> CrmError:
+    """A refused token request, classified like any SDK error."""
+    exc = Exception()
+    exc.status, exc.body, exc.headers = status, json.dumps(body), headers
+    return classify(exc)
+
+
 class HubSpotOAuth:
-    """The authorize URL, code exchange, refresh and token metadata."""
+    """The authorize URL, code exchange and refresh (authlib), and the token's metadata."""
 
-    def __init__(self, config: HubSpotConfig):
+    def __init__(self, config: HubSpotConfig, redirect_uri: str = ""):
         self.config = config
+        self.client = OAuthClient(
+            config.client_id, config.client_secret, redirect_uri, ENDPOINTS, _token_error,
+            scope=" ".join(REQUIRED_SCOPES),
+            authorize_params={"optional_scope": " ".join(OPTIONAL_SCOPES)},
+            ca_bundle=config.ca_bundle, timeout=config.timeout)
 
-    def authorize_url(self, redirect_uri: str, state: str, scopes=REQUIRED_SCOPES,
-                      optional_scopes=OPTIONAL_SCOPES) -> str:
-        # Built by hand: the SDK's get_auth_url hard-codes app.hubspot.com.
-        query = urllib.parse.urlencode({
-            "client_id": self.config.client_id, "redirect_uri": redirect_uri,
-            "scope": " ".join(scopes), "optional_scope": " ".join(optional_scopes), "state": state,
-        }, quote_via=urllib.parse.quote)
-        return f"{self.config.auth_base.rstrip('/')}/oauth/authorize?{query}"
+    @property
+    def _bases(self) -> dict:
+        return {"auth_base": self.config.auth_base.rstrip("/"),
+                "api_base": self.config.api_base.rstrip("/")}
 
-    def _token_call(self, **form) -> TokenSet:
-        api = _sdk(self.config).oauth.tokens_api
-        try:
-            raw = api.create(client_id=self.config.client_id, client_secret=self.config.client_secret,
-                             _request_timeout=self.config.timeout, **form)
-        except Exception as exc:
-            raise classify(exc) from exc
-        expires = utcnow() + timedelta(seconds=int(raw.expires_in or 1800))
-        return TokenSet(raw.access_token, raw.refresh_token, expires, {})
+    def authorization_url(self, state: str, code_verifier: str | None = None, **where) -> str:
+        return self.client.authorization_url(state, **self._bases)
 
-    def exchange(self, code: str, redirect_uri: str, with_info: bool = True) -> TokenSet:
-        """Code -> tokens, with hub_id/scopes/user from the token metadata (the SDK drops them)."""
-        tokens = self._token_call(grant_type="authorization_code", code=code, redirect_uri=redirect_uri)
-        if not with_info:
-            return tokens
-        return TokenSet(tokens.access_token, tokens.refresh_token, tokens.expires_at,
-                        self.token_info(tokens.access_token))
+    @staticmethod
+    def _tokens(raw: dict, refresh_token: str | None = None, extra: dict | None = None) -> TokenSet:
+        expires = utcnow() + timedelta(seconds=int(raw.get("expires_in") or 1800))
+        return TokenSet(raw["access_token"], raw.get("refresh_token") or refresh_token, expires,
+                        dict(extra or {}))
+
+    def exchange(self, code: str) -> TokenSet:
+        return self._tokens(self.client.exchange(code, **self._bases))
 
     def refresh(self, refresh_token: str | None, extra: dict | None = None) -> TokenSet:
         if not refresh_token:
             raise NeedsReauth("no refresh token stored")
-        tokens = self._token_call(grant_type="refresh_token", refresh_token=refresh_token)
-        return TokenSet(tokens.access_token, tokens.refresh_token or refresh_token, tokens.expires_at,
-                        dict(extra or {}))
+        return self._tokens(self.client.refresh(refresh_token, **self._bases), refresh_token, extra)
 
     def token_info(self, access_token: str) -> dict:
+        """hub_id, scopes, user and hub_domain of a token (the token response has none of them)."""
+        url = self.client.url("token_info", token=urllib.parse.quote(access_token, safe=""),
+                              **self._bases)
         try:
-            info = _sdk(self.config).oauth.access_tokens_api.get(
-                token=access_token, _request_timeout=self.config.timeout)
-        except Exception as exc:
-            raise classify(exc) from exc
-        return {"hub_id": str(info.hub_id), "scopes": list(info.scopes or []), "user": info.user,
-                "user_id": info.user_id, "hub_domain": info.hub_domain, "app_id": info.app_id}
-
-
-class TokenStore(Protocol):
-    """Where an installation's tokens live (the webapp: encrypted, in the installations row)."""
-
-    def load(self) -> TokenSet: ...
-
-    def refresh(self, stale: TokenSet | None, refresher: Callable[[TokenSet], TokenSet]) -> TokenSet:
-        """Under the installation's lock: re-read; if the stored token is still `stale` (or due),
-        call refresher(current) and save its result; return the tokens to use. A NeedsReauth
-        from the refresher is recorded (installation needs reconnect) and re-raised."""
+            with requests.Session() as http:
+                if self.config.ca_bundle:
+                    http.verify, http.trust_env = self.config.ca_bundle, False
+                response = http.get(url, timeout=self.config.timeout)
+        except (requests.RequestException, OSError) as exc:
+            raise Transient(f"HubSpot unreachable: {exc.__class__.__name__}") from exc
+        try:
+            info = response.json()
+        except ValueError:
+            info = {"message": response.text[:300]}
+        if response.status_code >= 400 or not isinstance(info, dict):
+            raise _token_error(response.status_code, info, dict(response.headers))
+        return {"hub_id": str(info.get("hub_id")), "scopes": list(info.get("scopes") or []),
+                "user": info.get("user"), "user_id": info.get("user_id"),
+                "hub_domain": info.get("hub_domain"), "app_id": info.get("app_id")}
 
 
 # ---- webhook / card signatures --------------------------------------------------------------
@@ -501,14 +513,12 @@ class HubSpotConnector:
     provider = "hubspot"
 
     def __init__(self, config: HubSpotConfig, portal_id: str, tokens: TokenStore,
-                 settings: dict | None = None, limiter=None,
-                 deleted_deals: Callable[[], list] | None = None):
+                 settings: dict | None = None, limiter=None):
         self.config = config
         self.portal_id = str(portal_id)
         self.store = tokens
         self.settings = dict(settings or {})
         self.limiter = limiter or _Limiter()
-        self.deleted_deals = deleted_deals
         self.oauth = HubSpotOAuth(config)
         self._tokens: TokenSet | None = None
         self._client: HubSpot | None = None
@@ -674,13 +684,12 @@ class HubSpotConnector:
     # -- push -------------------------------------------------------------------------------
     def push_plan(self, plan: PlanDoc, deal: DealUpdate | None) -> PushResult:
         start = self.calls
-        hashes = {m.uuid: content_hash(milestone_fields(m)) for m in plan.milestones}
         remote_ids: dict = {}
         if self.mode == MODE_CUSTOM and self.settings.get("object_types"):
             remote_ids = self._push_objects(plan)
         if deal is not None and not deal.is_empty():
             self.update_deal(deal)
-        return PushResult(remote_ids=remote_ids, hashes=hashes, calls=self.calls - start)
+        return PushResult(remote_ids=remote_ids, calls=self.calls - start)
 
     def _push_objects(self, plan: PlanDoc) -> dict:
         types = self.settings["object_types"]
@@ -808,11 +817,6 @@ class HubSpotConnector:
             **self._t))
         return _deal(rec)
 
-    def list_deals(self, limit: int = 20) -> list[tuple[str, str]]:
-        """(id, name) of the portal's first deals: the sandbox shortcut of `make run` picks one."""
-        page = self._call(lambda c: c.crm.deals.basic_api.get_page(limit=limit, properties=["dealname"], **self._t))
-        return [(d.id, (d.properties or {}).get("dealname") or f"Deal {d.id}") for d in page.results]
-
     def pipeline_stages(self, pipeline: str | None = None) -> list[PipelineStage]:
         pipeline = pipeline or self.settings.get("default_pipeline") or "default"
         p = self._call(lambda c: c.crm.pipelines.pipelines_api.get_by_id("deals", pipeline, **self._t))
@@ -821,8 +825,8 @@ class HubSpotConnector:
     # -- pull -----------------------------------------------------------------------------------
     def pull(self, since: datetime, cursor: str | None = None) -> Page:
         """Deals changed since `since` (those carrying our summary properties), then, in
-        custom-objects mode, milestones edited in HubSpot's UI; deals deleted (from the
-        webhook's deletion events) come with the first page.
+        custom-objects mode, milestones edited in HubSpot's UI. (Deleted deals are not
+        searchable: the webhook's deletion events bring them, see webapp/providers.py.)
 
         Cursor: "<phase>:<after>[:<from ms>]". HubSpot's search stops at 10,000 results, so
         before paging past that it restarts from the last record's hs_lastmodifieddate
@@ -833,10 +837,6 @@ class HubSpotConnector:
         if phase == "deals":
             res = self._search("deals", since_ms, ["dealstage", "pipeline", "closedate", "hs_lastmodifieddate"],
                                after, [Filter(property_name=SUMMARY_MARKER, operator="HAS_PROPERTY")])
-            if cursor is None and self.deleted_deals is not None:
-                # After the search call (a token refresh may commit), taken in this page's transaction.
-                for deal_id, when in self.deleted_deals():
-                    changes.append(RemoteChange("deal", str(deal_id), {}, when or utcnow(), deleted=True))
             for r in res.results or []:
                 d = _deal(r)
                 changes.append(RemoteChange("deal", d.id, {"stage": d.stage, "pipeline": d.pipeline,

@@ -138,7 +138,7 @@ class MemoryConnector:
                 crm.milestones.pop(uuid, None)
         if deal is not None and not deal.is_empty():
             self._apply_deal(deal)
-        return PushResult(remote_ids={u: f"mem-{u}" for u in hashes}, hashes=hashes, calls=1)
+        return PushResult(remote_ids={u: f"mem-{u}" for u in hashes}, calls=1)
 
     def delete_milestones(self, uuids: list[str]) -> None:
         self.crm._call("delete_milestones")

@@ -38,7 +38,7 @@ package object and field is `<ns>__Name__c`; the prefix is per installation
 (`settings["namespace"]`, detected at install).
 
 Nothing here knows Flask or the database: tokens are loaded and saved
-through a `TokenStore` the caller provides.
+through a `TokenStore` (connector.base) the caller provides.
 """
 from __future__ import annotations
 
@@ -48,17 +48,12 @@ import hmac
 import json
 import logging
 import re
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import requests
-from authlib.common.security import generate_token
-from authlib.integrations.base_client.errors import OAuthError as AuthlibOAuthError
-from authlib.integrations.requests_client import OAuth2Session
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 from tenacity import (
@@ -69,20 +64,10 @@ from tenacity import (
     wait_random,
 )
 
-from .base import (
-    Deal,
-    DealUpdate,
-    MilestoneDoc,
-    Page,
-    PipelineStage,
-    PlanDoc,
-    PushResult,
-    RemoteChange,
-    TokenSet,
-    content_hash,
-    milestone_fields,
-)
+from . import base
+from .base import Deal, DealUpdate, MilestoneDoc, Page, PipelineStage, PlanDoc, PushResult
 from .errors import AuthExpired, CrmError, NeedsReauth, NotFound, RateLimited, Rejected, Transient
+from .oauth import OAuthClient, OAuthFailure
 
 log = logging.getLogger("mutualplan.salesforce")
 
@@ -105,14 +90,6 @@ MY_DOMAIN_RE = re.compile(
 # ---- OAuth ----------------------------------------------------------------------------
 
 
-class OAuthFailure(Exception):
-    """A failed step of the OAuth flow; `reason` is the name shown to the admin."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason, self.detail = reason, detail or reason
-
-
 def login_base(kind: str = "production", my_domain: str | None = None, *,
                production: str = PRODUCTION_LOGIN, sandbox: str = SANDBOX_LOGIN) -> str:
     """The login host for a connect: production, sandbox (test.salesforce.com) or My Domain.
@@ -129,11 +106,6 @@ def login_base(kind: str = "production", my_domain: str | None = None, *,
     if kind == "sandbox":
         return sandbox.rstrip("/")
     return production.rstrip("/")
-
-
-def new_verifier() -> str:
-    """A PKCE code_verifier (RFC 7636: 43-128 unreserved characters)."""
-    return generate_token(64)
 
 
 def signature_ok(token: dict, client_secret: str) -> bool:
@@ -154,7 +126,7 @@ def identity_of(token: dict) -> tuple[str, str]:
     return parts[-2], parts[-1]
 
 
-def token_set(token: dict, login_url: str, previous: TokenSet | None = None) -> TokenSet:
+def token_set(token: dict, login_url: str, previous: base.TokenSet | None = None) -> base.TokenSet:
     """A TokenSet from a token response; keeps the refresh token when none was rotated in."""
     org_id, user_id = identity_of(token)
     extra = dict(previous.extra) if previous else {}
@@ -162,7 +134,7 @@ def token_set(token: dict, login_url: str, previous: TokenSet | None = None) -> 
                  user_id=user_id, login_url=login_url, issued_at=token.get("issued_at"),
                  scope=token.get("scope", ""))
     refresh = token.get("refresh_token") or (previous.refresh_token if previous else None)
-    return TokenSet(access_token=token["access_token"], refresh_token=refresh, expires_at=None,
+    return base.TokenSet(access_token=token["access_token"], refresh_token=refresh, expires_at=None,
                     extra=extra)
 
 
@@ -188,109 +160,35 @@ class _TimeoutSession(requests.Session):
         return super().request(*args, **kwargs)
 
 
-@dataclass
-class OAuthClient:
-    """The External Client App: a confidential client that also uses PKCE (S256)."""
+# Salesforce's OAuth endpoints on a login host (or, for revoke, the instance): one place.
+ENDPOINTS = {
+    "authorize": "{base}/services/oauth2/authorize",
+    "token": "{base}/services/oauth2/token",
+    "revoke": "{base}/services/oauth2/revoke",
+}
 
-    client_id: str
-    client_secret: str
-    redirect_uri: str
-    ca_bundle: str | None = None
-    timeout: float = TIMEOUT
 
-    def _session(self, **kw) -> OAuth2Session:
-        s = OAuth2Session(self.client_id, self.client_secret, redirect_uri=self.redirect_uri,
-                          scope=SCOPES, code_challenge_method="S256",
-                          token_endpoint_auth_method="client_secret_post", **kw)
-        if self.ca_bundle:
-            s.verify, s.trust_env = self.ca_bundle, False
-        return s
+class SalesforceOAuth(OAuthClient):
+    """The External Client App: a confidential client that also uses PKCE (S256); every token
+    response's signature (HMAC of id + issued_at with the client secret) is checked."""
 
-    def authorization_url(self, login_url: str, state: str, code_verifier: str) -> str:
-        """Where to send the browser: authorize with state and the S256 code challenge."""
-        with self._session() as s:
-            url, _ = s.create_authorization_url(f"{login_url}/services/oauth2/authorize",
-                                                state=state, code_verifier=code_verifier)
-        return url
+    def exchange(self, code: str, code_verifier: str | None = None, **where) -> dict:
+        return self._verify(super().exchange(code, code_verifier, **where))
 
-    def exchange(self, login_url: str, code: str, code_verifier: str) -> dict:
-        """Code -> verified token response. Sends code_verifier AND client_secret."""
-        try:
-            with self._session() as s:
-                token = dict(s.fetch_token(f"{login_url}/services/oauth2/token", code=code,
-                                           code_verifier=code_verifier, timeout=self.timeout,
-                                           grant_type="authorization_code"))
-        except AuthlibOAuthError as exc:
-            raise OAuthFailure("invalid_code", f"{exc.error}: {exc.description}") from exc
-        except (requests.RequestException, ValueError) as exc:
-            raise OAuthFailure("invalid_code", f"token exchange failed: {exc}") from exc
-        self._verify(token)
-        return token
+    def refresh(self, refresh_token: str, **where) -> dict:
+        return self._verify(super().refresh(refresh_token, **where))
 
-    def refresh(self, login_url: str, refresh_token: str) -> dict:
-        """Refresh grant. invalid_grant (revoked, rotated out, app uninstalled) -> NeedsReauth."""
-        try:
-            with http_session(self.ca_bundle, self.timeout) as s:
-                response = s.post(f"{login_url}/services/oauth2/token", timeout=self.timeout, data={
-                    "grant_type": "refresh_token", "refresh_token": refresh_token,
-                    "client_id": self.client_id, "client_secret": self.client_secret})
-        except requests.RequestException as exc:
-            raise classify(None, None, exc=exc) from exc
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if response.status_code >= 400 or "access_token" not in body:
-            raise classify(response.status_code, body)
-        self._verify(body)
-        return body
-
-    def revoke(self, base_url: str, token: str) -> bool:
-        """Revoke a refresh token (and its access tokens). True when Salesforce confirmed it."""
-        try:
-            with http_session(self.ca_bundle, self.timeout) as s:
-                response = s.post(f"{base_url}/services/oauth2/revoke", data={"token": token},
-                                  timeout=self.timeout)
-            return response.status_code == 200
-        except requests.RequestException:
-            return False
-
-    def _verify(self, token: dict) -> None:
+    def _verify(self, token: dict) -> dict:
         if not signature_ok(token, self.client_secret):
             raise OAuthFailure("bad_signature", "the token response signature does not match")
+        return token
 
 
-# ---- token persistence ------------------------------------------------------------------
-
-
-class TokenStore(Protocol):
-    """Where an installation's tokens live. The webapp implements it on its database."""
-
-    def load(self) -> TokenSet:
-        """The current tokens."""
-
-    def refresh(self, fn: Callable[[TokenSet], TokenSet]) -> TokenSet:
-        """Under the installation's lock: re-read the tokens, call fn(current) and, when it
-        returns a different TokenSet, save it before releasing the lock; return the result."""
-
-
-class MemoryTokenStore:
-    """A TokenStore in memory (tests, benchmarks, scripts)."""
-
-    def __init__(self, tokens: TokenSet):
-        self.tokens = tokens
-        self.lock = threading.Lock()
-        self.saves = 0
-
-    def load(self) -> TokenSet:
-        return self.tokens
-
-    def refresh(self, fn):
-        with self.lock:
-            new = fn(self.tokens)
-            if new is not self.tokens:
-                self.tokens, self.saves = new, self.saves + 1
-            return new
+def oauth_client(client_id: str, client_secret: str, redirect_uri: str,
+                 ca_bundle: str | None = None, timeout: float = TIMEOUT) -> SalesforceOAuth:
+    return SalesforceOAuth(client_id, client_secret, redirect_uri, ENDPOINTS,
+                           lambda status, body, _headers: classify(status, body), scope=SCOPES,
+                           pkce=True, ca_bundle=ca_bundle, timeout=timeout)
 
 
 # ---- error classification ------------------------------------------------------------------
@@ -372,6 +270,18 @@ OPPORTUNITY_SUMMARY = {  # DealUpdate.properties key -> (Opportunity field, kind
 }
 
 
+# MilestoneDoc field -> MAP_Milestone__c field (the org's namespace is added by `n`); the plan's
+# UUID comes through the master-detail relationship, Plan__r.Plan_UUID__c.
+MILESTONE_MAP = {
+    "title": "Title__c", "stage_name": "Stage__c", "position": "Position__c",
+    "description": "Description__c", "owner_side": "Owner_Side__c", "owner_name": "Owner_Name__c",
+    "owner_email": "Owner_Email__c", "due_date": "Due_Date__c", "status": "Status__c",
+    "risk": "Risk__c", "internal": "Internal_Only__c", "completed_at": "Completed_At__c",
+    "gate_stage": "Gate_Stage__c",
+}
+_TEXT_LIMITS = {"title": 255, "stage_name": 80, "owner_name": 255}
+
+
 def _sf_date(value) -> str | None:
     if value in (None, ""):
         return None
@@ -410,7 +320,7 @@ def _number(value) -> float | None:
 class SalesforceConnector:
     provider = "salesforce"
 
-    def __init__(self, store: TokenStore, oauth: OAuthClient, *, namespace: str | None = None,
+    def __init__(self, store: base.TokenStore, oauth: SalesforceOAuth, *, namespace: str | None = None,
                  settings: dict | None = None, limiter=None, http: requests.Session | None = None,
                  version: str = API_VERSION, max_attempts: int = 3, wait_initial: float = 0.2,
                  page_size: int = 500):
@@ -462,7 +372,7 @@ class SalesforceConnector:
                 if replayed:
                     raise
                 replayed = True
-                self._refresh(stale=self._tokens.access_token)
+                self._refresh()
 
     def _with_retries(self, fn, urgent: bool, what: str):
         retrying = Retrying(retry=retry_if_exception_type(Transient),
@@ -501,20 +411,18 @@ class SalesforceConnector:
                               "non-urgent work waits", retry_after=DAILY_RETRY_AFTER, scope="daily",
                               status=None)
 
-    def _refresh(self, stale: str) -> None:
+    def _refresh(self) -> None:
         """Refresh under the store's lock; reuse another worker's fresh token when there is one."""
 
-        def fn(current: TokenSet) -> TokenSet:
-            if current.access_token != stale:
-                return current  # someone refreshed while we waited for the lock
+        def refresher(current: base.TokenSet) -> base.TokenSet:
             if not current.refresh_token:
                 raise NeedsReauth("no refresh token stored; reconnect the org")
-            body = self.oauth.refresh(current.extra.get("login_url") or PRODUCTION_LOGIN,
-                                      current.refresh_token)
+            login = current.extra.get("login_url") or PRODUCTION_LOGIN
+            body = self.oauth.refresh(current.refresh_token, base=login)
             self.refreshes += 1
-            return token_set(body, current.extra.get("login_url") or PRODUCTION_LOGIN, current)
+            return token_set(body, login, current)
 
-        self._tokens = self.store.refresh(fn)
+        self._tokens = self.store.refresh(self._tokens, refresher)
         self._sf = None
 
     def keep_alive(self) -> None:
@@ -522,7 +430,7 @@ class SalesforceConnector:
 
     def revoke(self) -> bool:
         token = self._tokens.refresh_token or self._tokens.access_token
-        return self.oauth.revoke(self._tokens.extra.get("instance_url") or PRODUCTION_LOGIN, token)
+        return self.oauth.revoke(token, base=self._tokens.extra.get("instance_url") or PRODUCTION_LOGIN)
 
     # ---- setup ------------------------------------------------------------------------------
     def check_package(self) -> dict:
@@ -531,10 +439,10 @@ class SalesforceConnector:
         described = self._call(lambda sf: sf.describe(), what="describe")
         names = [o["name"] for o in described.get("sobjects", [])]
         found = {}
-        for base in (PLAN, MILESTONE):
+        for wanted in (PLAN, MILESTONE):
             for name in names:
-                if name == base or (name.endswith("__" + base) and name.count("__") == 2):
-                    found[base] = name
+                if name == wanted or (name.endswith("__" + wanted) and name.count("__") == 2):
+                    found[wanted] = name
         if len(found) < 2:
             raise NotFound(f"package_missing: the MutualPlan package's objects ({PLAN}, "
                            f"{MILESTONE}) are not in this org")
@@ -656,25 +564,22 @@ class SalesforceConnector:
 
     def _milestone_record(self, m: MilestoneDoc, plan_ref: str) -> dict:
         n = self.n
-        return {
-            "attributes": {"type": n(MILESTONE)},
-            n("Milestone_UUID__c"): m.uuid,
-            n("Plan__c"): plan_ref,
-            "Name": (m.title or "Milestone")[:80],
-            n("Title__c"): m.title[:255],
-            n("Stage__c"): (m.stage_name or "")[:80] or None,
-            n("Position__c"): m.position,
-            n("Description__c"): m.description or None,
-            n("Owner_Side__c"): m.owner_side,
-            n("Owner_Name__c"): (m.owner_name or "")[:255] or None,
-            n("Owner_Email__c"): m.owner_email or None,
-            n("Due_Date__c"): _sf_date(m.due_date),
-            n("Status__c"): m.status,
-            n("Risk__c"): m.risk,
-            n("Internal_Only__c"): bool(m.internal),
-            n("Completed_At__c"): _sf_datetime(m.completed_at),
-            n("Gate_Stage__c"): m.gate_stage or None,
-        }
+        record = {"attributes": {"type": n(MILESTONE)}, n("Milestone_UUID__c"): m.uuid,
+                  n("Plan__c"): plan_ref, "Name": (m.title or "Milestone")[:80]}
+        for name, sf_field in MILESTONE_MAP.items():
+            value = getattr(m, name)
+            if name in _TEXT_LIMITS:
+                value = (value or "")[:_TEXT_LIMITS[name]]
+            if name == "due_date":
+                value = _sf_date(value)
+            elif name == "completed_at":
+                value = _sf_datetime(value)
+            elif name == "internal":
+                value = bool(value)
+            elif name not in ("title", "position", "owner_side", "status", "risk"):
+                value = value or None
+            record[n(sf_field)] = value
+        return record
 
     def push_plan(self, plan: PlanDoc, deal: DealUpdate | None) -> PushResult:
         """One Composite request per plan (chunked past 25 sub-requests / 200 milestones)."""
@@ -713,11 +618,7 @@ class SalesforceConnector:
         remote_ids: dict = {}
         for chunk in chunks:
             remote_ids.update(self._composite(chunk, plan, [m.uuid for m in plan.milestones]))
-        hashes = {m.uuid: content_hash(milestone_fields(m)) for m in plan.milestones}
-        plan_fields = {k: v for k, v in vars(plan).items()
-                       if k not in ("uuid", "milestones", "deleted_milestones")}
-        hashes[plan.uuid] = content_hash(plan_fields)
-        return PushResult(remote_ids=remote_ids, hashes=hashes, calls=len(chunks))
+        return PushResult(remote_ids=remote_ids, calls=len(chunks))
 
     def _composite(self, subs: list, plan: PlanDoc, milestone_uuids: list) -> dict:
         # The sub-responses are checked inside the call, so a lock error (Transient) is retried
@@ -765,10 +666,7 @@ class SalesforceConnector:
     def _milestone_soql(self, since: datetime) -> str:
         n = self.n
         fields = ["Id", "IsDeleted", "SystemModstamp", n("Milestone_UUID__c"),
-                  f"{n('Plan__r')}.{n('Plan_UUID__c')}", n("Title__c"), n("Stage__c"),
-                  n("Position__c"), n("Description__c"), n("Owner_Side__c"), n("Owner_Name__c"),
-                  n("Owner_Email__c"), n("Due_Date__c"), n("Status__c"), n("Risk__c"),
-                  n("Internal_Only__c"), n("Completed_At__c"), n("Gate_Stage__c")]
+                  f"{n('Plan__r')}.{n('Plan_UUID__c')}", *(n(f) for f in MILESTONE_MAP.values())]
         return (f"SELECT {', '.join(fields)} FROM {n(MILESTONE)} "
                 f"WHERE SystemModstamp >= {_soql_datetime(since)} ORDER BY SystemModstamp, Id")
 
@@ -818,7 +716,7 @@ class SalesforceConnector:
         more = state.get("ms") or state.get("opp")
         return Page(changes=changes, cursor=json.dumps(state) if more else None)
 
-    def _milestone_changes(self, records: list) -> list[RemoteChange]:
+    def _milestone_changes(self, records: list) -> list[base.RemoteChange]:
         n = self.n
         out, seen = [], set()
         for r in records:
@@ -829,31 +727,28 @@ class SalesforceConnector:
             seen.add(key)
             modified = _parse_sf_datetime(r.get("SystemModstamp"))
             if r.get("IsDeleted"):
-                out.append(RemoteChange("milestone", uuid, {}, modified, deleted=True))
+                out.append(base.RemoteChange("milestone", uuid, {}, modified, deleted=True))
                 continue
             plan = r.get(n("Plan__r")) or {}
-            position = r.get(n("Position__c"))
+            v = {name: r.get(n(sf_field)) for name, sf_field in MILESTONE_MAP.items()}
             fields = {
                 "plan_uuid": plan.get(n("Plan_UUID__c")) or "",
-                "title": r.get(n("Title__c")) or "",
-                "stage_name": r.get(n("Stage__c")) or "",
-                "position": int(position) if position is not None else 0,
-                "description": r.get(n("Description__c")) or "",
-                "owner_side": r.get(n("Owner_Side__c")) or "seller",
-                "owner_name": r.get(n("Owner_Name__c")) or "",
-                "owner_email": r.get(n("Owner_Email__c")) or "",
-                "due_date": date.fromisoformat(r[n("Due_Date__c")]) if r.get(n("Due_Date__c")) else None,
-                "status": r.get(n("Status__c")) or "not_started",
-                "risk": r.get(n("Risk__c")) or "on_track",
-                "internal": bool(r.get(n("Internal_Only__c"))),
-                "completed_at": _parse_sf_datetime(r.get(n("Completed_At__c"))),
-                "gate_stage": r.get(n("Gate_Stage__c")) or None,
+                **{name: v[name] or "" for name in ("title", "stage_name", "description",
+                                                    "owner_name", "owner_email")},
+                "position": int(v["position"]) if v["position"] is not None else 0,
+                "owner_side": v["owner_side"] or "seller",
+                "due_date": date.fromisoformat(v["due_date"]) if v["due_date"] else None,
+                "status": v["status"] or "not_started",
+                "risk": v["risk"] or "on_track",
+                "internal": bool(v["internal"]),
+                "completed_at": _parse_sf_datetime(v["completed_at"]),
+                "gate_stage": v["gate_stage"] or None,
             }
-            out.append(RemoteChange("milestone", uuid, fields, modified,
-                                    content_hash=content_hash(fields)))
+            out.append(base.RemoteChange("milestone", uuid, fields, modified,
+                                         content_hash=base.content_hash(fields)))
         return out
 
-    def _deal_changes(self, records: list) -> list[RemoteChange]:
+    def _deal_changes(self, records: list) -> list[base.RemoteChange]:
         out, seen = [], set()
         for r in records:
             key = (r["Id"], r.get("SystemModstamp"))
@@ -862,9 +757,9 @@ class SalesforceConnector:
             seen.add(key)
             modified = _parse_sf_datetime(r.get("SystemModstamp"))
             if r.get("IsDeleted"):
-                out.append(RemoteChange("deal", r["Id"], {}, modified, deleted=True))
+                out.append(base.RemoteChange("deal", r["Id"], {}, modified, deleted=True))
                 continue
-            out.append(RemoteChange("deal", r["Id"], {
+            out.append(base.RemoteChange("deal", r["Id"], {
                 "stage": r.get("StageName"), "pipeline": self._pipeline_of(r.get("RecordTypeId")),
                 "close_date": date.fromisoformat(r["CloseDate"]) if r.get("CloseDate") else None,
             }, modified))

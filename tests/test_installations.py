@@ -82,3 +82,64 @@ def test_oauth_state_is_single_use_browser_bound_and_expires(app):
         assert expired.value.reason == "expired_state"
         with pytest.raises(StateError):
             installations.consume_state(s, "hubspot", None, "browser-1")
+
+
+def _stored_access_token(app, installation_id) -> str:
+    with database(app).Session.session_factory() as own:
+        return installations.tokens_of(own.get(Installation, installation_id)).access_token
+
+
+@pytest.mark.parametrize("flushed", [True, False])
+def test_a_refresh_is_saved_at_once_and_never_commits_the_callers_transaction(app, flushed):
+    """The caller has uncommitted changes (written to the database, or only in its session)
+    when a connector refreshes: the new tokens are saved, the caller's changes are not
+    committed by it, and nothing waits on SQLite's single write lock."""
+    from webapp.models import Tenant
+
+    with app.app_context():
+        s = session()
+        row, _ = installations.save(s, "salesforce", "org-1", TokenSet("old-access", "refresh-1"))
+        s.commit()
+        installation_id = row.id
+        s.add(Tenant(name="half-done"))  # the caller's own, uncommitted work
+        if flushed:
+            s.flush()
+        store = installations.InstallationTokenStore(installation_id)
+        seen = []
+
+        def refresher(current):
+            seen.append(current.access_token)
+            return TokenSet("new-access", "refresh-2", None, current.extra)
+
+        fresh = store.refresh(TokenSet("old-access", "refresh-1"), refresher)
+        assert fresh.access_token == "new-access" and seen == ["old-access"]
+        assert store.load().access_token == "new-access"
+        # a second worker that also saw the old token gets the new one without a refresh
+        again = installations.InstallationTokenStore(installation_id).refresh(
+            TokenSet("old-access", "refresh-1"), refresher)
+        assert again.access_token == "new-access" and seen == ["old-access"]
+        if not flushed or s.get_bind().dialect.name == "postgresql":
+            assert _stored_access_token(app, installation_id) == "new-access"  # saved at once
+        s.rollback()  # the caller gives up its own work
+        assert _stored_access_token(app, installation_id) == "new-access"
+        with database(app).Session.session_factory() as own:
+            names = set(own.scalars(text("SELECT name FROM tenants")))
+        assert "half-done" not in names
+
+
+def test_a_refused_refresh_marks_the_installation_and_raises(app):
+    from connector.errors import NeedsReauth
+
+    with app.app_context():
+        s = session()
+        row, _ = installations.save(s, "hubspot", "43", TokenSet("a", "r"))
+        s.commit()
+        store = installations.InstallationTokenStore(row.id)
+
+        def refused(current):
+            raise NeedsReauth("invalid_grant")
+
+        with pytest.raises(NeedsReauth):
+            store.refresh(None, refused)
+        s.expire_all()
+        assert s.get(Installation, row.id).status == "needs_reconnect"

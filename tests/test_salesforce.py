@@ -23,7 +23,7 @@ from connector.salesforce import (
 )
 from sandboxes.salesforce import SalesforceSandbox, serve
 from webapp import installations, jobs
-from webapp.blueprints import salesforce as sfbp
+from webapp import providers as sfbp
 from webapp.db import session
 from webapp.models import Installation, Milestone, OAuthState, OutboxEntry, Plan
 
@@ -135,7 +135,7 @@ def connected(app, client, http, org):
     assert page.status_code == 200, page.data
     key = re.search(r'id="api-key">([^<]+)<', page.get_data(as_text=True)).group(1)
     inst = installation(app)
-    run(app, "salesforce_bootstrap", inst.id)
+    run(app, "setup", inst.id)
     queued(app).clear()
     return Api(client, key)
 
@@ -178,8 +178,8 @@ def test_connect_flow_end_to_end_with_pkce(app, client, http, sandbox, org):
     assert inst.settings["instance_url"] == sandbox.base_url and inst.settings["namespace"] is None
     stored = tokens(app)
     assert stored.refresh_token and stored.extra["org_id"] == org.id
-    assert queued(app) == [("salesforce_bootstrap", (inst.id,))]
-    result = run(app, "salesforce_bootstrap", inst.id)
+    assert queued(app) == [("setup", (inst.id,))]
+    result = run(app, "setup", inst.id)
     assert result["pipelines"] == ["default"]
     stages = installation(app).settings["pipelines"]["default"]
     assert [s["id"] for s in stages] == [s.label for s in org.stages]
@@ -195,7 +195,7 @@ def test_stages_are_read_per_sales_process(app, client, http, sandbox, org):
                                                    "Closed Lost"])
     rt = sandbox.add_record_type(org, "Short", "Short cycle")
     connect(client, http)
-    run(app, "salesforce_bootstrap", installation(app).id)
+    run(app, "setup", installation(app).id)
     settings = installation(app).settings
     assert [s["id"] for s in settings["pipelines"]["Short cycle"]] == [
         "Prospecting", "Negotiation/Review", "Closed Won", "Closed Lost"]
@@ -333,7 +333,7 @@ def test_namespaced_org(app, client, http, sandbox):
     key = re.search(r'id="api-key">([^<]+)<', page.get_data(as_text=True)).group(1)
     inst = installation(app)
     assert inst.settings["namespace"] == "mapns"
-    run(app, "salesforce_bootstrap", inst.id)
+    run(app, "setup", inst.id)
     account = sandbox.create_record(ns_org, "Account", {"Name": "G"})
     opp = sandbox.create_record(ns_org, "Opportunity", {"Name": "G", "AccountId": account,
                                                         "StageName": "Prospecting", "CloseDate": "2027-01-31"})
@@ -527,7 +527,7 @@ def test_rep_edits_and_deletions_in_salesforce_are_applied_on_pull(app, connecte
     sandbox.reset_calls()
     inst_id = installation(app).id
     with app.app_context():
-        assert sfbp.poll(inst_id) >= 3
+        assert jobs.pull(inst_id) >= 3
     assert calls(sandbox, org) == 1  # both queries in one Composite
     with app.app_context():
         s = session()
@@ -540,8 +540,8 @@ def test_rep_edits_and_deletions_in_salesforce_are_applied_on_pull(app, connecte
     assert installation(app).last_activity_at is not None
     row = installation(app)
     assert sfbp.poll_interval(row, datetime.now(UTC)) == sfbp.POLL_ACTIVE
-    assert not sfbp.is_due(row, datetime.now(UTC))
-    assert sfbp.is_due(row, datetime.now(UTC) + timedelta(seconds=sfbp.POLL_ACTIVE))
+    assert not sfbp.SALESFORCE.is_due(row, datetime.now(UTC))
+    assert sfbp.SALESFORCE.is_due(row, datetime.now(UTC) + timedelta(seconds=sfbp.POLL_ACTIVE))
     # a deleted opportunity archives its plan
     sandbox.clock.advance(2)
     sandbox.rep_delete(org, "Opportunity", opportunity)
@@ -562,9 +562,9 @@ def test_echoes_of_our_writes_change_nothing(app, connected, sandbox, org, oppor
 def test_adaptive_interval():
     now = datetime(2026, 11, 26, 12, tzinfo=UTC)
     row = Installation(status="active", last_pulled_at=now - timedelta(seconds=100), last_activity_at=None)
-    assert sfbp.poll_interval(row, now) == sfbp.POLL_IDLE and not sfbp.is_due(row, now)
+    assert sfbp.poll_interval(row, now) == sfbp.POLL_IDLE and not sfbp.SALESFORCE.is_due(row, now)
     row.last_activity_at = now - timedelta(minutes=5)
-    assert sfbp.poll_interval(row, now) == sfbp.POLL_ACTIVE and sfbp.is_due(row, now)
+    assert sfbp.poll_interval(row, now) == sfbp.POLL_ACTIVE and sfbp.SALESFORCE.is_due(row, now)
     row.last_activity_at = now - timedelta(hours=1)
     assert sfbp.poll_interval(row, now) == sfbp.POLL_WARM
     assert sfbp.calls_per_day(sfbp.POLL_IDLE) == 96 and sfbp.calls_per_day(sfbp.POLL_ACTIVE) == 1440

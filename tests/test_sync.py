@@ -7,7 +7,7 @@ from sqlalchemy import select, update
 
 from connector.errors import NeedsReauth, NotFound, RateLimited, Rejected, Transient
 from connector.memory import MemoryCrm
-from webapp import jobs, outbox
+from webapp import jobs, outbox, providers
 from webapp.db import session
 from webapp.models import Installation, Milestone, Mirror, OutboxEntry, Tenant
 
@@ -22,7 +22,7 @@ def crm():
 
 @pytest.fixture
 def installation(app, api, crm):
-    app.extensions["mutualplan.connectors"] = {"hubspot": lambda inst: crm.connector(inst.account_id)}
+    providers.override(app, "hubspot", connector=lambda inst, _store: crm.connector(inst.account_id))
     with app.app_context():
         s = session()
         tenant = s.scalars(select(Tenant).where(Tenant.name == "acme")).one()

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from connector.errors import RateLimited
 from connector.memory import MemoryCrm
 from connector.ratelimit import RedisTokenBucket, TokenBucket
-from webapp import jobs, outbox
+from webapp import jobs, outbox, providers
 from webapp.db import session
 from webapp.models import Installation, OutboxEntry, Tenant
 
@@ -25,7 +25,7 @@ def crm():
 
 @pytest.fixture
 def installation(app, api, crm):
-    app.extensions["mutualplan.connectors"] = {"hubspot": lambda inst: crm.connector(inst.account_id)}
+    providers.override(app, "hubspot", connector=lambda inst, _store: crm.connector(inst.account_id))
     with app.app_context():
         s = session()
         tenant = s.scalars(select(Tenant).where(Tenant.name == "acme")).one()

@@ -38,13 +38,18 @@ def create_app(config: Config | dict | None = None) -> Flask:
     app.register_blueprint(editor.bp)
     app.register_blueprint(editor.api_bp)
 
-    from .blueprints import hubspot  # HubSpot install, webhooks, card API + connector factory
+    from . import providers  # one Provider record per CRM: connector, OAuth, setup, schedule
+    from .blueprints import connect, hubspot, salesforce
 
-    hubspot.init_app(app)
+    providers.init_app(app)
+    app.register_blueprint(connect.bp)  # install + OAuth callback, the same for every CRM
+    app.register_blueprint(hubspot.bp)  # webhooks, card API
+    app.register_blueprint(salesforce.bp)  # disconnect
 
-    from .blueprints import salesforce  # Connect flow, connector factory, bootstrap and poll jobs
+    from . import localdemo
 
-    salesforce.register(app)
+    if localdemo.sandbox_url(app.config):  # `make run` against the local HubSpot sandbox
+        app.register_blueprint(localdemo.bp)
 
     @app.get("/")
     def home():

@@ -4,8 +4,9 @@
   first key encrypts, every key decrypts, so keys can be rotated with
   `mutualplan rotate-token-keys`). Without configured keys (development), a
   key is derived from SECRET_KEY and a warning is logged once.
-- Refresh happens under a per-installation row lock with a re-read
-  (`locked`), so two workers never both spend a refresh token.
+- Refresh happens under a per-installation lock with a re-read
+  (`InstallationTokenStore`), in a session of its own, so two workers never
+  both spend a refresh token and the caller's transaction is never committed.
 - OAuth `state` is single-use, expires in 10 minutes, and is bound to the
   browser that started the flow by a random cookie value.
 """
@@ -16,17 +17,18 @@ import hashlib
 import json
 import logging
 import secrets
-from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+import threading
+from datetime import datetime, timedelta
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from connector.base import TokenSet
+from connector.base import TokenSet, still_current
+from connector.errors import NeedsReauth
 
-from . import outbox
+from . import clock, outbox
 from .auth import create_key, ensure_tenant
 from .db import database
 from .models import Installation, OAuthState
@@ -34,10 +36,6 @@ from .models import Installation, OAuthState
 log = logging.getLogger("mutualplan.installations")
 STATE_TTL = timedelta(minutes=10)
 BROWSER_COOKIE = "mp_oauth_browser"
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 # ---- encryption -----------------------------------------------------------------
@@ -115,45 +113,125 @@ def save(s: Session, provider: str, account_id: str, tokens: TokenSet, settings:
     store_tokens(row, tokens)
     if row.status != "active":
         outbox.unpark_installation(s, row)
-    row.updated_at = utcnow()
+    row.updated_at = clock.now()
     return row, api_key
 
 
 def store_tokens(row: Installation, tokens: TokenSet) -> None:
     row.tokens = encrypt_tokens(tokens)
     row.token_expires_at = tokens.expires_at
-    row.updated_at = utcnow()
+    row.updated_at = clock.now()
 
 
 def tokens_of(row: Installation) -> TokenSet | None:
     return decrypt_tokens(row.tokens)
 
 
-@contextmanager
-def locked(s: Session, installation_id: str):
-    """The installation row, locked and re-read, in a transaction committed on exit.
+# ---- tokens: the one TokenStore on the database ------------------------------------------
 
-    PostgreSQL: SELECT … FOR UPDATE in a separate session, so a second worker
-    waits and then sees the tokens the first one saved, and the caller's
-    transaction (a push half done) is not committed by a token refresh.
-    SQLite serialises writers anyway; a second connection would wait on the
-    caller's own write lock, so the caller's session is used there.
+_refresh_locks: dict[str, threading.Lock] = {}
+_refresh_guard = threading.Lock()
+
+
+def _process_lock(installation_id: str) -> threading.Lock:
+    with _refresh_guard:
+        return _refresh_locks.setdefault(installation_id, threading.Lock())
+
+
+def _holds_sqlite_write_lock(s: Session) -> bool:
+    """Has this (SQLite) session written in its open transaction? SQLite has one writer: a
+    second connection's write would wait for it, and it waits for us (a deadlock)."""
+    if s.get_transaction() is None:
+        return False
+    dbapi = s.connection().connection.dbapi_connection
+    return bool(getattr(dbapi, "in_transaction", False))
+
+
+class InstallationTokenStore:
+    """connector.base.TokenStore on the installations row (tokens encrypted).
+
+    A refresh never touches the caller's session: it runs under a process-local lock plus,
+    on PostgreSQL, SELECT … FOR UPDATE of the row in a session of its own, re-reads the
+    tokens, calls the refresher and commits the new tokens in that session, so a second
+    worker waits and then uses them, and the caller's half-done transaction is neither
+    committed nor rolled back. On SQLite (embedded, one process) the process-local lock is
+    the lock; when the caller's session already holds SQLite's only write lock, the new
+    tokens are saved by a separate session the moment the caller's transaction ends
+    (commit or rollback) and are served from memory until then, so nothing deadlocks.
     """
-    query = select(Installation).where(Installation.id == installation_id).execution_options(populate_existing=True)
-    postgres = s.get_bind().dialect.name == "postgresql"
-    own = database().Session.session_factory() if postgres else s
-    if postgres:
-        query = query.with_for_update()
-    try:
-        row = own.scalars(query).one()
-        yield row
-        own.commit()
-    except BaseException:
-        own.rollback()
-        raise
-    finally:
-        if postgres:
-            own.close()
+
+    _pending: dict[str, TokenSet] = {}  # SQLite only: refreshed, saved when the caller ends
+
+    def __init__(self, installation_id: str, app=None):
+        self.installation_id = installation_id
+        self.app = app or current_app._get_current_object()
+
+    def load(self) -> TokenSet | None:
+        pending = self._pending.get(self.installation_id)
+        if pending is not None:
+            return pending
+        with self._own_session() as own:
+            row = own.get(Installation, self.installation_id)
+            return tokens_of(row) if row is not None and row.status != "uninstalled" else None
+
+    def _own_session(self) -> Session:
+        return database(self.app).Session.session_factory()
+
+    def refresh(self, stale, refresher):
+        caller = database(self.app).Session()
+        with _process_lock(self.installation_id), self._own_session() as own:
+            query = select(Installation).where(Installation.id == self.installation_id)
+            postgres = own.get_bind().dialect.name == "postgresql"
+            row = own.scalars(query.with_for_update() if postgres else query).one_or_none()
+            current = self._pending.get(self.installation_id) or (
+                tokens_of(row) if row is not None and row.status != "uninstalled" else None)
+            if current is None:
+                failure = NeedsReauth("no tokens stored for this installation: reconnect it")
+            elif not still_current(current, stale):
+                return current  # another worker refreshed while we waited for the lock
+            else:
+                try:
+                    fresh = refresher(current)
+                except NeedsReauth as exc:
+                    failure = exc
+                else:
+                    if not postgres and _holds_sqlite_write_lock(caller):
+                        own.rollback()
+                        self._save_after(caller, fresh)
+                    else:
+                        store_tokens(row, fresh)
+                        own.commit()
+                    return fresh
+            own.rollback()
+        self._needs_reconnect(caller, failure)
+        raise failure
+
+    def _save_after(self, caller: Session, fresh: TokenSet) -> None:
+        self._pending[self.installation_id] = fresh
+
+        def save(_session):
+            tokens = self._pending.pop(self.installation_id, None)
+            if tokens is None:
+                return
+            with self._own_session() as own:
+                row = own.get(Installation, self.installation_id)
+                if row is not None:
+                    store_tokens(row, tokens)
+                    own.commit()
+
+        event.listen(caller, "after_commit", save, once=True)
+        event.listen(caller, "after_rollback", save, once=True)
+        event.listen(caller, "after_soft_rollback", lambda s, _t: save(s), once=True)
+
+    def _needs_reconnect(self, caller: Session, failure: NeedsReauth) -> None:
+        log.warning("installation %s needs reconnecting: %s", self.installation_id, failure.detail)
+        if not _holds_sqlite_write_lock(caller) or caller.get_bind().dialect.name == "postgresql":
+            with self._own_session() as own:
+                row = own.get(Installation, self.installation_id)
+                if row is not None and row.status != "uninstalled":
+                    mark_needs_reconnect(own, row, failure.detail)
+                    own.commit()
+        # else: the caller rolls back and parks the installation itself (sync does, on NeedsReauth)
 
 
 def mark_needs_reconnect(s: Session, row: Installation, reason: str) -> None:
@@ -176,7 +254,7 @@ def issue_state(s: Session, provider: str, browser: str, data: dict | None = Non
     """A new state for `browser` (the random value of its cookie)."""
     state = secrets.token_urlsafe(32)
     s.add(OAuthState(state_hash=_hash(state), provider=provider, browser_hash=_hash(browser),
-                     data=data or {}, expires_at=utcnow() + STATE_TTL))
+                     data=data or {}, expires_at=clock.now() + STATE_TTL))
     s.flush()
     return state
 
@@ -201,11 +279,10 @@ def consume_state(s: Session, provider: str, state: str | None, browser: str | N
         raise StateError("invalid_state")
     if row.used_at is not None:
         raise StateError("used_state")
-    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=timezone.utc)
-    if expires < utcnow():
+    if clock.aware(row.expires_at) < clock.now():
         raise StateError("expired_state")
     if not browser or not secrets.compare_digest(row.browser_hash, _hash(browser)):
         raise StateError("invalid_browser")
-    row.used_at = utcnow()
+    row.used_at = clock.now()
     s.flush()
     return dict(row.data or {})

@@ -19,19 +19,24 @@ import os
 import socket
 import threading
 import time
-from datetime import datetime, timezone
 
 from flask import Flask, current_app
 from sqlalchemy import event, select
 
 from connector import ratelimit
+from connector.errors import CrmError, NeedsReauth, NotFound
 
-from . import outbox, sync
+from . import clock, outbox, providers, sync
 from .db import database
 from .models import Installation
 
 log = logging.getLogger("mutualplan.jobs")
 EXT = "mutualplan.jobs"
+
+
+# The clock: (task, seconds between two runs). pull_due asks each provider's schedule
+# (HubSpot: reconcile every 5 minutes besides webhooks; Salesforce: the adaptive poll).
+CLOCK = [("relay", 10.0), ("sweep", 60.0), ("pull_due", 15.0), ("keep_alive", 3600.0)]
 
 
 def worker_name() -> str:
@@ -69,6 +74,8 @@ def sweep() -> dict:
 
 
 def pull(installation_id: str) -> int:
+    """One pull of one account (webhook, clock or reconnect). A CRM failure fails the job (RQ
+    keeps it for a day); the account stays due, so the clock's next round pulls it again."""
     Session = database().Session
     try:
         return sync.pull_installation(Session(), installation_id)
@@ -76,19 +83,65 @@ def pull(installation_id: str) -> int:
         Session.remove()
 
 
-def reconcile_all() -> int:
+def setup(installation_id: str) -> dict:
+    """After connect: the provider's bootstrap (connector.ensure_setup) into settings, then the
+    first pull. A CRM failure is recorded (settings["setup_error"]) and the clock retries."""
     Session = database().Session
-    # Providers with their own poll schedule (Salesforce: adaptive interval, task "salesforce_poll")
-    # are left to it.
-    own_schedule = current_app.extensions.get("mutualplan.poll_due", {})
     try:
-        rows = Session().scalars(select(Installation).where(Installation.status == "active")).all()
-        ids = [r.id for r in rows if r.provider not in own_schedule]
+        s = Session()
+        row = s.get(Installation, installation_id)
+        if row is None or row.status != "active":
+            return {}
+        provider = providers.get(row.provider)
+        try:
+            learnt = provider.setup(provider.connector_for(row))
+        except NeedsReauth as exc:
+            s.rollback()
+            outbox.park_installation(s, s.get(Installation, installation_id), exc.detail)
+            s.commit()
+            return {"error": exc.detail}
+        except CrmError as exc:  # NotFound: the package was uninstalled meanwhile; or CRM down
+            s.rollback()
+            row = s.get(Installation, installation_id)
+            row.settings = {**(row.settings or {}), "setup_error": exc.detail}
+            if isinstance(exc, NotFound):
+                row.status_reason = exc.detail
+            s.commit()
+            log.warning("setup of %s deferred: %s", installation_id, exc.detail)
+            return {"error": exc.detail}
+        row = s.get(Installation, installation_id)
+        settings = {k: v for k, v in (row.settings or {}).items() if k != "setup_error"}
+        row.settings = {**settings, **learnt, "setup_at": clock.now().isoformat()}
+        s.commit()
+        try:
+            applied = sync.pull_installation(s, installation_id)
+        except CrmError as exc:  # the regular schedule catches up
+            s.rollback()
+            applied = 0
+            log.warning("first pull of %s failed: %s", installation_id, exc.detail)
+        return {"mode": learnt.get("mode"), "pipelines": sorted(learnt.get("pipelines", {})),
+                "applied": applied}
     finally:
         Session.remove()
-    for installation_id in ids:
+
+
+def pull_due() -> int:
+    """The clock's task: enqueue one pull per account whose provider schedule says it is due
+    (and the setup of any account whose setup has not finished); returns how many."""
+    Session = database().Session
+    now = clock.now()
+    try:
+        rows = Session().scalars(select(Installation).where(Installation.status == "active")).all()
+        setups = [r.id for r in rows if not (r.settings or {}).get("setup_at")]
+        due = [r.id for r in rows
+               if r.id not in setups and providers.get(r.provider).is_due(r, now)]
+    finally:
+        Session.remove()
+    for installation_id in setups:
+        enqueue("setup", installation_id)
+    for installation_id in due:
         enqueue("pull", installation_id)
-    return len(ids)
+    return len(due)
 
 
 def keep_alive() -> int:
@@ -100,7 +153,7 @@ def keep_alive() -> int:
         for installation in s.scalars(select(Installation).where(Installation.status == "active")):
             try:
                 connector = sync.connector_for(installation)
-            except Exception:
+            except CrmError:
                 continue
             if hasattr(connector, "keep_alive"):
                 try:
@@ -114,7 +167,21 @@ def keep_alive() -> int:
     return count
 
 
-TASKS = {"relay": relay, "sweep": sweep, "pull": pull, "reconcile": reconcile_all, "keep_alive": keep_alive}
+# Every task a queue may run; nothing adds to it at runtime (providers are data, not tasks).
+TASKS = {"relay": relay, "sweep": sweep, "pull": pull, "setup": setup, "pull_due": pull_due,
+         "keep_alive": keep_alive}
+PER_INSTALLATION = ("pull", "setup")  # one queued job per installation at a time
+
+
+def _queued_already(state: dict, job_id: str) -> bool:
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
+
+    try:
+        status = Job.fetch(job_id, connection=state["redis"]).get_status()
+    except NoSuchJobError:
+        return False
+    return status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
 
 def run_task(name: str, *args):
@@ -130,9 +197,13 @@ def enqueue(name: str, *args, app: Flask | None = None) -> None:
     state = app.extensions[EXT]
     mode = state["mode"]
     if mode == "rq":
-        queue = state["queue"]
-        job_id = f"{name}:{':'.join(args)}" if name in ("pull",) else None
-        queue.enqueue("webapp.jobs.run_task", name, *args, job_id=job_id, result_ttl=60, failure_ttl=86400)
+        # A deterministic id per installation: a pull (or setup) already waiting in the queue
+        # covers this one too, so overlapping webhooks and clock rounds pull an account once.
+        job_id = f"{name}:{':'.join(args)}" if name in PER_INSTALLATION else None
+        if job_id and _queued_already(state, job_id):
+            return
+        state["queue"].enqueue("webapp.jobs.run_task", name, *args, job_id=job_id, result_ttl=60,
+                               failure_ttl=86400)
     elif mode == "thread":
         state["runner"].submit(name, *args)
     elif mode == "manual":  # tests drive the work themselves
@@ -155,9 +226,32 @@ def _run_in_new_context(app: Flask, name: str, *args):
     return box.get("result")
 
 
+class Ticker:
+    """The clock's schedule (CLOCK), shared by `mutualplan clock` and the thread runner: each
+    entry is due one interval after the last time it was; `due` returns those due now."""
+
+    def __init__(self, schedule=None, now: float | None = None):
+        self.schedule = list(schedule or CLOCK)
+        start = time.monotonic() if now is None else now
+        self.last = {name: start for name, _ in self.schedule}
+
+    def due(self, now: float | None = None) -> list[str]:
+        now = time.monotonic() if now is None else now
+        names = [name for name, every in self.schedule if now - self.last[name] >= every]
+        for name in names:
+            self.last[name] = now
+        return names
+
+    def wait(self, now: float | None = None) -> float:
+        """Seconds until the next entry is due."""
+        now = time.monotonic() if now is None else now
+        return max(0.05, min((every - (now - self.last[name]) for name, every in self.schedule),
+                             default=30.0))
+
+
 class ThreadRunner:
     """The embedded default: one daemon thread running relay passes, queued tasks,
-    and the clock's periodic tasks (what `mutualplan clock` does with Redis)."""
+    and the clock's periodic tasks (the same Ticker as `mutualplan clock`)."""
 
     def __init__(self, app: Flask):
         self.app = app
@@ -165,7 +259,7 @@ class ThreadRunner:
         self.tasks: list = []
         self.lock = threading.Lock()
         self.thread = None
-        self.last_run: dict[str, float] = {}
+        self.ticker = Ticker()
 
     def start(self) -> None:
         if self.thread is None or not self.thread.is_alive():
@@ -173,7 +267,7 @@ class ThreadRunner:
 
     def submit(self, name: str, *args) -> None:
         with self.lock:
-            if (name, args) not in self.tasks:
+            if (name, args) not in self.tasks:  # one queued pull per installation, as in RQ
                 self.tasks.append((name, args))
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._loop, name="mutualplan-jobs", daemon=True)
@@ -184,28 +278,16 @@ class ThreadRunner:
         with self.app.app_context():
             while True:
                 self.wake.clear()
+                for name in self.ticker.due():
+                    self.submit(name)  # what `mutualplan clock` enqueues, queued here
                 with self.lock:
                     tasks, self.tasks = self.tasks, []
-                for name, args in tasks + self._clock_tasks():
+                for name, args in tasks:
                     try:
                         TASKS[name](*args)
                     except Exception:
                         log.exception("job %s failed", name)
-                self.wake.wait(timeout=min(self._until_next_due(), self._until_next_tick()))
-
-    def _clock_tasks(self) -> list:
-        now = time.monotonic()
-        due = []
-        for name, every in CLOCK:
-            if name != "relay" and name in TASKS and now - self.last_run.setdefault(name, now) >= every:
-                self.last_run[name] = now
-                due.append((name, ()))
-        return due
-
-    def _until_next_tick(self) -> float:
-        now = time.monotonic()
-        waits = [every - (now - self.last_run.get(name, now)) for name, every in CLOCK if name != "relay"]
-        return max(0.05, min(waits, default=30.0))
+                self.wake.wait(timeout=min(self._until_next_due(), self.ticker.wait()))
 
     def _until_next_due(self) -> float:
         Session = database().Session
@@ -215,9 +297,7 @@ class ThreadRunner:
             Session.remove()
         if due is None:
             return 30.0
-        if due.tzinfo is None:
-            due = due.replace(tzinfo=timezone.utc)
-        wait = (due - datetime.now(timezone.utc)).total_seconds()
+        wait = (clock.aware(due) - clock.now()).total_seconds()
         if wait <= 0:
             self.submit("relay")
             return 0.05
@@ -253,7 +333,7 @@ def init_app(app: Flask) -> None:
 
 
 def _rate_limiters(app: Flask, state: dict) -> dict:
-    """Token buckets per provider: in Redis when there is Redis, so all workers share them."""
+    """Token buckets per CRM: in Redis when there is Redis, so all workers share them."""
     limits = {"hubspot": ratelimit.HUBSPOT, "salesforce": ratelimit.SALESFORCE}
     if state.get("redis") is not None:
         return {p: ratelimit.RedisTokenBucket(state["redis"], **cfg) for p, cfg in limits.items()}
@@ -277,18 +357,12 @@ def run_worker(burst: bool = False) -> None:
     SimpleWorker([state["queue"]], connection=state["redis"]).work(burst=burst, with_scheduler=False)
 
 
-CLOCK = [("relay", 10.0), ("sweep", 60.0), ("reconcile", 300.0), ("keep_alive", 3600.0)]
-
-
 def run_clock(ticks: int | None = None, interval: float = 1.0) -> None:
     """Enqueue the periodic jobs; a due outbox row never waits for more than ~10 s."""
-    last = {name: 0.0 for name, _ in CLOCK}
+    ticker = Ticker()
     n = 0
     while ticks is None or n < ticks:
-        now = time.monotonic()
-        for name, every in CLOCK:
-            if now - last[name] >= every:
-                enqueue(name)
-                last[name] = now
+        for name in ticker.due():
+            enqueue(name)
         n += 1
         time.sleep(interval)

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
-from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from connector.base import (
@@ -37,7 +36,7 @@ from connector.errors import (
     Transient,
 )
 
-from . import mirror, outbox, plans
+from . import clock, mirror, outbox, plans, providers
 from .models import Installation, Milestone, Mirror, OutboxEntry, Plan, Stage, StageMapping
 from .schemas import MilestonePatch
 from .web import today
@@ -48,20 +47,16 @@ PULL_OVERLAP = timedelta(seconds=30)
 SYNCED_FIELDS = ("title", "description", "owner_side", "due_date", "status", "risk", "internal")
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 # ---- connectors ---------------------------------------------------------------
 
 
 def connector_for(installation: Installation):
-    """The connector of an installation, from the app's registry (provider -> factory)."""
-    factories = current_app.extensions.setdefault("mutualplan.connectors", {})
-    factory = factories.get(installation.provider)
-    if factory is None:
-        raise Rejected(f"no connector for provider {installation.provider!r}")
-    return factory(installation)
+    """The connector of an installation, from its Provider (webapp/providers.py)."""
+    try:
+        provider = providers.get(installation.provider)
+    except NotFound:
+        raise Rejected(f"no connector for provider {installation.provider!r}") from None
+    return provider.connector_for(installation)
 
 
 def pipeline_stages(s: Session, installation: Installation, connector, pipeline: str) -> list[PipelineStage]:
@@ -218,7 +213,7 @@ def _push(s: Session, installation: Installation, plan: Plan) -> str:
         deal = connector.get_deal(plan.deal_id)
         state.deal_pipeline, state.deal_stage, state.deal_close_date = deal.pipeline, deal.stage, deal.close_date
         # The CRM's own modification time: a rep's later change compares against the CRM's clock.
-        state.deal_seen_at = deal.modified_at or utcnow()
+        state.deal_seen_at = deal.modified_at or clock.now()
     pipeline = state.deal_pipeline or installation.settings.get("default_pipeline", "default")
     stages = pipeline_stages(s, installation, connector, pipeline)
     mapping = stage_map(s, installation, pipeline, stages)
@@ -252,7 +247,7 @@ def _push(s: Session, installation: Installation, plan: Plan) -> str:
         last["properties"] = {**last.get("properties", {}), **deal_update.properties}
     state.pushed_deal = last
     state.mismatch = decision.mismatch
-    state.pushed_at = utcnow()
+    state.pushed_at = clock.now()
     state.pushes = (state.pushes or 0) + 1
     return "done"
 
@@ -280,17 +275,20 @@ def pull_installation(s: Session, installation_id: str) -> int:
     installation = s.get(Installation, installation_id)
     if installation is None or installation.status != "active":
         return 0
-    connector = connector_for(installation)
-    started = utcnow()
+    provider = providers.get(installation.provider)
+    connector = provider.connector_for(installation)
+    started = clock.now()
     state = dict(installation.pull_state or {})
     since = datetime.fromisoformat(state["since"]) if state.get("since") else installation.created_at
-    if since.tzinfo is None:
-        since = since.replace(tzinfo=timezone.utc)
+    since = clock.aware(since)
     cursor, applied = state.get("cursor"), 0
     try:
         while True:
             page = connector.pull(since, cursor)
-            for change in page.changes:
+            # What the webhooks recorded (HubSpot's deal deletions) comes with the first page,
+            # applied and marked handed-over in the same transaction.
+            inbox = provider.inbox(s, installation) if provider.inbox and cursor is None else []
+            for change in inbox + page.changes:
                 applied += apply_change(s, installation, change)
             cursor = page.cursor
             # Checkpoint after each page: a crash resumes here, not from the start.
@@ -307,6 +305,13 @@ def pull_installation(s: Session, installation_id: str) -> int:
     # made while we paged are seen next time; re-seeing one is harmless.
     installation.pull_state = {"since": (started - PULL_OVERLAP).isoformat(), "cursor": None}
     installation.last_pulled_at = started
+    # Activity (a change pulled, or a push since) makes an adaptive schedule pull sooner.
+    pushed = s.scalar(select(func.max(Mirror.pushed_at))
+                      .where(Mirror.installation_id == installation_id))
+    seen = [clock.aware(t) for t in (installation.last_activity_at, pushed,
+                                     started if applied else None) if t]
+    if seen and max(seen) != installation.last_activity_at:
+        installation.last_activity_at = max(seen)
     s.commit()
     return applied
 
@@ -327,7 +332,7 @@ def _apply_deal(s: Session, installation: Installation, change: RemoteChange) ->
     for plan in rows:
         if change.deleted:
             if plan.archived_at is None:
-                plan.archived_at = utcnow()
+                plan.archived_at = clock.now()
                 plans._touch(s, plan, f"crm:{installation.provider}", "plan.archived",
                              plan.id, {"reason": "deal deleted in the CRM"})
             continue
@@ -336,7 +341,7 @@ def _apply_deal(s: Session, installation: Installation, change: RemoteChange) ->
             state = Mirror(plan_id=plan.id, tenant_id=plan.tenant_id, installation_id=installation.id,
                            remote_ids={}, pushed_hashes={}, pushed_deal={})
             s.add(state)
-        if state.deal_seen_at and change.modified_at and _aware(state.deal_seen_at) > change.modified_at:
+        if state.deal_seen_at and change.modified_at and clock.aware(state.deal_seen_at) > change.modified_at:
             continue  # an older event arriving late
         fields = change.fields
         if "stage" in fields:
@@ -346,14 +351,10 @@ def _apply_deal(s: Session, installation: Installation, change: RemoteChange) ->
         if "close_date" in fields:
             value = fields["close_date"]
             state.deal_close_date = date.fromisoformat(value) if isinstance(value, str) else value
-        state.deal_seen_at = change.modified_at or utcnow()
+        state.deal_seen_at = change.modified_at or clock.now()
         s.flush()
         _refresh_mismatch(s, installation, plan, state)
     return len(rows)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _refresh_mismatch(s: Session, installation: Installation, plan: Plan, state: Mirror) -> None:
@@ -380,7 +381,7 @@ def _apply_milestone(s: Session, installation: Installation, change: RemoteChang
     state = s.get(Mirror, m.plan_id)
     pushed = ((state.pushed_hashes or {}).get(m.id) if state else None) or {}
     actor = f"crm:{installation.provider}"
-    local_time = _aware(m.updated_at)
+    local_time = clock.aware(m.updated_at)
     if change.deleted:
         if change.modified_at > local_time:
             plans.delete_milestone(s, m, actor)

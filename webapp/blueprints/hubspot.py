@@ -1,16 +1,7 @@
-"""HubSpot in the web app: install (OAuth), webhooks, and the app card's API.
+"""HubSpot's own routes: webhooks and the app card's API.
 
-Install. GET /install/hubspot binds a fresh single-use `state` to this browser (a
-random cookie) and sends the admin to HubSpot's consent page (HUBSPOT_AUTH_BASE).
-GET /oauth/hubspot/callback is a straight sequence in which every step has a named
-failure, shown on the failure page: access_denied (or authorization_error) when
-HubSpot sends `error`; invalid_state / invalid_browser / expired_state / used_state
-from the state store; invalid_code when the code exchange is refused;
-hubspot_unavailable when HubSpot cannot be reached; metadata_lookup_failed when the
-token's account cannot be read; storage_error when saving fails. Then the setup
-(ensure_setup: property group, summary properties, custom objects on Enterprise,
-pipelines) runs, and the success page says which mode the portal is in and, on the
-first install only, the API key. Reinstalling reactivates and unparks.
+Install (OAuth) and the bootstrap job are the same for every CRM: blueprints/connect.py,
+webapp/providers.py (HUBSPOT) and jobs.setup.
 
 Webhooks. POST /webhooks/hubspot checks the v3 signature over the raw body and the
 URL HubSpot called (PUBLIC_BASE_URL + path + query), stores each new event's key
@@ -25,28 +16,18 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, current_app, g, jsonify, make_response, redirect, render_template, request
+from flask import Blueprint, current_app, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from connector.errors import CrmError, NeedsReauth, RateLimited, Rejected, Transient
-from connector.hubspot import (
-    MODE_DEAL,
-    REFRESH_MARGIN,
-    HubSpotConfig,
-    HubSpotConnector,
-    HubSpotOAuth,
-    InvalidSignature,
-    SignatureVerifier,
-)
+from connector.hubspot import MODE_DEAL, InvalidSignature, SignatureVerifier
 
-from .. import installations, jobs, plan_templates, plans, sharing, sync
+from .. import clock, jobs, plan_templates, plans, sharing, sync
 from ..db import session
 from ..errors import Invalid, ProblemError, Unauthorized
 from ..models import HubSpotEvent, Installation, Plan
@@ -57,260 +38,10 @@ log = logging.getLogger("mutualplan.hubspot")
 bp = Blueprint("hubspot", __name__)
 PROVIDER = "hubspot"
 MAX_EVENTS = 100
-EVENT_RETENTION = timedelta(days=7)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-# ---- wiring -------------------------------------------------------------------------------
-
-
-def config(app: Flask | None = None) -> HubSpotConfig:
-    c = (app or current_app).config
-    cfg = HubSpotConfig(client_id=c.get("HUBSPOT_CLIENT_ID", ""), client_secret=c.get("HUBSPOT_CLIENT_SECRET", ""),
-                        api_base=c.get("HUBSPOT_API_BASE") or "https://api.hubapi.com",
-                        auth_base=c.get("HUBSPOT_AUTH_BASE") or "https://app.hubspot.com",
-                        ca_bundle=c.get("CRM_CA_BUNDLE") or None)
-    if c.get("HUBSPOT_TIMEOUT"):
-        cfg.timeout = c["HUBSPOT_TIMEOUT"]
-    if c.get("HUBSPOT_RETRY_SLEEP"):
-        cfg.sleep = c["HUBSPOT_RETRY_SLEEP"]
-    return cfg
-
-
-def redirect_uri() -> str:
-    return current_app.config["PUBLIC_BASE_URL"].rstrip("/") + "/oauth/hubspot/callback"
 
 
 def install_url() -> str:
     return current_app.config["PUBLIC_BASE_URL"].rstrip("/") + "/install/hubspot"
-
-
-def _due(tokens) -> bool:
-    return tokens.expires_at is not None and sharing.aware(tokens.expires_at) - REFRESH_MARGIN <= utcnow()
-
-
-class DbTokenStore:
-    """Tokens in the installations row (encrypted by installations.py), refreshed under its lock."""
-
-    def __init__(self, installation_id: str):
-        self.installation_id = installation_id
-
-    def load(self):
-        row = session().get(Installation, self.installation_id)
-        return installations.tokens_of(row) if row is not None else None
-
-    def refresh(self, stale, refresher):
-        s = session()
-        failure: NeedsReauth | None = None
-        with installations.locked(s, self.installation_id) as row:
-            current = installations.tokens_of(row)
-            if current is None or row.status == "uninstalled":
-                failure = NeedsReauth("no HubSpot tokens stored: reconnect the app")
-            elif stale is not None and current.access_token != stale.access_token and not _due(current):
-                return current  # another worker refreshed while we waited for the lock
-            else:
-                try:
-                    fresh = refresher(current)
-                except NeedsReauth as exc:
-                    failure = exc
-                else:
-                    installations.store_tokens(row, fresh)
-                    return fresh
-        row = s.get(Installation, self.installation_id)
-        if row.status != "uninstalled":
-            installations.mark_needs_reconnect(s, row, failure.detail)
-            s.commit()
-        log.warning("HubSpot installation %s needs reconnecting: %s", self.installation_id, failure.detail)
-        raise failure
-
-
-def _pending_deletions(installation_id: str):
-    """Deal deletions the webhooks brought in, handed to the next pull once (committed with its page)."""
-
-    def take() -> list:
-        s = session()
-        rows = s.scalars(select(HubSpotEvent).where(HubSpotEvent.installation_id == installation_id,
-                                                    HubSpotEvent.kind == "deal.deletion",
-                                                    HubSpotEvent.processed_at.is_(None))).all()
-        now = utcnow()
-        for row in rows:
-            row.processed_at = now
-        # Housekeeping here, in the pull job, not in the webhook's few milliseconds.
-        s.execute(delete(HubSpotEvent).where(HubSpotEvent.installation_id == installation_id,
-                                             HubSpotEvent.received_at < now - EVENT_RETENTION)
-                  .execution_options(synchronize_session=False))
-        return [(row.object_id, sharing.aware(row.occurred_at)) for row in rows]
-
-    return take
-
-
-def connector_factory(installation: Installation) -> HubSpotConnector:
-    return HubSpotConnector(config(), installation.account_id, DbTokenStore(installation.id),
-                            settings=dict(installation.settings or {}), limiter=jobs.rate_limiter(PROVIDER),
-                            deleted_deals=_pending_deletions(installation.id))
-
-
-def setup_installation(installation_id: str) -> str | None:
-    """The bootstrap job: ensure_setup, then keep what it learnt in installation.settings."""
-    s = session()
-    row = s.get(Installation, installation_id)
-    if row is None or row.status != "active":
-        return None
-    try:
-        learnt = sync.connector_for(row).ensure_setup()
-    except NeedsReauth:
-        return None  # the token store has marked the installation already
-    row = s.get(Installation, installation_id)
-    row.settings = {**(row.settings or {}), **learnt, "setup_at": utcnow().isoformat()}
-    s.commit()
-    return learnt.get("mode")
-
-
-def init_app(app: Flask) -> None:
-    app.register_blueprint(bp)
-    app.extensions.setdefault("mutualplan.connectors", {})[PROVIDER] = connector_factory
-    jobs.TASKS.setdefault("hubspot_setup", setup_installation)
-
-
-# ---- install ----------------------------------------------------------------------------------
-
-
-@bp.get("/install/hubspot")
-def install():
-    browser = request.cookies.get(installations.BROWSER_COOKIE) or secrets.token_urlsafe(32)
-    s = session()
-    state = installations.issue_state(s, PROVIDER, browser)
-    s.commit()
-    response = redirect(HubSpotOAuth(config()).authorize_url(redirect_uri(), state), 302)
-    response.set_cookie(installations.BROWSER_COOKIE, browser, max_age=600, httponly=True, samesite="Lax",
-                        secure=current_app.config["PUBLIC_BASE_URL"].startswith("https://"))
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-FAILURES = {
-    "access_denied": (403, "You did not allow MutualPlan to connect to your HubSpot account."),
-    "authorization_error": (400, "HubSpot could not authorize the app."),
-    "invalid_state": (400, "This sign-in link is not one we issued. Start the installation again."),
-    "invalid_browser": (400, "The installation was started in another browser. Finish it where you started it."),
-    "expired_state": (400, "The installation took longer than 10 minutes. Start it again."),
-    "used_state": (400, "This sign-in link was already used. Start the installation again."),
-    "invalid_code": (400, "HubSpot did not accept the authorization code. Start the installation again."),
-    "hubspot_unavailable": (502, "HubSpot did not answer. Please try again in a minute."),
-    "metadata_lookup_failed": (502, "We could not read which HubSpot account was connected."),
-    "storage_error": (500, "We could not save the connection. Nothing was changed; please try again."),
-    # the sandbox shortcut (make run)
-    "not_sandbox": (404, "This shortcut exists only with the local HubSpot sandbox."),
-    "unknown_portal": (404, "Install the app in this sandbox portal first."),
-    "no_free_deal": (409, "Every sandbox deal already has a plan."),
-}
-
-
-def _failure(reason: str, detail: str = ""):
-    status, message = FAILURES[reason]
-    log.info("HubSpot install failed: %s %s", reason, detail)
-    response = make_response(render_template("hubspot/install_failed.html", reason=reason, message=message,
-                                             retry_url=install_url()), status)
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-@bp.get("/oauth/hubspot/callback")
-def callback():
-    s = session()
-    error = request.args.get("error")
-    if error:
-        return _failure("access_denied" if error == "access_denied" else "authorization_error", error)
-    try:
-        installations.consume_state(s, PROVIDER, request.args.get("state"),
-                                    request.cookies.get(installations.BROWSER_COOKIE))
-        s.commit()
-    except installations.StateError as exc:
-        s.rollback()
-        return _failure(exc.reason)
-    code = request.args.get("code")
-    if not code:
-        return _failure("invalid_code", "no code")
-    oauth = HubSpotOAuth(config())
-    try:
-        tokens = oauth.exchange(code, redirect_uri(), with_info=False)
-    except (Transient, RateLimited) as exc:
-        return _failure("hubspot_unavailable", exc.detail)
-    except CrmError as exc:
-        return _failure("invalid_code", exc.detail)
-    try:
-        info = oauth.token_info(tokens.access_token)
-        portal_id = str(info["hub_id"])
-        if not portal_id or portal_id == "None":
-            raise Rejected("no hub_id in the token metadata")
-    except (CrmError, KeyError) as exc:
-        return _failure("metadata_lookup_failed", str(exc))
-    tokens = type(tokens)(tokens.access_token, tokens.refresh_token, tokens.expires_at, info)
-    try:
-        row, api_key = installations.save(s, PROVIDER, portal_id, tokens, {"scopes": info.get("scopes", [])})
-        s.commit()
-    except Exception as exc:  # noqa: BLE001 - any failure here is "could not store"
-        s.rollback()
-        log.exception("storing the HubSpot installation failed")
-        return _failure("storage_error", repr(exc))
-    installation_id = row.id
-    mode, pending = None, False
-    try:
-        mode = setup_installation(installation_id)
-    except CrmError as exc:
-        s.rollback()
-        log.warning("HubSpot setup for %s deferred: %s", portal_id, exc.detail)
-        jobs.enqueue("hubspot_setup", installation_id)
-        pending = True
-    if api_key is None and not pending:
-        jobs.enqueue("pull", installation_id)  # a reconnect: catch up on what changed meanwhile
-    row = s.get(Installation, installation_id)
-    response = make_response(render_template(
-        "hubspot/installed.html", portal_id=portal_id, mode=mode or (row.settings or {}).get("mode"),
-        pending=pending, api_key=api_key, hub_domain=info.get("hub_domain"),
-        status=row.status, sandbox_url=sandbox_url()), 200)
-    response.headers["Cache-Control"] = "no-store"
-    response.delete_cookie(installations.BROWSER_COOKIE)
-    return response
-
-
-# ---- the local sandbox (make run) --------------------------------------------------------------
-
-
-def sandbox_url() -> str | None:
-    """The HubSpot sandbox's address when the app talks to one on this machine, else None."""
-    base = current_app.config.get("HUBSPOT_API_BASE") or ""
-    host = urlsplit(base).hostname
-    return base.rstrip("/") if host in ("127.0.0.1", "localhost") else None
-
-
-@bp.post("/hubspot/sandbox/try")
-def sandbox_try():
-    """Sandbox only: put a plan on the portal's first deal without one, and open the editor.
-
-    There is no HubSpot deal page locally to host the card, so this stands in
-    for "open a deal, pick the Mutual Action Plan tab, create a plan".
-    """
-    if sandbox_url() is None:
-        return _failure("not_sandbox", "This shortcut exists only with the local HubSpot sandbox.")
-    s = session()
-    row = installations.find(s, "hubspot", request.form.get("portal_id", ""))
-    if row is None or row.status != "active":
-        return _failure("unknown_portal", "Install the app in this sandbox portal first.")
-    taken = set(s.scalars(select(Plan.deal_id).where(Plan.tenant_id == row.tenant_id)))
-    free = [(deal_id, name) for deal_id, name in connector_factory(row).list_deals() if deal_id not in taken]
-    if not free:
-        return _failure("no_free_deal", "Every sandbox deal already has a plan; open one from the editor link.")
-    deal_id, name = free[0]
-    plan = plans.create_plan(s, row.tenant_id, PlanCreate(
-        title=f"{name}: mutual action plan", template="enterprise",
-        deal=DealRef(provider="hubspot", account_id=row.account_id, deal_id=deal_id)), "sandbox-demo", today())
-    s.commit()
-    url, _ = sharing.editor_link(row.tenant_id, plan.id, "sandbox-demo")
-    return redirect(url)
 
 
 # ---- signatures -------------------------------------------------------------------------------
@@ -377,13 +108,13 @@ def webhooks():
             continue  # not installed (any more): acknowledged, ignored
         key = ":".join(str(e.get(k, "")) for k in ("portalId", "subscriptionId", "eventId", "occurredAt"))[:120]
         try:
-            occurred = datetime.fromtimestamp(int(e.get("occurredAt")) / 1000, tz=timezone.utc)
+            occurred = datetime.fromtimestamp(int(e.get("occurredAt")) / 1000, tz=UTC)
         except (TypeError, ValueError):
-            occurred = utcnow()
+            occurred = clock.now()
         fresh[key] = {"key": key, "tenant_id": row.tenant_id, "installation_id": row.id,
                       "kind": str(e.get("subscriptionType") or e.get("eventType") or "")[:60],
                       "object_id": str(e.get("objectId", ""))[:64], "occurred_at": occurred,
-                      "received_at": utcnow(), "processed_at": None,
+                      "received_at": clock.now(), "processed_at": None,
                       "_own": e.get("changeSource") == "INTEGRATION" and app_id and str(e.get("sourceId")) == app_id}
     # Our own writes coming back (changeSource INTEGRATION from our app id) need neither a
     # pull nor a dedupe row; the rest go in with one INSERT … ON CONFLICT DO NOTHING RETURNING
@@ -452,7 +183,7 @@ def _sync(s, plan: Plan | None) -> dict:
 def _buyer_link(s, plan: Plan | None):
     if plan is None:
         return None
-    now = utcnow()
+    now = clock.now()
     for link in sharing.list_links(s, plan):
         if sharing.is_active(link, now):
             url = sharing.link_url(link)

@@ -1,0 +1,274 @@
+"""One Provider record per CRM, registered once in create_app.
+
+A Provider says everything the app needs to know about a CRM besides its routes:
+
+    name, label        "hubspot", "HubSpot"
+    connector          installation -> its CrmConnector (tokens from InstallationTokenStore)
+    oauth              the app's OAuth client (connector.oauth.OAuthClient, authlib)
+    begin              the connect start: query args -> data kept in the OAuth state
+    exchange           the code exchange: code + state data -> tokens
+    identify           after the exchange: whose account, its tokens and settings
+    setup              the bootstrap job's work (default: connector.ensure_setup())
+    pull_every         the pull schedule: seconds between two pulls of an account
+    webhooks           True when webhooks also say "this account may have changed"
+    inbox              changes the webhooks recorded, handed to the next pull as RemoteChanges
+    token_store        installation id -> TokenStore (one database-backed store for all)
+
+The shared parts run on these records: blueprints/connect.py (the one OAuth callback
+sequence), jobs.py (setup, pull, and the one clock that enqueues due pulls) and sync.py
+(pull applies the inbox and the connector's pages alike). A new CRM is one connector
+module, one sandbox module and one `register(...)` entry in `init_app` below.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from connector import hubspot, salesforce
+from connector.base import MemoryTokenStore, RemoteChange, TokenSet
+from connector.errors import CrmError, NotFound
+from connector.oauth import OAuthFailure, new_verifier
+
+from . import clock, installations
+from .models import HubSpotEvent, Installation
+
+EXT = "mutualplan.providers"
+
+
+def _ensure_setup(connector) -> dict:
+    return connector.ensure_setup()
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    label: str
+    connector: Callable[[Installation, Any], Any]  # (installation, token store) -> connector
+    oauth: Callable[[], Any]
+    begin: Callable[[dict], dict]
+    exchange: Callable[[str, dict], TokenSet]
+    identify: Callable[[TokenSet, dict], tuple[str, TokenSet, dict]]
+    pull_every: Callable[[Installation, datetime], float]
+    webhooks: bool = False
+    inbox: Callable[[Session, Installation], list[RemoteChange]] | None = None
+    setup: Callable[[Any], dict] = _ensure_setup
+    token_store: Callable[[str], Any] = field(default=installations.InstallationTokenStore)
+
+    def connector_for(self, row: Installation):
+        return self.connector(row, self.token_store(row.id))
+
+    def is_due(self, row: Installation, now: datetime | None = None) -> bool:
+        """Should the clock pull this account now?"""
+        now = now or clock.now()
+        if row.status != "active":
+            return False
+        last = clock.aware(row.last_pulled_at)
+        return last is None or (now - last).total_seconds() >= self.pull_every(row, now)
+
+
+def register(app: Flask, provider: Provider) -> None:
+    app.extensions.setdefault(EXT, {})[provider.name] = provider
+
+
+def override(app: Flask, name: str, **fields) -> Provider:
+    """Swap parts of a registered provider (tests and benchmarks: an in-memory connector)."""
+    provider = replace(app.extensions[EXT][name], **fields)
+    register(app, provider)
+    return provider
+
+
+def get(name: str, app: Flask | None = None) -> Provider:
+    found = (app or current_app).extensions.get(EXT, {}).get(name)
+    if found is None:
+        raise NotFound(f"no provider {name!r}")
+    return found
+
+
+def all_providers(app: Flask | None = None) -> list[Provider]:
+    return list((app or current_app).extensions.get(EXT, {}).values())
+
+
+def redirect_uri(name: str) -> str:
+    return current_app.config["PUBLIC_BASE_URL"].rstrip("/") + f"/oauth/{name}/callback"
+
+
+def _limiter(name: str):
+    from . import jobs
+
+    return jobs.rate_limiter(name)
+
+
+# ---- HubSpot ------------------------------------------------------------------------------
+
+HUBSPOT_RECONCILE = 300.0  # seconds: webhooks say most; this catches lost ones and UI edits
+EVENT_RETENTION = timedelta(days=7)
+
+
+def hubspot_config() -> hubspot.HubSpotConfig:
+    c = current_app.config
+    cfg = hubspot.HubSpotConfig(
+        client_id=c.get("HUBSPOT_CLIENT_ID", ""), client_secret=c.get("HUBSPOT_CLIENT_SECRET", ""),
+        api_base=c.get("HUBSPOT_API_BASE") or hubspot.API_BASE,
+        auth_base=c.get("HUBSPOT_AUTH_BASE") or hubspot.AUTH_BASE,
+        ca_bundle=c.get("CRM_CA_BUNDLE") or None)
+    if c.get("HUBSPOT_TIMEOUT"):
+        cfg.timeout = c["HUBSPOT_TIMEOUT"]
+    if c.get("HUBSPOT_RETRY_SLEEP"):
+        cfg.sleep = c["HUBSPOT_RETRY_SLEEP"]
+    return cfg
+
+
+def _hubspot_connector(row: Installation, store) -> hubspot.HubSpotConnector:
+    return hubspot.HubSpotConnector(hubspot_config(), row.account_id, store,
+                                    settings=dict(row.settings or {}),
+                                    limiter=_limiter("hubspot"))
+
+
+def _hubspot_oauth() -> hubspot.HubSpotOAuth:
+    return hubspot.HubSpotOAuth(hubspot_config(), redirect_uri("hubspot"))
+
+
+def _hubspot_begin(args: dict) -> dict:
+    return {}
+
+
+def _hubspot_exchange(code: str, data: dict) -> TokenSet:
+    return _hubspot_oauth().exchange(code)
+
+
+def _hubspot_identify(tokens: TokenSet, data: dict) -> tuple[str, TokenSet, dict]:
+    try:
+        info = _hubspot_oauth().token_info(tokens.access_token)
+    except CrmError as exc:
+        raise OAuthFailure("metadata_lookup_failed", exc.detail) from exc
+    portal_id = str(info.get("hub_id") or "")
+    if not portal_id or portal_id == "None":
+        raise OAuthFailure("metadata_lookup_failed", "no hub_id in the token metadata")
+    tokens = TokenSet(tokens.access_token, tokens.refresh_token, tokens.expires_at, info)
+    settings = {"scopes": info.get("scopes", []), "hub_domain": info.get("hub_domain")}
+    return portal_id, tokens, settings
+
+
+def hubspot_inbox(s: Session, row: Installation) -> list[RemoteChange]:
+    """Deal deletions the webhooks recorded (HubSpot's search cannot find deleted deals), handed
+    over once, in the pull's first transaction."""
+    events = s.scalars(select(HubSpotEvent).where(HubSpotEvent.installation_id == row.id,
+                                                  HubSpotEvent.kind == "deal.deletion",
+                                                  HubSpotEvent.processed_at.is_(None))).all()
+    now = clock.now()
+    for event in events:
+        event.processed_at = now
+    # Housekeeping here, in the pull job, not in the webhook's few milliseconds.
+    s.execute(delete(HubSpotEvent).where(HubSpotEvent.installation_id == row.id,
+                                         HubSpotEvent.received_at < now - EVENT_RETENTION)
+              .execution_options(synchronize_session=False))
+    return [RemoteChange("deal", str(e.object_id), {}, clock.aware(e.occurred_at) or now,
+                         deleted=True) for e in events]
+
+
+HUBSPOT = Provider(
+    name="hubspot", label="HubSpot", connector=_hubspot_connector, oauth=_hubspot_oauth,
+    begin=_hubspot_begin, exchange=_hubspot_exchange, identify=_hubspot_identify,
+    pull_every=lambda row, now: HUBSPOT_RECONCILE, webhooks=True, inbox=hubspot_inbox)
+
+
+# ---- Salesforce ----------------------------------------------------------------------------
+
+POLL_ACTIVE = 60.0  # seconds between polls while an org is active
+POLL_WARM = 300.0
+POLL_IDLE = 900.0
+ACTIVE_WINDOW = timedelta(minutes=30)
+WARM_WINDOW = timedelta(hours=2)
+
+
+def poll_interval(row: Installation, now: datetime) -> float:
+    """Salesforce has no webhooks for our objects (DESIGN §5): poll every POLL_ACTIVE seconds
+    while the org is active (a change pulled from it, or a push to it, in the last
+    ACTIVE_WINDOW), then POLL_WARM, then POLL_IDLE."""
+    last = clock.aware(row.last_activity_at)
+    if last is None:
+        return POLL_IDLE
+    quiet = now - last
+    if quiet < ACTIVE_WINDOW:
+        return POLL_ACTIVE
+    if quiet < WARM_WINDOW:
+        return POLL_WARM
+    return POLL_IDLE
+
+
+def calls_per_day(interval: float) -> int:
+    """API calls a day for one org polled every `interval` seconds (one Composite per poll)."""
+    return int(86400 // interval)
+
+
+def _salesforce_oauth() -> salesforce.SalesforceOAuth:
+    c = current_app.config
+    return salesforce.oauth_client(c.get("SALESFORCE_CLIENT_ID", ""),
+                                   c.get("SALESFORCE_CLIENT_SECRET", ""), redirect_uri("salesforce"), ca_bundle=c.get("CRM_CA_BUNDLE"),
+                                   timeout=float(c.get("SALESFORCE_TIMEOUT", 30.0)))
+
+
+def _salesforce(store, settings: dict | None = None) -> salesforce.SalesforceConnector:
+    return salesforce.SalesforceConnector(
+        store, _salesforce_oauth(), settings=settings or {}, limiter=_limiter("salesforce"),
+        wait_initial=float(current_app.config.get("SALESFORCE_RETRY_WAIT", 0.2)))
+
+
+def _salesforce_connector(row: Installation, store) -> salesforce.SalesforceConnector:
+    return _salesforce(store, row.settings)
+
+
+def _salesforce_begin(args: dict) -> dict:
+    """Which login host (production, sandbox or a My Domain), and the PKCE verifier."""
+    c = current_app.config
+    if not (c.get("SALESFORCE_CLIENT_ID") and c.get("SALESFORCE_CLIENT_SECRET")):
+        raise OAuthFailure("not_configured")
+    kind = "sandbox" if args.get("sandbox") in ("1", "true", "yes") else "production"
+    my_domain = args.get("my_domain") or None
+    production = (c.get("SALESFORCE_LOGIN_URL") or salesforce.PRODUCTION_LOGIN).rstrip("/")
+    sandbox = c.get("SALESFORCE_SANDBOX_LOGIN_URL") or (
+        salesforce.SANDBOX_LOGIN if production == salesforce.PRODUCTION_LOGIN else production)
+    login_url = salesforce.login_base(kind, my_domain, production=production, sandbox=sandbox)
+    return {"verifier": new_verifier(), "where": {"base": login_url}, "login_url": login_url,
+            "kind": "my_domain" if my_domain else kind}
+
+
+def _salesforce_exchange(code: str, data: dict) -> TokenSet:
+    token = _salesforce_oauth().exchange(code, data["verifier"], base=data["login_url"])
+    return salesforce.token_set(token, data["login_url"])
+
+
+def _salesforce_identify(tokens: TokenSet, data: dict) -> tuple[str, TokenSet, dict]:
+    """The org and whether the package is installed in it (else the token is revoked)."""
+    login_url, client = data["login_url"], _salesforce_oauth()
+    probe = _salesforce(MemoryTokenStore(tokens))
+    try:
+        found = probe.check_package()
+    except NotFound as exc:
+        client.revoke(tokens.refresh_token or tokens.access_token,
+                      base=tokens.extra["instance_url"])
+        raise OAuthFailure("package_missing", exc.detail) from exc
+    tokens = probe.store.load()  # refreshed meanwhile, in the rare case the first token died
+    settings = {"instance_url": tokens.extra["instance_url"], "org_id": tokens.extra["org_id"],
+                "user_id": tokens.extra["user_id"], "login_url": login_url,
+                "login_kind": data.get("kind", "production"), **found}
+    return tokens.extra["org_id"], tokens, settings
+
+
+SALESFORCE = Provider(
+    name="salesforce", label="Salesforce", connector=_salesforce_connector,
+    oauth=_salesforce_oauth, begin=_salesforce_begin, exchange=_salesforce_exchange,
+    identify=_salesforce_identify,
+    pull_every=poll_interval)
+
+
+def init_app(app: Flask) -> None:
+    """The registrations: one line per CRM."""
+    register(app, HUBSPOT)
+    register(app, SALESFORCE)
