@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from . import plan_templates
-from .errors import Conflict, Invalid, NotFound, PreconditionFailed
+from .domain_errors import Conflict, Invalid, NotFound, VersionConflict
 from .models import Activity, Milestone, Plan, Slip, Stage, Stakeholder, utcnow
 from .schemas import (
     MilestoneIn,
@@ -83,9 +83,7 @@ def list_plans(s: Session, tenant_id: str, *, provider=None, account_id=None, de
 
 def check_version(expected: int | None, actual: int) -> None:
     if expected is not None and expected != actual:
-        raise PreconditionFailed(
-            f"You edited version {expected} but the current version is {actual}; "
-            "reload and apply your change again.", current_version=actual)
+        raise VersionConflict(expected, actual)
 
 
 # ---- derived figures ----------------------------------------------------

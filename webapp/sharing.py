@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from . import plans
-from .errors import Invalid, NotFound
+from .domain_errors import Invalid, NotFound
 from .models import Comment, DateProposal, Milestone, Plan, ShareLink, Stage, new_id, utcnow
 from .schemas import MilestonePatch
 

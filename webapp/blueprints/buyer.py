@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from .. import plans, sharing
 from ..auth import api_key_required
 from ..db import session
-from ..errors import Invalid, NotFound, PreconditionFailed, ProblemError
+from ..errors import DomainError, Invalid, NotFound, ProblemError, VersionConflict, describe
 from ..models import utcnow
 from ..schemas import _EMAIL, ShareLinkCreated, ShareLinkIn, ShareLinkList
 from ..web import json_body, render, today
@@ -440,7 +440,7 @@ def _action(token: str, work, *, milestone_id: str | None = None):
         _guard(link)
         ok, response_hook = work(s, link, plan)
         s.commit()
-    except (ProblemError, ValidationError) as exc:
+    except (ProblemError, DomainError, ValidationError) as exc:
         s.rollback()
         if isinstance(exc, NotFound):
             raise
@@ -450,13 +450,12 @@ def _action(token: str, work, *, milestone_id: str | None = None):
         if isinstance(exc, ValidationError):
             message = "; ".join(e["msg"] for e in exc.errors()[:3])
         elif isinstance(exc, Invalid):
-            field = exc.errors[0]["field"]
-            message = exc.errors[0]["message"]
-            message = message[0].upper() + message[1:] + "."
-        elif isinstance(exc, PreconditionFailed):
+            field = exc.field
+            message = exc.message[0].upper() + exc.message[1:] + "."
+        elif isinstance(exc, VersionConflict):
             status, message = 409, "Someone changed this milestone at the same moment; please try again."
         else:
-            status, message = exc.status, exc.detail
+            status, message = describe(exc).status, exc.detail
         response = _page(link, plan, status=status, error=message, error_field=field,
                          form=request.form.to_dict(), milestone_id=milestone_id)
         if status == 429:

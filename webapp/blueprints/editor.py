@@ -23,7 +23,15 @@ from pydantic import ValidationError
 from .. import plan_templates, plans, sharing
 from ..auth import api_key_required
 from ..db import session
-from ..errors import Invalid, NotFound, PreconditionFailed, ProblemError, Unauthorized
+from ..errors import (
+    DomainError,
+    Invalid,
+    NotFound,
+    ProblemError,
+    Unauthorized,
+    VersionConflict,
+    describe,
+)
 from ..models import Milestone, Stage, utcnow
 from ..schemas import (
     Constraints,
@@ -75,7 +83,7 @@ def _editor_headers(response: Response) -> Response:
 @bp.errorhandler(Unauthorized)
 @bp.errorhandler(NotFound)
 def _closed(exc):
-    return render_template("editor/closed.html", detail=exc.detail), exc.status
+    return render_template("editor/closed.html", detail=exc.detail), describe(exc).status
 
 
 def _secure() -> bool:
@@ -418,18 +426,18 @@ def do(plan_id):
         plan = plans.get_plan(s, ed["t"], plan_id)
         code, anchor = handler(s, plan, ed["a"])
         s.commit()
-    except (ProblemError, ValidationError) as exc:
+    except (ProblemError, DomainError, ValidationError) as exc:
         s.rollback()
         s.expire_all()
         if isinstance(exc, ValidationError):
             errs = exc.errors(include_url=False)
             message = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'form'}: {e['msg']}" for e in errs[:3])
             status = 422
-        elif isinstance(exc, PreconditionFailed):
+        elif isinstance(exc, VersionConflict):
             status, message = 409, ("Someone else changed this first; the page now shows the current "
                                     "version. Apply your change again.")
         else:
-            status, message = exc.status, exc.detail
+            status, message = describe(exc).status, exc.detail
         return _render(ed, status=status, error=message)
     return redirect(url_for("editor.page", plan_id=plan_id, ok=code) + f"#{anchor}", code=303)
 
