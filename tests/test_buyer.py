@@ -9,7 +9,7 @@ import pytest
 from conftest import TODAY, snapshot
 from sqlalchemy import event, select
 
-from webapp import plans, sharing
+from webapp import outbox, plans, sharing
 from webapp.db import database, session
 from webapp.errors import NotFound
 from webapp.models import Activity, Comment, DateProposal, ShareLink
@@ -216,16 +216,16 @@ def test_javascript_links_are_refused_and_never_rendered(app, api, client, plan,
 # ---- buyer actions ---------------------------------------------------------------------
 
 
-def test_buyer_completes_a_buyer_milestone_through_the_domain(app, client, plan, page_path):
+def test_buyer_completes_a_buyer_milestone_through_the_domain(app, client, plan, page_path,
+                                                              monkeypatch):
     calls = []
-    plans.plan_changed_hooks.append(lambda s, p: calls.append(p.id))
-    try:
-        token = identify(client, page_path)
-        m = milestone(plan, "Identify problems to solve")  # buyer-owned
-        response = client.post(f"{page_path}/m/{m['id']}/done", data={"csrf": token, "done": "1"})
-        assert response.status_code == 303 and response.headers["Location"].endswith(f"#m-{m['id']}")
-    finally:
-        plans.plan_changed_hooks.pop()
+    record = outbox.record
+    monkeypatch.setattr(outbox, "record", lambda s, p: (calls.append(p.id), record(s, p)))
+    token = identify(client, page_path)
+    m = milestone(plan, "Identify problems to solve")  # buyer-owned
+    response = client.post(f"{page_path}/m/{m['id']}/done", data={"csrf": token, "done": "1"})
+    assert response.status_code == 303 and response.headers["Location"].endswith(f"#m-{m['id']}")
+    monkeypatch.undo()
     assert calls == [plan["id"]]
     with app.app_context():
         s = session()

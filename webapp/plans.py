@@ -2,9 +2,11 @@
 
 Each command changes rows in the caller's session and leaves the commit to
 the caller, so one request (or job) is one transaction. Every change to a
-plan goes through `_touch`, which bumps the plan's version (optimistic
-locking), writes the activity log and is the single place where the outbox
-learns that the plan must be mirrored.
+plan goes through `touch`, which bumps the plan's version (optimistic
+locking), writes the activity log and records the outbox row (outbox.record)
+in the same transaction: the single place where the CRM mirror learns that
+the plan must be pushed. Other domain modules (sharing.py, sync.py) call
+`touch` for their own changes. No CRM is named here.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from . import plan_templates
+from . import outbox, plan_templates
 from .domain_errors import Conflict, Invalid, NotFound, VersionConflict
 from .models import Activity, Milestone, Plan, Slip, Stage, Stakeholder, utcnow
 from .schemas import (
@@ -28,10 +30,6 @@ from .schemas import (
 )
 
 RISK_ORDER = {"on_track": 0, "at_risk": 1, "off_track": 2}
-
-# Hooks called by `_touch` with (session, plan); the outbox registers here so
-# that this module never imports sync machinery or a CRM.
-plan_changed_hooks: list = []
 
 
 # ---- loading -------------------------------------------------------------
@@ -144,12 +142,15 @@ def _jsonable(value):
     return value
 
 
-def _touch(s: Session, plan: Plan, actor: str, action: str, subject_id=None, detail=None) -> None:
+def touch(s: Session, plan: Plan, actor: str, action: str, subject_id=None, detail=None) -> None:
+    """Record a change of `plan`: new version, an activity entry, and the outbox row."""
     plan.updated_at = utcnow()  # also bumps plan.version (version_id_col)
     s.add(Activity(tenant_id=plan.tenant_id, plan_id=plan.id, actor=actor, action=action,
                    subject_id=subject_id, detail=_jsonable(detail or {})))
-    for hook in plan_changed_hooks:
-        hook(s, plan)
+    outbox.record(s, plan)
+
+
+_touch = touch  # the old name, until sync.py calls `touch`
 
 
 def _apply(row, changes: dict) -> dict:
@@ -194,7 +195,7 @@ def create_plan(s: Session, tenant_id: str, data: PlanCreate, actor: str, today:
     for i, person in enumerate(data.stakeholders):
         plan.stakeholders.append(Stakeholder(tenant_id=tenant_id, position=i, **person.model_dump()))
     s.flush()
-    _touch(s, plan, actor, "plan.created", plan.id, {"template": data.template})
+    touch(s, plan, actor, "plan.created", plan.id, {"template": data.template})
     return plan
 
 
@@ -210,7 +211,7 @@ def update_plan(s: Session, plan: Plan, patch: PlanPatch, actor: str) -> Plan:
         changes[field] = value
     diff = _apply(plan, changes)
     if diff:
-        _touch(s, plan, actor, "plan.updated", plan.id, diff)
+        touch(s, plan, actor, "plan.updated", plan.id, diff)
     return plan
 
 
@@ -236,7 +237,7 @@ def add_stage(s: Session, plan: Plan, data: StageIn, actor: str) -> Stage:
     _place(stages, stage, data.position)
     s.add(stage)
     s.flush()
-    _touch(s, plan, actor, "stage.created", stage.id, {"name": stage.name})
+    touch(s, plan, actor, "stage.created", stage.id, {"name": stage.name})
     return stage
 
 
@@ -249,7 +250,7 @@ def update_stage(s: Session, stage: Stage, patch: StagePatch, actor: str) -> Sta
         diff["position"] = [stage.position, patch.position]
         _place(list(plan.stages), stage, patch.position)
     if diff:
-        _touch(s, plan, actor, "stage.updated", stage.id, diff)
+        touch(s, plan, actor, "stage.updated", stage.id, diff)
     return stage
 
 
@@ -261,7 +262,7 @@ def delete_stage(s: Session, stage: Stage, actor: str) -> None:
     s.delete(stage)
     for i, row in enumerate(rest):
         row.position = i
-    _touch(s, plan, actor, "stage.deleted", stage.id, {"name": stage.name})
+    touch(s, plan, actor, "stage.deleted", stage.id, {"name": stage.name})
 
 
 # milestones
@@ -282,7 +283,7 @@ def add_milestone(s: Session, plan: Plan, data: MilestoneIn, actor: str) -> Mile
     _place(list(stage.milestones), milestone, data.position)
     s.add(milestone)
     s.flush()
-    _touch(s, plan, actor, "milestone.created", milestone.id, {"title": milestone.title})
+    touch(s, plan, actor, "milestone.created", milestone.id, {"title": milestone.title})
     return milestone
 
 
@@ -313,7 +314,7 @@ def update_milestone(s: Session, m: Milestone, patch: MilestonePatch, actor: str
     if diff:
         m.version += 1
         m.updated_at = utcnow()
-        _touch(s, m.plan, actor, "milestone.updated", m.id, diff)
+        touch(s, m.plan, actor, "milestone.updated", m.id, diff)
     return m
 
 
@@ -340,7 +341,7 @@ def delete_milestone(s: Session, m: Milestone, actor: str) -> None:
     s.delete(m)
     for i, row in enumerate(siblings):
         row.position = i
-    _touch(s, plan, actor, "milestone.deleted", m.id, {"title": m.title})
+    touch(s, plan, actor, "milestone.deleted", m.id, {"title": m.title})
 
 
 # stakeholders
@@ -350,7 +351,7 @@ def add_stakeholder(s: Session, plan: Plan, data: StakeholderIn, actor: str) -> 
                          **data.model_dump())
     s.add(person)
     s.flush()
-    _touch(s, plan, actor, "stakeholder.created", person.id, {"name": person.name})
+    touch(s, plan, actor, "stakeholder.created", person.id, {"name": person.name})
     return person
 
 
@@ -359,14 +360,14 @@ def update_stakeholder(s: Session, person: Stakeholder, patch: StakeholderPatch,
     diff = _apply(person, {f: getattr(patch, f) for f in patch.model_fields_set - {"version"}})
     if diff:
         person.version += 1
-        _touch(s, person.plan, actor, "stakeholder.updated", person.id, diff)
+        touch(s, person.plan, actor, "stakeholder.updated", person.id, diff)
     return person
 
 
 def delete_stakeholder(s: Session, person: Stakeholder, actor: str) -> None:
     plan = person.plan
     s.delete(person)
-    _touch(s, plan, actor, "stakeholder.deleted", person.id, {"name": person.name})
+    touch(s, plan, actor, "stakeholder.deleted", person.id, {"name": person.name})
 
 
 def activity(s: Session, plan: Plan, limit: int = 200) -> list[Activity]:

@@ -10,7 +10,7 @@ then issues a fresh one. Revoked, expired and unknown tokens all answer the
 same 404.
 
 Everything here follows plans.py's rules: commands take the session and an
-actor, change rows, call `plans._touch` (activity log + outbox) and leave the
+actor, change rows, call `plans.touch` (activity log + outbox) and leave the
 commit to the caller. Every query filters by tenant.
 """
 from __future__ import annotations
@@ -98,7 +98,7 @@ def create_link(s: Session, plan: Plan, actor: str, *, label: str = "",
                      token_hash=hash_token(token))
     s.add(link)
     s.flush()
-    plans._touch(s, plan, actor, "share_link.created", link.id,
+    plans.touch(s, plan, actor, "share_link.created", link.id,
                  {"label": link.label, "expires_at": expires_at})
     return link, f"{base_url()}/p/{token}"
 
@@ -122,7 +122,7 @@ def revoke_link(s: Session, link: ShareLink, actor: str) -> None:
         return
     link.revoked_at = utcnow()
     plan = plans.get_plan(s, link.tenant_id, link.plan_id, full=False)
-    plans._touch(s, plan, actor, "share_link.revoked", link.id, {"label": link.label})
+    plans.touch(s, plan, actor, "share_link.revoked", link.id, {"label": link.label})
 
 
 def current_or_new_link(s: Session, plan: Plan, actor: str, rotate: bool = False) -> str:
@@ -291,7 +291,7 @@ def add_comment(s: Session, plan: Plan, m: Milestone, body: str, *, side: str, n
                       internal=internal)
     s.add(comment)
     s.flush()
-    plans._touch(s, plan, actor, "comment.internal_note" if internal else "comment.added", m.id,
+    plans.touch(s, plan, actor, "comment.internal_note" if internal else "comment.added", m.id,
                  {"milestone": m.title, "comment_id": comment.id, "excerpt": body[:140]})
     return comment
 
@@ -304,7 +304,7 @@ def confirm_date(s: Session, plan: Plan, m: Milestone, buyer: Buyer, link_id: st
                        author_name=buyer.name, author_email=buyer.email, status="confirmed")
     s.add(row)
     s.flush()
-    plans._touch(s, plan, buyer.actor, "date.confirmed", m.id,
+    plans.touch(s, plan, buyer.actor, "date.confirmed", m.id,
                  {"milestone": m.title, "due_date": m.due_date})
     return row
 
@@ -325,7 +325,7 @@ def propose_date(s: Session, plan: Plan, m: Milestone, proposed: date, reason: s
                        author_name=buyer.name, author_email=buyer.email, status="pending")
     s.add(row)
     s.flush()
-    plans._touch(s, plan, buyer.actor, "date.proposed", m.id,
+    plans.touch(s, plan, buyer.actor, "date.proposed", m.id,
                  {"milestone": m.title, "from": m.due_date, "to": proposed, "reason": reason,
                   "proposal_id": row.id})
     return row
@@ -350,7 +350,7 @@ def decide_proposal(s: Session, proposal: DateProposal, accept: bool, actor: str
     if accept and m.due_date != proposal.proposed_date:
         reason = f"Proposed by {proposal.author_name}: {proposal.reason}"[:1000]
         plans.update_milestone(s, m, MilestonePatch(due_date=proposal.proposed_date, reason=reason), actor)
-    plans._touch(s, plan, actor, "date.accepted" if accept else "date.declined", m.id,
+    plans.touch(s, plan, actor, "date.accepted" if accept else "date.declined", m.id,
                  {"milestone": m.title, "to": proposal.proposed_date, "proposal_id": proposal.id,
                   "by": proposal.author_name})
 

@@ -244,7 +244,7 @@ CSRF_SLOT = "@@csrf-slot-7f3a@@"  # rendered into cached pages, replaced per bro
 
 class PageCache:
     """Rendered buyer pages, keyed by the plan's version (bumped by every change, see
-    plans._touch and the plan row's version_id_col), the day, the link and the viewer.
+    plans.touch and the plan row's version_id_col), the day, the link and the viewer.
 
     A page view that hits it costs one query (the link and the plan's version) and a
     string replace; every change to the plan makes a new key, so nothing is ever stale.

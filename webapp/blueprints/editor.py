@@ -356,7 +356,7 @@ def apply_template(s, plan, key: str, actor: str, day: date) -> None:
     if not plan.template:
         plan.template = key
     s.flush()
-    plans._touch(s, plan, actor, "template.applied", plan.id, {"template": key})
+    plans.touch(s, plan, actor, "template.applied", plan.id, {"template": key})
 
 
 def op_template(s, plan, actor):
