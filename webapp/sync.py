@@ -328,7 +328,7 @@ def _apply_deal(s: Session, installation: Installation, change: RemoteChange) ->
         if change.deleted:
             if plan.archived_at is None:
                 plan.archived_at = utcnow()
-                plans._touch(s, plan, f"crm:{installation.provider}", "plan.archived",
+                plans.touch(s, plan, f"crm:{installation.provider}", "plan.archived",
                              plan.id, {"reason": "deal deleted in the CRM"})
             continue
         state = s.get(Mirror, plan.id)
