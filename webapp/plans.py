@@ -150,9 +150,6 @@ def touch(s: Session, plan: Plan, actor: str, action: str, subject_id=None, deta
     outbox.record(s, plan)
 
 
-_touch = touch  # the old name, until sync.py calls `touch`
-
-
 def _apply(row, changes: dict) -> dict:
     """Set attributes; return {field: [old, new]} for what really changed."""
     diff = {}
@@ -184,18 +181,46 @@ def create_plan(s: Session, tenant_id: str, data: PlanCreate, actor: str, today:
     )
     s.add(plan)
     if data.template:
-        go_live, stages = plan_templates.expand(data.template, start, go_live)
-        for si, stage in enumerate(stages):
-            st = Stage(tenant_id=tenant_id, name=stage["name"], position=si)
-            plan.stages.append(st)
-            for mi, m in enumerate(stage["milestones"]):
-                st.milestones.append(Milestone(tenant_id=tenant_id, plan=plan, position=mi, **m))
+        go_live = _add_template(plan, data.template, start, go_live)
     if go_live:
         plan.constraints = {**constraints, "go_live_date": go_live.isoformat()}
     for i, person in enumerate(data.stakeholders):
         plan.stakeholders.append(Stakeholder(tenant_id=tenant_id, position=i, **person.model_dump()))
     s.flush()
     touch(s, plan, actor, "plan.created", plan.id, {"template": data.template})
+    return plan
+
+
+def _add_template(plan: Plan, key: str, start: date, go_live: date | None) -> date:
+    """Append template `key`'s stages and milestones after the plan's own; returns the
+    go-live date the template's dates were computed from."""
+    go_live, stages = plan_templates.expand(key, start, go_live)
+    offset = len(plan.stages)
+    for si, stage in enumerate(stages):
+        st = Stage(tenant_id=plan.tenant_id, name=stage["name"], position=offset + si)
+        plan.stages.append(st)
+        for mi, fields in enumerate(stage["milestones"]):
+            st.milestones.append(Milestone(tenant_id=plan.tenant_id, plan=plan, position=mi, **fields))
+    return go_live
+
+
+def apply_template(s: Session, plan: Plan, key: str, actor: str, today: date) -> Plan:
+    """Append a template's stages and milestones to an existing plan (one activity entry).
+
+    Dates count from the plan's start date (today when it has none) and its go-live
+    date; a plan without a go-live date gets the template's default one.
+    """
+    if key not in plan_templates.TEMPLATES:
+        raise Invalid("template", "pick one of the templates")
+    constraints = plan.constraints or {}
+    go_live = date.fromisoformat(constraints["go_live_date"]) if constraints.get("go_live_date") else None
+    new_go_live = _add_template(plan, key, plan.start_date or today, go_live)
+    if go_live is None and new_go_live:
+        plan.constraints = {**constraints, "go_live_date": new_go_live.isoformat()}
+    if not plan.template:
+        plan.template = key
+    s.flush()
+    touch(s, plan, actor, "template.applied", plan.id, {"template": key})
     return plan
 
 

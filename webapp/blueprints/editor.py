@@ -336,31 +336,8 @@ def op_person_delete(s, plan, actor):
     return "person-deleted", "people"
 
 
-def apply_template(s, plan, key: str, actor: str, day: date) -> None:
-    """Append a template's stages and milestones to an existing plan (one activity entry)."""
-    if key not in plan_templates.TEMPLATES:
-        raise Invalid("template", "pick one of the templates")
-    start = plan.start_date or day
-    go_live = None
-    if (plan.constraints or {}).get("go_live_date"):
-        go_live = date.fromisoformat(plan.constraints["go_live_date"])
-    go_live, stages = plan_templates.expand(key, start, go_live)
-    offset = len(plan.stages)
-    for si, stage in enumerate(stages):
-        st = Stage(tenant_id=plan.tenant_id, plan=plan, name=stage["name"], position=offset + si)
-        s.add(st)
-        for mi, fields in enumerate(stage["milestones"]):
-            s.add(Milestone(tenant_id=plan.tenant_id, plan=plan, stage=st, position=mi, **fields))
-    if not (plan.constraints or {}).get("go_live_date") and go_live:
-        plan.constraints = {**(plan.constraints or {}), "go_live_date": go_live.isoformat()}
-    if not plan.template:
-        plan.template = key
-    s.flush()
-    plans.touch(s, plan, actor, "template.applied", plan.id, {"template": key})
-
-
 def op_template(s, plan, actor):
-    apply_template(s, plan, _text("template", 40), actor, today())
+    plans.apply_template(s, plan, _text("template", 40), actor, today())
     return "template", "milestones"
 
 
