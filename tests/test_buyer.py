@@ -105,10 +105,11 @@ def test_current_or_new_link_reuses_then_rotates(app, plan):
     with app.app_context():
         s = session()
         p = plans.get_plan(s, plans_tenant(s, plan), plan["id"])
-        first = sharing.current_or_new_link(s, p, "tests")
+        keys = sharing.Keys.from_config(app.config)
+        first = sharing.current_or_new_link(s, p, "tests", keys)
         s.commit()
-        assert sharing.current_or_new_link(s, p, "tests") == first
-        rotated = sharing.current_or_new_link(s, p, "tests", rotate=True)
+        assert sharing.current_or_new_link(s, p, "tests", keys) == first
+        rotated = sharing.current_or_new_link(s, p, "tests", keys, rotate=True)
         s.commit()
         assert rotated != first
         with pytest.raises(NotFound):

@@ -58,7 +58,8 @@ def ms(plan, title):
 
 def test_editor_link_function_and_api(app, api, plan):
     with app.test_request_context():
-        url, expires_at = sharing.editor_link("t", plan["id"], "hubspot:user 1")
+        url, expires_at = sharing.editor_link("t", plan["id"], "hubspot:user 1",
+                                              sharing.Keys.from_config(app.config))
         assert url.startswith(app.config["PUBLIC_BASE_URL"] + "/editor/open/")
         assert timedelta(minutes=14) < expires_at - sharing.utcnow() <= timedelta(minutes=15)
     assert api.post("/plans/" + "0" * 36 + "/editor-link").status_code == 404

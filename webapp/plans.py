@@ -200,7 +200,8 @@ def _add_template(plan: Plan, key: str, start: date, go_live: date | None) -> da
         st = Stage(tenant_id=plan.tenant_id, name=stage["name"], position=offset + si)
         plan.stages.append(st)
         for mi, fields in enumerate(stage["milestones"]):
-            st.milestones.append(Milestone(tenant_id=plan.tenant_id, plan=plan, position=mi, **fields))
+            st.milestones.append(
+                Milestone(tenant_id=plan.tenant_id, plan=plan, position=mi, **fields))
     return go_live
 
 
@@ -213,7 +214,8 @@ def apply_template(s: Session, plan: Plan, key: str, actor: str, today: date) ->
     if key not in plan_templates.TEMPLATES:
         raise Invalid("template", "pick one of the templates")
     constraints = plan.constraints or {}
-    go_live = date.fromisoformat(constraints["go_live_date"]) if constraints.get("go_live_date") else None
+    go_live = constraints.get("go_live_date")
+    go_live = date.fromisoformat(go_live) if go_live else None
     new_go_live = _add_template(plan, key, plan.start_date or today, go_live)
     if go_live is None and new_go_live:
         plan.constraints = {**constraints, "go_live_date": new_go_live.isoformat()}

@@ -23,7 +23,7 @@ from ..db import session
 from ..errors import DomainError, Invalid, NotFound, ProblemError, VersionConflict, describe
 from ..models import utcnow
 from ..schemas import _EMAIL, ShareLinkCreated, ShareLinkIn, ShareLinkList
-from ..web import json_body, render, today
+from ..web import RateLimiter, json_body, keys, render, today
 
 bp = Blueprint("buyer", __name__)
 api_bp = Blueprint("share_links_api", __name__, url_prefix="/api/v1")
@@ -93,7 +93,7 @@ def fmt_date(value: date | None) -> str:
 
 
 def _secure() -> bool:
-    return sharing.base_url().startswith("https://")
+    return keys().base_url.startswith("https://")
 
 
 def _nonce() -> str:
@@ -115,10 +115,10 @@ def _limits() -> dict:
     return current_app.config.get("BUYER_RATE_LIMITS") or DEFAULT_LIMITS
 
 
-def limiter() -> sharing.RateLimiter:
+def limiter() -> RateLimiter:
     ext = current_app.extensions
     if "mutualplan.ratelimit" not in ext:
-        ext["mutualplan.ratelimit"] = sharing.RateLimiter(current_app.config.get("REDIS_URL"))
+        ext["mutualplan.ratelimit"] = RateLimiter(current_app.config.get("REDIS_URL"))
     return ext["mutualplan.ratelimit"]
 
 
@@ -134,7 +134,7 @@ def _origin_ok() -> bool:
     if origin is None or origin == "null":  # no-referrer pages send "null" on same-origin posts
         return True
     ours = {request.host_url.rstrip("/")}
-    base = urlsplit(sharing.base_url())
+    base = urlsplit(keys().base_url)
     ours.add(f"{base.scheme}://{base.netloc}")
     return origin.rstrip("/") in ours
 
@@ -287,14 +287,14 @@ def _render_page(s, link, plan, buyer, *, ok=None, error=None, error_field=None,
 
 def _page(link, plan, *, status: int = 200, error: str | None = None, error_field: str | None = None,
           form: dict | None = None, milestone_id: str | None = None):
-    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE))
+    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
     html = _render_page(session(), link, plan, buyer, error=error, error_field=error_field, form=form,
                         milestone_id=milestone_id)
     return _respond(html, link, status)
 
 
 def _respond(html: str, link, status: int = 200):
-    html = html.replace(CSRF_SLOT, sharing.csrf_token(_nonce(), link.id))
+    html = html.replace(CSRF_SLOT, sharing.csrf_token(_nonce(), link.id, keys()))
     return _set_cookies(Response(html, status=status, mimetype="text/html"))
 
 
@@ -311,7 +311,7 @@ def _load(token: str):
 def page(token):
     s = session()
     link, version, updated_at = sharing.resolve_version(s, token)
-    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE))
+    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
     ok_code = request.args.get("ok", "")
     ok = OK_MESSAGES.get(ok_code)
     key = (link.id, version, updated_at, today(), buyer, ok_code if ok else "")
@@ -350,7 +350,7 @@ def _stamp(value: datetime | None) -> str:
 
 
 def calendar_text(plan, page_url: str, day: date) -> str:
-    host = urlsplit(sharing.base_url()).hostname or "mutualplan"
+    host = urlsplit(page_url).hostname or "mutualplan"
     lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//MutualPlan//Buyer page//EN",
              "CALSCALE:GREGORIAN", "METHOD:PUBLISH", f"X-WR-CALNAME:{_ics_text(plan.title)}"]
     for _stage, ms in sharing.plan_stage_milestones(plan, include_internal=False):
@@ -386,7 +386,7 @@ def calendar_text(plan, page_url: str, day: date) -> str:
 @bp.get("/p/<token>/calendar.ics")
 def calendar(token):
     _, _link, plan = _load(token)
-    body = calendar_text(plan, f"{sharing.base_url()}/p/{token}", today())
+    body = calendar_text(plan, f"{keys().base_url}/p/{token}", today())
     response = Response(body.encode(), mimetype="text/calendar")
     response.headers["Content-Type"] = "text/calendar; charset=utf-8"
     response.headers["Content-Disposition"] = 'attachment; filename="plan.ics"'
@@ -413,7 +413,7 @@ def _guard(link) -> None:
     if not nonce:
         raise Forbidden("Your browser did not send back our cookie, so we could not check that "
                         "this update came from you. Allow cookies for this site and try again.")
-    if not sharing.csrf_ok(nonce, link.id, request.form.get("csrf")):
+    if not sharing.csrf_ok(nonce, link.id, request.form.get("csrf"), keys()):
         raise Forbidden("This page was out of date, so your update was not saved. "
                         "It has been reloaded; please try again.")
 
@@ -426,7 +426,7 @@ def _field(name: str, limit: int) -> str:
 
 
 def _buyer_required() -> sharing.Buyer:
-    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE))
+    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
     if buyer is None:
         raise Refused("Tell us your name and email first (at the top of the page), "
                       "so the team knows who made the change.")
@@ -480,7 +480,8 @@ def identify(token):
         buyer = sharing.Buyer(name, email)
 
         def hook(response):
-            response.set_cookie(BUYER_COOKIE, sharing.dump_buyer(buyer), max_age=180 * 86400,
+            response.set_cookie(BUYER_COOKIE, sharing.dump_buyer(buyer, keys()),
+                                max_age=180 * 86400,
                                 path="/p/", httponly=True, samesite="Lax", secure=_secure())
         return "hello", hook
     return _action(token, work)
@@ -543,7 +544,7 @@ def create_share_link(plan_id):
     data = json_body(ShareLinkIn) if request.get_data() else ShareLinkIn()
     s = session()
     plan = plans.get_plan(s, g.principal.tenant_id, plan_id, full=False)
-    link, url = sharing.create_link(s, plan, g.principal.actor, label=data.label,
+    link, url = sharing.create_link(s, plan, g.principal.actor, keys(), label=data.label,
                                     expires_at=data.expires_at)
     s.commit()
     response = render(ShareLinkCreated, sharing.link_document(link, url=url), 201)
