@@ -152,7 +152,7 @@ def _buyer_link(s: Session, plan: Plan) -> str:
 
     for link in sharing.list_links(s, plan):
         if sharing.is_active(link) and link.expires_at is None:
-            url = sharing.link_url(link)
+            url = sharing.link_url(link, sharing.Keys.from_config(current_app.config))
             if url:
                 return url
     return ""
