@@ -60,15 +60,6 @@ class Keys:
     def from_config(cls, config) -> Keys:
         return cls(config["SECRET_KEY"], config["PUBLIC_BASE_URL"].rstrip("/"))
 
-
-def _or_app(keys: Keys | None) -> Keys:  # temporary, until every caller passes its keys
-    if keys is not None:
-        return keys
-    from flask import current_app
-
-    return Keys.from_config(current_app.config)
-
-
 # ---- share links ---------------------------------------------------------------
 
 
@@ -88,8 +79,7 @@ def link_token(link: ShareLink, keys: Keys) -> str | None:
     return token if hmac.compare_digest(hash_token(token), link.token_hash) else None
 
 
-def link_url(link: ShareLink, keys: Keys | None = None) -> str | None:
-    keys = _or_app(keys)
+def link_url(link: ShareLink, keys: Keys) -> str | None:
     token = link_token(link, keys)
     return token and f"{keys.base_url}/p/{token}"
 
@@ -140,14 +130,13 @@ def revoke_link(s: Session, link: ShareLink, actor: str) -> None:
     plans.touch(s, plan, actor, "share_link.revoked", link.id, {"label": link.label})
 
 
-def current_or_new_link(s: Session, plan: Plan, actor: str, keys: Keys | None = None,
+def current_or_new_link(s: Session, plan: Plan, actor: str, keys: Keys,
                         rotate: bool = False) -> str:
     """The URL of the plan's newest active, showable link; a new one if there is none.
 
     With rotate=True every active link of the plan is revoked and a new one
     made (for "the link leaked"). The caller commits.
     """
-    keys = _or_app(keys)
     now = utcnow()
     links = [link for link in list_links(s, plan) if is_active(link, now)]
     if rotate:
@@ -380,14 +369,12 @@ def _editor_serializer(keys: Keys) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(keys.secret, salt="mutualplan-editor-link")
 
 
-def editor_link(tenant_id: str, plan_id: str, actor: str,
-                keys: Keys | None = None) -> tuple[str, datetime]:
+def editor_link(tenant_id: str, plan_id: str, actor: str, keys: Keys) -> tuple[str, datetime]:
     """A signed, short-lived URL that opens the rep editor on one plan.
 
     Valid for 15 minutes; opening it starts an 8-hour editor session (cookie)
     limited to that tenant and plan.
     """
-    keys = _or_app(keys)
     token = _editor_serializer(keys).dumps({"t": tenant_id, "p": plan_id, "a": actor[:200]})
     expires_at = utcnow().replace(microsecond=0) + EDITOR_LINK_TTL
     return f"{keys.base_url}/editor/open/{token}", expires_at
