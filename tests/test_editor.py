@@ -9,7 +9,7 @@ from conftest import snapshot
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 
-from webapp import sharing
+from webapp import clock, sharing
 from webapp.db import session
 from webapp.models import Activity, Comment, DateProposal, Slip
 
@@ -61,7 +61,7 @@ def test_editor_link_function_and_api(app, api, plan):
         url, expires_at = sharing.editor_link("t", plan["id"], "hubspot:user 1",
                                               sharing.Keys.from_config(app.config))
         assert url.startswith(app.config["PUBLIC_BASE_URL"] + "/editor/open/")
-        assert timedelta(minutes=14) < expires_at - sharing.utcnow() <= timedelta(minutes=15)
+        assert timedelta(minutes=14) < expires_at - clock.now() <= timedelta(minutes=15)
     assert api.post("/plans/" + "0" * 36 + "/editor-link").status_code == 404
 
 

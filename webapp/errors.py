@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flask import Flask, jsonify, render_template, request
-
-from connector.errors import CrmError, NeedsReauth, RateLimited
 from pydantic import ValidationError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
+
+from connector.errors import CrmError, NeedsReauth, RateLimited
 
 from .domain_errors import Conflict, DomainError, Invalid, NotFound, VersionConflict
 

@@ -12,23 +12,20 @@ whose worker died is given back after a lease.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from .clock import now
 from .models import Installation, OutboxEntry, Plan, new_id
 
 DEBOUNCE = 1.0  # seconds a new row waits for more edits of the same plan
 LEASE = timedelta(minutes=2)  # longer than any push takes, with its retries
 MAX_ATTEMPTS = 8
 BACKOFF_CAP = 3600.0
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def installation_for(s: Session, plan: Plan) -> Installation | None:

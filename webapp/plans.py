@@ -15,9 +15,9 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from . import outbox, plan_templates
+from . import clock, outbox, plan_templates
 from .domain_errors import Conflict, Invalid, NotFound, VersionConflict
-from .models import Activity, Milestone, Plan, Slip, Stage, Stakeholder, utcnow
+from .models import Activity, Milestone, Plan, Slip, Stage, Stakeholder
 from .schemas import (
     MilestoneIn,
     MilestonePatch,
@@ -144,7 +144,7 @@ def _jsonable(value):
 
 def touch(s: Session, plan: Plan, actor: str, action: str, subject_id=None, detail=None) -> None:
     """Record a change of `plan`: new version, an activity entry, and the outbox row."""
-    plan.updated_at = utcnow()  # also bumps plan.version (version_id_col)
+    plan.updated_at = clock.now()  # also bumps plan.version (version_id_col)
     s.add(Activity(tenant_id=plan.tenant_id, plan_id=plan.id, actor=actor, action=action,
                    subject_id=subject_id, detail=_jsonable(detail or {})))
     outbox.record(s, plan)
@@ -306,7 +306,7 @@ def add_milestone(s: Session, plan: Plan, data: MilestoneIn, actor: str) -> Mile
     fields = data.model_dump(exclude={"stage_id", "position"})
     milestone = Milestone(tenant_id=plan.tenant_id, plan=plan, stage=stage, position=0, **fields)
     if milestone.status == "done":
-        milestone.completed_at, milestone.completed_by = utcnow(), actor
+        milestone.completed_at, milestone.completed_by = clock.now(), actor
     _place(list(stage.milestones), milestone, data.position)
     s.add(milestone)
     s.flush()
@@ -331,7 +331,7 @@ def update_milestone(s: Session, m: Milestone, patch: MilestonePatch, actor: str
     diff = _apply(m, changes)
     if "status" in diff:
         done = m.status == "done"
-        m.completed_at = utcnow() if done else None
+        m.completed_at = clock.now() if done else None
         m.completed_by = actor if done else None
     if "due_date" in diff:
         record_slip(s, m, old_due, m.due_date, actor, patch.reason or "")
@@ -340,7 +340,7 @@ def update_milestone(s: Session, m: Milestone, patch: MilestonePatch, actor: str
     diff |= _move_milestone(s, m, patch)
     if diff:
         m.version += 1
-        m.updated_at = utcnow()
+        m.updated_at = clock.now()
         touch(s, m.plan, actor, "milestone.updated", m.id, diff)
     return m
 

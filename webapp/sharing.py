@@ -24,29 +24,22 @@ import hmac
 import secrets
 from base64 import urlsafe_b64encode
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from . import plans
+from . import clock, plans
 from .domain_errors import Invalid, NotFound
-from .models import Comment, DateProposal, Milestone, Plan, ShareLink, Stage, new_id, utcnow
+from .models import Comment, DateProposal, Milestone, Plan, ShareLink, Stage, new_id
 from .schemas import MilestonePatch
 
 EDITOR_LINK_TTL = timedelta(minutes=15)
 EDITOR_SESSION_TTL = timedelta(hours=8)
 
 
-# ---- time helpers ------------------------------------------------------------
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+aware = clock.aware  # the old name; hubspot.py still uses it
 
 
 @dataclass(frozen=True)
@@ -85,16 +78,15 @@ def link_url(link: ShareLink, keys: Keys) -> str | None:
 
 
 def is_active(link: ShareLink, now: datetime | None = None) -> bool:
-    now = now or utcnow()
-    expires = aware(link.expires_at)
-    return link.revoked_at is None and (expires is None or expires > now)
+    now = now or clock.now()
+    return link.revoked_at is None and (link.expires_at is None or link.expires_at > now)
 
 
 def create_link(s: Session, plan: Plan, actor: str, keys: Keys, *, label: str = "",
                 expires_at: datetime | None = None) -> tuple[ShareLink, str]:
     """A new buyer link; returns (row, url). The url is derived, never stored."""
-    expires_at = aware(expires_at)
-    if expires_at is not None and expires_at <= utcnow():
+    expires_at = clock.aware(expires_at)  # a zone-less input is UTC
+    if expires_at is not None and expires_at <= clock.now():
         raise Invalid("expires_at", "must be in the future")
     link_id, salt = new_id(), secrets.token_hex(32)
     token = _token_for(keys, link_id, salt)
@@ -125,7 +117,7 @@ def get_link(s: Session, tenant_id: str, link_id: str) -> ShareLink:
 def revoke_link(s: Session, link: ShareLink, actor: str) -> None:
     if link.revoked_at is not None:
         return
-    link.revoked_at = utcnow()
+    link.revoked_at = clock.now()
     plan = plans.get_plan(s, link.tenant_id, link.plan_id, full=False)
     plans.touch(s, plan, actor, "share_link.revoked", link.id, {"label": link.label})
 
@@ -137,7 +129,7 @@ def current_or_new_link(s: Session, plan: Plan, actor: str, keys: Keys,
     With rotate=True every active link of the plan is revoked and a new one
     made (for "the link leaked"). The caller commits.
     """
-    now = utcnow()
+    now = clock.now()
     links = [link for link in list_links(s, plan) if is_active(link, now)]
     if rotate:
         for link in links:
@@ -154,8 +146,8 @@ def current_or_new_link(s: Session, plan: Plan, actor: str, keys: Keys,
 
 def link_document(link: ShareLink, *, url: str | None = None) -> dict:
     return {"id": link.id, "plan_id": link.plan_id, "label": link.label,
-            "created_by": link.created_by, "created_at": aware(link.created_at),
-            "expires_at": aware(link.expires_at), "revoked_at": aware(link.revoked_at),
+            "created_by": link.created_by, "created_at": link.created_at,
+            "expires_at": link.expires_at, "revoked_at": link.revoked_at,
             "active": is_active(link), **({"url": url} if url is not None else {})}
 
 
@@ -353,7 +345,7 @@ def decide_proposal(s: Session, proposal: DateProposal, accept: bool, actor: str
     m = plans.get_milestone(s, proposal.tenant_id, proposal.milestone_id)
     plan = m.plan
     proposal.status = "accepted" if accept else "declined"
-    proposal.decided_by, proposal.decided_at = actor[:200], utcnow()
+    proposal.decided_by, proposal.decided_at = actor[:200], clock.now()
     if accept and m.due_date != proposal.proposed_date:
         reason = f"Proposed by {proposal.author_name}: {proposal.reason}"[:1000]
         plans.update_milestone(s, m, MilestonePatch(due_date=proposal.proposed_date, reason=reason), actor)
@@ -376,7 +368,7 @@ def editor_link(tenant_id: str, plan_id: str, actor: str, keys: Keys) -> tuple[s
     limited to that tenant and plan.
     """
     token = _editor_serializer(keys).dumps({"t": tenant_id, "p": plan_id, "a": actor[:200]})
-    expires_at = utcnow().replace(microsecond=0) + EDITOR_LINK_TTL
+    expires_at = clock.now().replace(microsecond=0) + EDITOR_LINK_TTL
     return f"{keys.base_url}/editor/open/{token}", expires_at
 
 

@@ -21,7 +21,6 @@ from .. import plans, sharing
 from ..auth import api_key_required
 from ..db import session
 from ..errors import DomainError, Invalid, NotFound, ProblemError, VersionConflict, describe
-from ..models import utcnow
 from ..schemas import _EMAIL, ShareLinkCreated, ShareLinkIn, ShareLinkList
 from ..web import RateLimiter, json_body, keys, render, today
 
@@ -345,7 +344,7 @@ def _fold(line: str) -> str:
 
 
 def _stamp(value: datetime | None) -> str:
-    value = sharing.aware(value) or datetime(2000, 1, 1, tzinfo=UTC)
+    value = value or datetime(2000, 1, 1, tzinfo=UTC)
     return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
@@ -570,4 +569,4 @@ def revoke_share_link(link_id):
     return "", 204
 
 
-__all__ = ["api_bp", "bp", "build_view", "calendar_text", "fmt_date", "utcnow"]
+__all__ = ["api_bp", "bp", "build_view", "calendar_text", "fmt_date"]

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
-from .. import plan_templates, plans, sharing
+from .. import clock, plan_templates, plans, sharing
 from ..auth import api_key_required
 from ..db import session
 from ..errors import (
@@ -32,7 +32,7 @@ from ..errors import (
     VersionConflict,
     describe,
 )
-from ..models import Milestone, Stage, utcnow
+from ..models import Milestone, Stage
 from ..schemas import (
     Constraints,
     EditorLinkOut,
@@ -362,7 +362,7 @@ def op_comment(s, plan, actor):
 
 def op_link_create(s, plan, actor):
     days = _int("expires_in_days")
-    expires = utcnow() + timedelta(days=days) if days else None
+    expires = clock.now() + timedelta(days=days) if days else None
     if days is not None and not 1 <= days <= 365:
         raise Invalid("expires_in_days", "between 1 and 365 days, or empty for no expiry")
     sharing.create_link(s, plan, actor, keys(), label=_text("label", 200), expires_at=expires)
