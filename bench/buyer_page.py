@@ -75,12 +75,14 @@ def _seed(url: str, base: str) -> tuple[str, dict]:
     figures = {}
     with app.app_context():
         s = session()
+        keys = sharing.Keys.from_config(app.config)
         _, plan = seed_demo(s)
-        link_url = sharing.current_or_new_link(s, plans.get_plan(s, plan.tenant_id, plan.id), "bench")
+        link_url = sharing.current_or_new_link(
+            s, plans.get_plan(s, plan.tenant_id, plan.id), "bench", keys)
         s.commit()
         # a second plan, like the demo but with 40 more milestones, for the queries figure
         _, big = _big_plan(s, plan.tenant_id)
-        big_url = sharing.current_or_new_link(s, big, "bench")
+        big_url = sharing.current_or_new_link(s, big, "bench", keys)
         s.commit()
     client = app.test_client()
     engine = database(app).engine

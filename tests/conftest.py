@@ -3,13 +3,14 @@ migrated by Alembic once per run and emptied after every test."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 from datetime import date
 
 import pytest
 from sqlalchemy import text
 
-from webapp import create_app, migrate
+from webapp import create_app, migrate, sharing
 from webapp.auth import create_key, ensure_tenant
 from webapp.db import Base, database, make_engine, session
 
@@ -136,3 +137,41 @@ def snapshot(app) -> dict:
     """Every row of every table, to prove that a rejected request changed nothing."""
     with database(app).engine.connect() as conn:
         return {t.name: sorted(map(repr, conn.execute(t.select()).all())) for t in Base.metadata.sorted_tables}
+
+
+# ---- shared helpers and fixtures for the domain tests ----------------------------
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')  # the CSRF field of the buyer page and editor
+
+
+def path_of(url: str) -> str:
+    """The path of an absolute URL (buyer links, editor links), for the test client."""
+    return "/" + url.split("/", 3)[3]
+
+
+def milestones_of(plan: dict) -> list[dict]:
+    """A plan document's milestones, in plan order."""
+    return [m for stage in plan["stages"] for m in stage["milestones"]]
+
+
+def milestone(plan: dict, title: str) -> dict:
+    return next(m for m in milestones_of(plan) if m["title"] == title)
+
+
+def tenant_of(s, plan: dict) -> str:
+    """The tenant id of a plan document (the API does not show it)."""
+    from webapp.models import Plan
+
+    return s.get(Plan, plan["id"]).tenant_id
+
+
+def make_link(api, plan_id: str, **body) -> dict:
+    response = api.post(f"/plans/{plan_id}/share-links", json=body)
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+@pytest.fixture
+def keys(app) -> sharing.Keys:
+    """The app's signing keys and base URL, as the blueprints pass them to sharing.py."""
+    return sharing.Keys.from_config(app.config)

@@ -6,25 +6,13 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import TODAY, snapshot
+from conftest import CSRF, TODAY, make_link, milestone, path_of, snapshot, tenant_of
 from sqlalchemy import event, select
 
-from webapp import plans, sharing
+from webapp import outbox, plans, sharing
 from webapp.db import database, session
 from webapp.errors import NotFound
 from webapp.models import Activity, Comment, DateProposal, ShareLink
-
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-
-
-def make_link(api, plan_id, **body):
-    response = api.post(f"/plans/{plan_id}/share-links", json=body)
-    assert response.status_code == 201, response.json
-    return response.json
-
-
-def path_of(url: str) -> str:
-    return "/" + url.split("/", 3)[3]
 
 
 @pytest.fixture
@@ -48,10 +36,6 @@ def identify(client, path, name="Dana Buyer", email="dana@acme.example"):
     response = client.post(path + "/identify", data={"csrf": token, "name": name, "email": email})
     assert response.status_code == 303, response.get_data(as_text=True)
     return csrf_of(client, path)
-
-
-def milestone(plan, title):
-    return next(m for st in plan["stages"] for m in st["milestones"] if m["title"] == title)
 
 
 # ---- share links -----------------------------------------------------------------
@@ -101,25 +85,19 @@ def test_share_link_validation_and_tenancy(api, other_api, plan, link):
     assert api.post(f"/plans/{plan['id']}/share-links").status_code == 201  # body optional
 
 
-def test_current_or_new_link_reuses_then_rotates(app, plan):
+def test_current_or_new_link_reuses_then_rotates(app, plan, keys):
     with app.app_context():
         s = session()
-        p = plans.get_plan(s, plans_tenant(s, plan), plan["id"])
-        first = sharing.current_or_new_link(s, p, "tests")
+        p = plans.get_plan(s, tenant_of(s, plan), plan["id"])
+        first = sharing.current_or_new_link(s, p, "tests", keys)
         s.commit()
-        assert sharing.current_or_new_link(s, p, "tests") == first
-        rotated = sharing.current_or_new_link(s, p, "tests", rotate=True)
+        assert sharing.current_or_new_link(s, p, "tests", keys) == first
+        rotated = sharing.current_or_new_link(s, p, "tests", keys, rotate=True)
         s.commit()
         assert rotated != first
         with pytest.raises(NotFound):
             sharing.resolve(s, first.rsplit("/", 1)[1])
         assert sharing.resolve(s, rotated.rsplit("/", 1)[1]).plan_id == plan["id"]
-
-
-def plans_tenant(s, plan):
-    from webapp.models import Plan
-
-    return s.get(Plan, plan["id"]).tenant_id
 
 
 # ---- the page ----------------------------------------------------------------------
@@ -149,7 +127,7 @@ def test_page_content_order_and_internal_items_absent(api, client, plan, page_pa
     visible = milestone(plan, "Discovery call")
     with client.application.app_context():
         s = session()
-        p = plans.get_plan(s, plans_tenant(s, plan), pid)
+        p = plans.get_plan(s, tenant_of(s, plan), pid)
         m = plans.get_milestone(s, p.tenant_id, visible["id"])
         sharing.add_comment(s, p, m, "INTERNAL-NOTE-TEXT", side="seller", name="Rep", email="",
                             actor="rep", internal=True)
@@ -216,20 +194,20 @@ def test_javascript_links_are_refused_and_never_rendered(app, api, client, plan,
 # ---- buyer actions ---------------------------------------------------------------------
 
 
-def test_buyer_completes_a_buyer_milestone_through_the_domain(app, client, plan, page_path):
+def test_buyer_completes_a_buyer_milestone_through_the_domain(app, client, plan, page_path,
+                                                              monkeypatch):
     calls = []
-    plans.plan_changed_hooks.append(lambda s, p: calls.append(p.id))
-    try:
-        token = identify(client, page_path)
-        m = milestone(plan, "Identify problems to solve")  # buyer-owned
-        response = client.post(f"{page_path}/m/{m['id']}/done", data={"csrf": token, "done": "1"})
-        assert response.status_code == 303 and response.headers["Location"].endswith(f"#m-{m['id']}")
-    finally:
-        plans.plan_changed_hooks.pop()
+    record = outbox.record
+    monkeypatch.setattr(outbox, "record", lambda s, p: (calls.append(p.id), record(s, p)))
+    token = identify(client, page_path)
+    m = milestone(plan, "Identify problems to solve")  # buyer-owned
+    response = client.post(f"{page_path}/m/{m['id']}/done", data={"csrf": token, "done": "1"})
+    assert response.status_code == 303 and response.headers["Location"].endswith(f"#m-{m['id']}")
+    monkeypatch.undo()
     assert calls == [plan["id"]]
     with app.app_context():
         s = session()
-        row = plans.get_milestone(s, plans_tenant(s, plan), m["id"])
+        row = plans.get_milestone(s, tenant_of(s, plan), m["id"])
         assert row.status == "done" and row.completed_by == "buyer:Dana Buyer <dana@acme.example>"
         actors = [a.actor for a in s.scalars(select(Activity).where(Activity.action == "milestone.updated"))]
         assert "buyer:Dana Buyer <dana@acme.example>" in actors

@@ -5,19 +5,13 @@ import re
 from datetime import timedelta
 
 import pytest
-from conftest import snapshot
+from conftest import CSRF, milestone, path_of, snapshot
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 
-from webapp import sharing
+from webapp import clock, sharing
 from webapp.db import session
 from webapp.models import Activity, Comment, DateProposal, Slip
-
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-
-
-def path_of(url: str) -> str:
-    return "/" + url.split("/", 3)[3]
 
 
 def open_editor(api, client, plan_id):
@@ -52,15 +46,11 @@ def editor(api, client, plan):
     return Editor(client, open_editor(api, client, plan["id"]))
 
 
-def ms(plan, title):
-    return next(m for st in plan["stages"] for m in st["milestones"] if m["title"] == title)
-
-
-def test_editor_link_function_and_api(app, api, plan):
+def test_editor_link_function_and_api(app, api, plan, keys):
     with app.test_request_context():
-        url, expires_at = sharing.editor_link("t", plan["id"], "hubspot:user 1")
+        url, expires_at = sharing.editor_link("t", plan["id"], "hubspot:user 1", keys)
         assert url.startswith(app.config["PUBLIC_BASE_URL"] + "/editor/open/")
-        assert timedelta(minutes=14) < expires_at - sharing.utcnow() <= timedelta(minutes=15)
+        assert timedelta(minutes=14) < expires_at - clock.now() <= timedelta(minutes=15)
     assert api.post("/plans/" + "0" * 36 + "/editor-link").status_code == 404
 
 
@@ -172,7 +162,8 @@ def test_milestones_add_edit_with_slip_reason_move_delete(app, api, plan, editor
     assert m["stage_id"] == plan["stages"][1]["id"] and m["position"] == 0
     editor.do("milestone-delete", milestone_id=pilot["id"])
     assert api.get(f"/milestones/{pilot['id']}").status_code == 404
-    response = editor.do("milestone-edit", expect=422, milestone_id=ms(plan, "Onboarding")["id"],
+    onboarding = milestone(plan, "Onboarding")
+    response = editor.do("milestone-edit", expect=422, milestone_id=onboarding["id"],
                          title="", owner_side="both", status="done", risk="on_track")
     assert "title" in response.get_data(as_text=True)
 
@@ -201,7 +192,7 @@ def test_buyer_proposal_comment_and_activity_show_and_can_be_decided(app, api, c
     buyer = client.application.test_client()
     token = CSRF.search(buyer.get(buyer_page).get_data(as_text=True)).group(1)
     buyer.post(buyer_page + "/identify", data={"csrf": token, "name": "Dana", "email": "dana@acme.example"})
-    m = ms(plan, "Customized product demo")
+    m = milestone(plan, "Customized product demo")
     buyer.post(f"{buyer_page}/m/{m['id']}/date", data={"csrf": token, "action": "propose",
                                                        "date": "2027-01-05", "reason": "Budget freeze"})
     buyer.post(f"{buyer_page}/m/{m['id']}/comment", data={"csrf": token, "body": "Can we add SSO?"})
@@ -224,7 +215,7 @@ def test_buyer_proposal_comment_and_activity_show_and_can_be_decided(app, api, c
 
 
 def test_rep_comments_and_internal_notes(app, api, client, plan, editor):
-    m = ms(plan, "Discovery call")
+    m = milestone(plan, "Discovery call")
     editor.do("comment", milestone_id=m["id"], body="Agenda attached")
     editor.do("comment", milestone_id=m["id"], body="Buyer is price-sensitive", internal="1")
     with app.app_context():

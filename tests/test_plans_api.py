@@ -1,10 +1,6 @@
 from datetime import date, timedelta
 
-from tests.conftest import TODAY
-
-
-def milestones_of(plan):
-    return [m for stage in plan["stages"] for m in stage["milestones"]]
+from conftest import TODAY, milestones_of
 
 
 def test_templates_are_listed(api):

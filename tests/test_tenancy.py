@@ -1,7 +1,6 @@
 """Tenants are isolated: another tenant's ids answer 404, exactly like unknown ones."""
 import pytest
-
-from tests.conftest import snapshot
+from conftest import snapshot
 
 
 def test_missing_and_bad_keys(client, plan):

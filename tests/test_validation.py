@@ -1,7 +1,6 @@
 """Bad input gets a clear 4xx problem document and changes nothing."""
 import pytest
-
-from tests.conftest import snapshot
+from conftest import snapshot
 
 
 def first_milestone(plan):

@@ -116,10 +116,11 @@ def demo():
     click.echo(f"  Health:     {base}/healthz")
     click.echo(f"  Try:        curl -H 'Authorization: Bearer {key}' {base}/api/v1/plans/{plan.id}")
     s = session()
-    buyer_url = sharing.current_or_new_link(s, plans.get_plan(s, plan.tenant_id, plan.id, full=False),
-                                            "demo-seed")
+    keys = sharing.Keys.from_config(current_app.config)
+    buyer_url = sharing.current_or_new_link(
+        s, plans.get_plan(s, plan.tenant_id, plan.id, full=False), "demo-seed", keys)
     s.commit()
-    editor_url, _ = sharing.editor_link(plan.tenant_id, plan.id, "demo rep")
+    editor_url, _ = sharing.editor_link(plan.tenant_id, plan.id, "demo rep", keys)
     click.echo(f"  Buyer page: {buyer_url}")
     click.echo(f"  Editor:     {editor_url}  (valid 15 minutes)")
     click.echo("  Demo API key (new on every start):")

@@ -7,16 +7,46 @@ tables.
 """
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Flask, current_app
-from sqlalchemy import create_engine, event
+from sqlalchemy import DateTime, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
+from sqlalchemy.types import TypeDecorator
 
 EXTENSION = "mutualplan.db"
 
 
 class Base(DeclarativeBase):
     pass
+
+
+class UTCDateTime(TypeDecorator):
+    """A point in time, stored in UTC and always read back as an aware UTC datetime.
+
+    The column is DateTime(timezone=True) as before (timestamptz on PostgreSQL; text
+    on SQLite, which drops the zone): values are converted to UTC on the way in, and
+    a zone-less value read back is UTC. A naive value written is taken as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 def make_engine(url: str) -> Engine:

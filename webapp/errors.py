@@ -1,21 +1,34 @@
 """Errors as RFC 9457 problem documents (application/problem+json).
 
-The domain raises `ProblemError`s; the API renders them. People (buyer page,
-editor, OAuth callbacks) get a friendly HTML page instead of JSON.
+The domain raises domain errors (domain_errors.py), which `DOMAIN_PROBLEMS`
+maps to HTTP; the web layer raises `ProblemError`s, which carry their own
+status. The API renders both the same way. People (buyer page, editor, OAuth
+callbacks) get a friendly HTML page instead of JSON.
 """
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from dataclasses import dataclass, field
 
-from connector.errors import CrmError, NeedsReauth, RateLimited
+from flask import Flask, jsonify, render_template, request
 from pydantic import ValidationError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
+from connector.errors import CrmError, NeedsReauth, RateLimited
+
+from .domain_errors import Conflict, DomainError, Invalid, NotFound, VersionConflict
+
 PROBLEM_BASE = "https://mutualplan.dev/problems/"
+
+__all__ = [  # the domain errors are raised by the web layer too, under the same names
+    "Conflict", "DomainError", "Invalid", "NotFound", "PreconditionFailed", "Problem",
+    "ProblemError", "Unauthorized", "VersionConflict", "describe", "problem", "register",
+]
 
 
 class ProblemError(Exception):
+    """An HTTP-level refusal raised by the web layer (auth, media type, If-Match)."""
+
     status = 400
     slug = "bad-request"
     title = "Bad request"
@@ -27,27 +40,41 @@ class ProblemError(Exception):
         self.extra = extra
 
 
-class NotFound(ProblemError):
-    status, slug, title = 404, "not-found", "Not found"
-
-
-class Conflict(ProblemError):
-    status, slug, title = 409, "conflict", "Conflict"
-
-
 class PreconditionFailed(ProblemError):
     status, slug, title = 412, "stale-version", "Someone else changed this first"
 
 
-class Invalid(ProblemError):
-    status, slug, title = 422, "validation", "Some fields are not valid"
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}", errors=[{"field": field, "message": message}])
-
-
 class Unauthorized(ProblemError):
     status, slug, title = 401, "unauthorized", "Authentication required"
+
+
+# status, slug, title of each domain error
+DOMAIN_PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
+    NotFound: (404, "not-found", "Not found"),
+    Conflict: (409, "conflict", "Conflict"),
+    VersionConflict: (412, "stale-version", "Someone else changed this first"),
+    Invalid: (422, "validation", "Some fields are not valid"),
+    DomainError: (400, "bad-request", "Bad request"),
+}
+
+
+@dataclass
+class Problem:
+    status: int
+    slug: str
+    title: str
+    detail: str
+    errors: list[dict] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def describe(exc: ProblemError | DomainError) -> Problem:
+    """The problem document of a domain or web error."""
+    if isinstance(exc, ProblemError):
+        return Problem(exc.status, exc.slug, exc.title, exc.detail, exc.errors, exc.extra)
+    kind = next(k for k in type(exc).__mro__ if k in DOMAIN_PROBLEMS)
+    errors = [{"field": exc.field, "message": exc.message}] if isinstance(exc, Invalid) else None
+    return Problem(*DOMAIN_PROBLEMS[kind], exc.detail, errors, exc.extra)
 
 
 def problem(status: int, slug: str, title: str, detail: str, errors=None, **extra):
@@ -89,11 +116,13 @@ def _wants_html() -> bool:
 
 def register(app: Flask) -> None:
     @app.errorhandler(ProblemError)
-    def _problem(exc: ProblemError):
+    @app.errorhandler(DomainError)
+    def _problem(exc: ProblemError | DomainError):
+        p = describe(exc)
         if _wants_html():
-            return render_template("error.html", title=exc.title, detail=exc.detail), exc.status
-        response = problem(exc.status, exc.slug, exc.title, exc.detail, exc.errors, **exc.extra)
-        if exc.status == 401:
+            return render_template("error.html", title=p.title, detail=p.detail), p.status
+        response = problem(p.status, p.slug, p.title, p.detail, p.errors, **p.extra)
+        if p.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="mutualplan"'
         return response
 

@@ -19,7 +19,7 @@ from .blueprints.connect import render_failure
 from .db import session
 from .models import Plan
 from .schemas import DealRef, PlanCreate
-from .web import today
+from .web import keys, today
 
 bp = Blueprint("localdemo", __name__)
 
@@ -65,5 +65,5 @@ def try_it():
         deal=DealRef(provider="hubspot", account_id=row.account_id, deal_id=deal_id)),
         "sandbox-demo", today())
     s.commit()
-    url, _ = sharing.editor_link(row.tenant_id, plan.id, "sandbox-demo")
+    url, _ = sharing.editor_link(row.tenant_id, plan.id, "sandbox-demo", keys())
     return redirect(url)

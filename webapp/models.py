@@ -1,14 +1,17 @@
-"""The CRM-neutral data model (DESIGN §1). Every tenant-owned row carries tenant_id."""
+"""The CRM-neutral data model (DESIGN §1). Every tenant-owned row carries tenant_id.
+
+Every point in time is a `UTCDateTime` column (db.py): aware UTC in, aware UTC out,
+on SQLite as on PostgreSQL; defaults come from the one clock (clock.now).
+"""
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
 from sqlalchemy import (
     JSON,
     Boolean,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -19,7 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .db import Base
+from . import clock
+from .db import Base, UTCDateTime
 
 SIDES = ("buyer", "seller")
 OWNER_SIDES = ("buyer", "seller", "both")
@@ -32,15 +36,11 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 class Tenant(Base):
     __tablename__ = "tenants"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(120), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
 class ApiKey(Base):
@@ -50,8 +50,8 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))  # shown in lists, never enough to authenticate
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     label: Mapped[str] = mapped_column(String(120), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     tenant: Mapped[Tenant] = relationship()
 
 
@@ -72,10 +72,10 @@ class Plan(Base):
     deal_provider: Mapped[str | None] = mapped_column(String(20))
     deal_account_id: Mapped[str | None] = mapped_column(String(64))
     deal_id: Mapped[str | None] = mapped_column(String(64))
-    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # e.g. deal deleted
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # e.g. deal deleted
     version: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     # Optimistic locking: any UPDATE of the plan row checks and bumps version,
     # so two concurrent writers cannot both win silently.
     __mapper_args__ = {"version_id_col": version}
@@ -119,11 +119,11 @@ class Milestone(Base):
     risk: Mapped[str] = mapped_column(String(20), default="on_track")
     internal: Mapped[bool] = mapped_column(Boolean, default=False)
     position: Mapped[int] = mapped_column(Integer)
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_by: Mapped[str | None] = mapped_column(String(200))
     version: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     plan: Mapped[Plan] = relationship(back_populates="milestones")
     stage: Mapped[Stage] = relationship(back_populates="milestones")
 
@@ -155,7 +155,7 @@ class Slip(Base):
     new_date: Mapped[date | None] = mapped_column(Date)
     actor: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(Text, default="")
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
 class Activity(Base):
@@ -168,7 +168,7 @@ class Activity(Base):
     action: Mapped[str] = mapped_column(String(60))
     subject_id: Mapped[str | None] = mapped_column(String(36))
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
 # ---- sync (DESIGN §2, §6) -------------------------------------------------
@@ -189,13 +189,13 @@ class Installation(Base):
     status: Mapped[str] = mapped_column(String(20), default="active")
     status_reason: Mapped[str] = mapped_column(Text, default="")
     tokens: Mapped[str | None] = mapped_column(Text)  # Fernet-encrypted JSON, never plain
-    token_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     settings: Mapped[dict] = mapped_column(JSON, default=dict)  # mode, instance_url, namespace, …
     pull_state: Mapped[dict] = mapped_column(JSON, default=dict)  # {"since": iso, "cursor": str|None}
-    last_pulled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    last_activity_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_pulled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
 class StageMapping(Base):
@@ -210,7 +210,7 @@ class StageMapping(Base):
     gates: Mapped[dict] = mapped_column(JSON, default=dict)  # milestone title (lower) -> stage id
     close_milestone: Mapped[str | None] = mapped_column(String(200))
     allow_closed: Mapped[bool] = mapped_column(Boolean, default=False)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
 class OutboxEntry(Base):
@@ -232,12 +232,12 @@ class OutboxEntry(Base):
     plan_id: Mapped[str] = mapped_column(String(36))  # not a FK: the row outlives a deleted plan
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     last_error: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class OAuthState(Base):
@@ -253,8 +253,8 @@ class OAuthState(Base):
     provider: Mapped[str] = mapped_column(String(20))
     browser_hash: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict] = mapped_column(JSON, default=dict)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Mirror(Base):
@@ -267,11 +267,11 @@ class Mirror(Base):
     remote_ids: Mapped[dict] = mapped_column(JSON, default=dict)
     pushed_hashes: Mapped[dict] = mapped_column(JSON, default=dict)
     pushed_deal: Mapped[dict] = mapped_column(JSON, default=dict)  # deal values we last wrote
-    pushed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deal_pipeline: Mapped[str | None] = mapped_column(String(64))
     deal_stage: Mapped[str | None] = mapped_column(String(64))
     deal_close_date: Mapped[date | None] = mapped_column(Date)
-    deal_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deal_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     mismatch: Mapped[dict | None] = mapped_column(JSON)
     pushes: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -293,9 +293,9 @@ class ShareLink(Base):
     salt: Mapped[str] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(String(200), default="")
     created_by: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     plan: Mapped[Plan] = relationship()
 
 
@@ -314,7 +314,7 @@ class Comment(Base):
     author_email: Mapped[str] = mapped_column(String(254), default="")
     body: Mapped[str] = mapped_column(Text)
     internal: Mapped[bool] = mapped_column(Boolean, default=False)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
 class DateProposal(Base):
@@ -335,8 +335,8 @@ class DateProposal(Base):
     author_email: Mapped[str] = mapped_column(String(254), default="")
     status: Mapped[str] = mapped_column(String(10), default="pending")
     decided_by: Mapped[str | None] = mapped_column(String(200))
-    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
 # ---- hubspot ----------------------------------------------------------------
@@ -356,6 +356,6 @@ class HubSpotEvent(Base):
     installation_id: Mapped[str] = mapped_column(ForeignKey("installations.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(60))  # subscriptionType, e.g. deal.deletion
     object_id: Mapped[str] = mapped_column(String(64), default="")
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
-    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, index=True)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

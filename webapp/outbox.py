@@ -1,6 +1,6 @@
 """The transactional outbox: "this plan must be mirrored" rows.
 
-A row is written by the same transaction as the change (plans._touch calls
+A row is written by the same transaction as the change (plans.touch calls
 `record`), so a change can never be committed without its row, nor a row
 without its change. Rows coalesce: at most one pending row per plan, due one
 debounce (OUTBOX_DEBOUNCE, 1 s) after the first edit, and the push sends the
@@ -12,24 +12,20 @@ whose worker died is given back after a lease.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from . import plans
+from .clock import now
 from .models import Installation, OutboxEntry, Plan, new_id
 
 DEBOUNCE = 1.0  # seconds a new row waits for more edits of the same plan
 LEASE = timedelta(minutes=2)  # longer than any push takes, with its retries
 MAX_ATTEMPTS = 8
 BACKOFF_CAP = 3600.0
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def installation_for(s: Session, plan: Plan) -> Installation | None:
@@ -163,5 +159,3 @@ def next_due(s: Session) -> datetime | None:
     return s.scalars(select(OutboxEntry.next_attempt_at).where(OutboxEntry.status == "pending")
                      .order_by(OutboxEntry.next_attempt_at).limit(1)).first()
 
-
-plans.plan_changed_hooks.append(record)

@@ -2,9 +2,11 @@
 
 Each command changes rows in the caller's session and leaves the commit to
 the caller, so one request (or job) is one transaction. Every change to a
-plan goes through `_touch`, which bumps the plan's version (optimistic
-locking), writes the activity log and is the single place where the outbox
-learns that the plan must be mirrored.
+plan goes through `touch`, which bumps the plan's version (optimistic
+locking), writes the activity log and records the outbox row (outbox.record)
+in the same transaction: the single place where the CRM mirror learns that
+the plan must be pushed. Other domain modules (sharing.py, sync.py) call
+`touch` for their own changes. No CRM is named here.
 """
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from . import plan_templates
-from .errors import Conflict, Invalid, NotFound, PreconditionFailed
-from .models import Activity, Milestone, Plan, Slip, Stage, Stakeholder, utcnow
+from . import clock, outbox, plan_templates
+from .domain_errors import Conflict, Invalid, NotFound, VersionConflict
+from .models import Activity, Milestone, Plan, Slip, Stage, Stakeholder
 from .schemas import (
     MilestoneIn,
     MilestonePatch,
@@ -28,10 +30,6 @@ from .schemas import (
 )
 
 RISK_ORDER = {"on_track": 0, "at_risk": 1, "off_track": 2}
-
-# Hooks called by `_touch` with (session, plan); the outbox registers here so
-# that this module never imports sync machinery or a CRM.
-plan_changed_hooks: list = []
 
 
 # ---- loading -------------------------------------------------------------
@@ -83,9 +81,7 @@ def list_plans(s: Session, tenant_id: str, *, provider=None, account_id=None, de
 
 def check_version(expected: int | None, actual: int) -> None:
     if expected is not None and expected != actual:
-        raise PreconditionFailed(
-            f"You edited version {expected} but the current version is {actual}; "
-            "reload and apply your change again.", current_version=actual)
+        raise VersionConflict(expected, actual)
 
 
 # ---- derived figures ----------------------------------------------------
@@ -146,12 +142,12 @@ def _jsonable(value):
     return value
 
 
-def _touch(s: Session, plan: Plan, actor: str, action: str, subject_id=None, detail=None) -> None:
-    plan.updated_at = utcnow()  # also bumps plan.version (version_id_col)
+def touch(s: Session, plan: Plan, actor: str, action: str, subject_id=None, detail=None) -> None:
+    """Record a change of `plan`: new version, an activity entry, and the outbox row."""
+    plan.updated_at = clock.now()  # also bumps plan.version (version_id_col)
     s.add(Activity(tenant_id=plan.tenant_id, plan_id=plan.id, actor=actor, action=action,
                    subject_id=subject_id, detail=_jsonable(detail or {})))
-    for hook in plan_changed_hooks:
-        hook(s, plan)
+    outbox.record(s, plan)
 
 
 def _apply(row, changes: dict) -> dict:
@@ -185,18 +181,48 @@ def create_plan(s: Session, tenant_id: str, data: PlanCreate, actor: str, today:
     )
     s.add(plan)
     if data.template:
-        go_live, stages = plan_templates.expand(data.template, start, go_live)
-        for si, stage in enumerate(stages):
-            st = Stage(tenant_id=tenant_id, name=stage["name"], position=si)
-            plan.stages.append(st)
-            for mi, m in enumerate(stage["milestones"]):
-                st.milestones.append(Milestone(tenant_id=tenant_id, plan=plan, position=mi, **m))
+        go_live = _add_template(plan, data.template, start, go_live)
     if go_live:
         plan.constraints = {**constraints, "go_live_date": go_live.isoformat()}
     for i, person in enumerate(data.stakeholders):
         plan.stakeholders.append(Stakeholder(tenant_id=tenant_id, position=i, **person.model_dump()))
     s.flush()
-    _touch(s, plan, actor, "plan.created", plan.id, {"template": data.template})
+    touch(s, plan, actor, "plan.created", plan.id, {"template": data.template})
+    return plan
+
+
+def _add_template(plan: Plan, key: str, start: date, go_live: date | None) -> date:
+    """Append template `key`'s stages and milestones after the plan's own; returns the
+    go-live date the template's dates were computed from."""
+    go_live, stages = plan_templates.expand(key, start, go_live)
+    offset = len(plan.stages)
+    for si, stage in enumerate(stages):
+        st = Stage(tenant_id=plan.tenant_id, name=stage["name"], position=offset + si)
+        plan.stages.append(st)
+        for mi, fields in enumerate(stage["milestones"]):
+            st.milestones.append(
+                Milestone(tenant_id=plan.tenant_id, plan=plan, position=mi, **fields))
+    return go_live
+
+
+def apply_template(s: Session, plan: Plan, key: str, actor: str, today: date) -> Plan:
+    """Append a template's stages and milestones to an existing plan (one activity entry).
+
+    Dates count from the plan's start date (today when it has none) and its go-live
+    date; a plan without a go-live date gets the template's default one.
+    """
+    if key not in plan_templates.TEMPLATES:
+        raise Invalid("template", "pick one of the templates")
+    constraints = plan.constraints or {}
+    go_live = constraints.get("go_live_date")
+    go_live = date.fromisoformat(go_live) if go_live else None
+    new_go_live = _add_template(plan, key, plan.start_date or today, go_live)
+    if go_live is None and new_go_live:
+        plan.constraints = {**constraints, "go_live_date": new_go_live.isoformat()}
+    if not plan.template:
+        plan.template = key
+    s.flush()
+    touch(s, plan, actor, "template.applied", plan.id, {"template": key})
     return plan
 
 
@@ -212,7 +238,7 @@ def update_plan(s: Session, plan: Plan, patch: PlanPatch, actor: str) -> Plan:
         changes[field] = value
     diff = _apply(plan, changes)
     if diff:
-        _touch(s, plan, actor, "plan.updated", plan.id, diff)
+        touch(s, plan, actor, "plan.updated", plan.id, diff)
     return plan
 
 
@@ -238,7 +264,7 @@ def add_stage(s: Session, plan: Plan, data: StageIn, actor: str) -> Stage:
     _place(stages, stage, data.position)
     s.add(stage)
     s.flush()
-    _touch(s, plan, actor, "stage.created", stage.id, {"name": stage.name})
+    touch(s, plan, actor, "stage.created", stage.id, {"name": stage.name})
     return stage
 
 
@@ -251,7 +277,7 @@ def update_stage(s: Session, stage: Stage, patch: StagePatch, actor: str) -> Sta
         diff["position"] = [stage.position, patch.position]
         _place(list(plan.stages), stage, patch.position)
     if diff:
-        _touch(s, plan, actor, "stage.updated", stage.id, diff)
+        touch(s, plan, actor, "stage.updated", stage.id, diff)
     return stage
 
 
@@ -263,7 +289,7 @@ def delete_stage(s: Session, stage: Stage, actor: str) -> None:
     s.delete(stage)
     for i, row in enumerate(rest):
         row.position = i
-    _touch(s, plan, actor, "stage.deleted", stage.id, {"name": stage.name})
+    touch(s, plan, actor, "stage.deleted", stage.id, {"name": stage.name})
 
 
 # milestones
@@ -280,11 +306,11 @@ def add_milestone(s: Session, plan: Plan, data: MilestoneIn, actor: str) -> Mile
     fields = data.model_dump(exclude={"stage_id", "position"})
     milestone = Milestone(tenant_id=plan.tenant_id, plan=plan, stage=stage, position=0, **fields)
     if milestone.status == "done":
-        milestone.completed_at, milestone.completed_by = utcnow(), actor
+        milestone.completed_at, milestone.completed_by = clock.now(), actor
     _place(list(stage.milestones), milestone, data.position)
     s.add(milestone)
     s.flush()
-    _touch(s, plan, actor, "milestone.created", milestone.id, {"title": milestone.title})
+    touch(s, plan, actor, "milestone.created", milestone.id, {"title": milestone.title})
     return milestone
 
 
@@ -305,7 +331,7 @@ def update_milestone(s: Session, m: Milestone, patch: MilestonePatch, actor: str
     diff = _apply(m, changes)
     if "status" in diff:
         done = m.status == "done"
-        m.completed_at = utcnow() if done else None
+        m.completed_at = clock.now() if done else None
         m.completed_by = actor if done else None
     if "due_date" in diff:
         record_slip(s, m, old_due, m.due_date, actor, patch.reason or "")
@@ -314,8 +340,8 @@ def update_milestone(s: Session, m: Milestone, patch: MilestonePatch, actor: str
     diff |= _move_milestone(s, m, patch)
     if diff:
         m.version += 1
-        m.updated_at = utcnow()
-        _touch(s, m.plan, actor, "milestone.updated", m.id, diff)
+        m.updated_at = clock.now()
+        touch(s, m.plan, actor, "milestone.updated", m.id, diff)
     return m
 
 
@@ -342,7 +368,7 @@ def delete_milestone(s: Session, m: Milestone, actor: str) -> None:
     s.delete(m)
     for i, row in enumerate(siblings):
         row.position = i
-    _touch(s, plan, actor, "milestone.deleted", m.id, {"title": m.title})
+    touch(s, plan, actor, "milestone.deleted", m.id, {"title": m.title})
 
 
 # stakeholders
@@ -352,7 +378,7 @@ def add_stakeholder(s: Session, plan: Plan, data: StakeholderIn, actor: str) -> 
                          **data.model_dump())
     s.add(person)
     s.flush()
-    _touch(s, plan, actor, "stakeholder.created", person.id, {"name": person.name})
+    touch(s, plan, actor, "stakeholder.created", person.id, {"name": person.name})
     return person
 
 
@@ -361,14 +387,14 @@ def update_stakeholder(s: Session, person: Stakeholder, patch: StakeholderPatch,
     diff = _apply(person, {f: getattr(patch, f) for f in patch.model_fields_set - {"version"}})
     if diff:
         person.version += 1
-        _touch(s, person.plan, actor, "stakeholder.updated", person.id, diff)
+        touch(s, person.plan, actor, "stakeholder.updated", person.id, diff)
     return person
 
 
 def delete_stakeholder(s: Session, person: Stakeholder, actor: str) -> None:
     plan = person.plan
     s.delete(person)
-    _touch(s, plan, actor, "stakeholder.deleted", person.id, {"name": person.name})
+    touch(s, plan, actor, "stakeholder.deleted", person.id, {"name": person.name})
 
 
 def activity(s: Session, plan: Plan, limit: int = 200) -> list[Activity]:

@@ -9,8 +9,12 @@ working (they are found by hash) but makes them unshowable: `current_or_new_link
 then issues a fresh one. Revoked, expired and unknown tokens all answer the
 same 404.
 
+No Flask here: what is signed with SECRET_KEY or points at PUBLIC_BASE_URL
+takes a `Keys` (the blueprints pass `web.keys()`, jobs and scripts
+`Keys.from_config(app.config)`).
+
 Everything here follows plans.py's rules: commands take the session and an
-actor, change rows, call `plans._touch` (activity log + outbox) and leave the
+actor, change rows, call `plans.touch` (activity log + outbox) and leave the
 commit to the caller. Every query filters by tenant.
 """
 from __future__ import annotations
@@ -18,49 +22,43 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
-import time
 from base64 import urlsafe_b64encode
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
-from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from . import plans
-from .errors import Invalid, NotFound
-from .models import Comment, DateProposal, Milestone, Plan, ShareLink, Stage, new_id, utcnow
+from . import clock, plans
+from .domain_errors import Invalid, NotFound
+from .models import Comment, DateProposal, Milestone, Plan, ShareLink, Stage, new_id
 from .schemas import MilestonePatch
 
 EDITOR_LINK_TTL = timedelta(minutes=15)
 EDITOR_SESSION_TTL = timedelta(hours=8)
 
 
-# ---- time helpers ------------------------------------------------------------
+aware = clock.aware  # the old name; hubspot.py still uses it
 
 
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+@dataclass(frozen=True)
+class Keys:
+    """What links and cookies are signed with (SECRET_KEY) and where links point."""
 
+    secret: str
+    base_url: str  # PUBLIC_BASE_URL without a trailing slash
 
-def _secret() -> bytes:
-    return current_app.config["SECRET_KEY"].encode()
-
-
-def base_url() -> str:
-    return current_app.config["PUBLIC_BASE_URL"].rstrip("/")
-
+    @classmethod
+    def from_config(cls, config) -> Keys:
+        return cls(config["SECRET_KEY"], config["PUBLIC_BASE_URL"].rstrip("/"))
 
 # ---- share links ---------------------------------------------------------------
 
 
-def _token_for(link_id: str, salt: str) -> str:
-    digest = hmac.new(_secret(), f"mutualplan share link|{link_id}|{salt}".encode(), hashlib.sha256)
+def _token_for(keys: Keys, link_id: str, salt: str) -> str:
+    digest = hmac.new(keys.secret.encode(), f"mutualplan share link|{link_id}|{salt}".encode(),
+                      hashlib.sha256)
     return urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
 
 
@@ -68,39 +66,38 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def link_token(link: ShareLink) -> str | None:
+def link_token(link: ShareLink, keys: Keys) -> str | None:
     """The link's token, or None when it was made under another SECRET_KEY."""
-    token = _token_for(link.id, link.salt)
+    token = _token_for(keys, link.id, link.salt)
     return token if hmac.compare_digest(hash_token(token), link.token_hash) else None
 
 
-def link_url(link: ShareLink) -> str | None:
-    token = link_token(link)
-    return token and f"{base_url()}/p/{token}"
+def link_url(link: ShareLink, keys: Keys) -> str | None:
+    token = link_token(link, keys)
+    return token and f"{keys.base_url}/p/{token}"
 
 
 def is_active(link: ShareLink, now: datetime | None = None) -> bool:
-    now = now or utcnow()
-    expires = aware(link.expires_at)
-    return link.revoked_at is None and (expires is None or expires > now)
+    now = now or clock.now()
+    return link.revoked_at is None and (link.expires_at is None or link.expires_at > now)
 
 
-def create_link(s: Session, plan: Plan, actor: str, *, label: str = "",
+def create_link(s: Session, plan: Plan, actor: str, keys: Keys, *, label: str = "",
                 expires_at: datetime | None = None) -> tuple[ShareLink, str]:
     """A new buyer link; returns (row, url). The url is derived, never stored."""
-    expires_at = aware(expires_at)
-    if expires_at is not None and expires_at <= utcnow():
+    expires_at = clock.aware(expires_at)  # a zone-less input is UTC
+    if expires_at is not None and expires_at <= clock.now():
         raise Invalid("expires_at", "must be in the future")
     link_id, salt = new_id(), secrets.token_hex(32)
-    token = _token_for(link_id, salt)
+    token = _token_for(keys, link_id, salt)
     link = ShareLink(id=link_id, tenant_id=plan.tenant_id, plan_id=plan.id, label=label or "",
                      created_by=actor[:200], expires_at=expires_at, salt=salt,
                      token_hash=hash_token(token))
     s.add(link)
     s.flush()
-    plans._touch(s, plan, actor, "share_link.created", link.id,
+    plans.touch(s, plan, actor, "share_link.created", link.id,
                  {"label": link.label, "expires_at": expires_at})
-    return link, f"{base_url()}/p/{token}"
+    return link, f"{keys.base_url}/p/{token}"
 
 
 def list_links(s: Session, plan: Plan) -> list[ShareLink]:
@@ -120,18 +117,19 @@ def get_link(s: Session, tenant_id: str, link_id: str) -> ShareLink:
 def revoke_link(s: Session, link: ShareLink, actor: str) -> None:
     if link.revoked_at is not None:
         return
-    link.revoked_at = utcnow()
+    link.revoked_at = clock.now()
     plan = plans.get_plan(s, link.tenant_id, link.plan_id, full=False)
-    plans._touch(s, plan, actor, "share_link.revoked", link.id, {"label": link.label})
+    plans.touch(s, plan, actor, "share_link.revoked", link.id, {"label": link.label})
 
 
-def current_or_new_link(s: Session, plan: Plan, actor: str, rotate: bool = False) -> str:
+def current_or_new_link(s: Session, plan: Plan, actor: str, keys: Keys,
+                        rotate: bool = False) -> str:
     """The URL of the plan's newest active, showable link; a new one if there is none.
 
     With rotate=True every active link of the plan is revoked and a new one
     made (for "the link leaked"). The caller commits.
     """
-    now = utcnow()
+    now = clock.now()
     links = [link for link in list_links(s, plan) if is_active(link, now)]
     if rotate:
         for link in links:
@@ -139,17 +137,17 @@ def current_or_new_link(s: Session, plan: Plan, actor: str, rotate: bool = False
         links = []
     for link in links:
         if link.expires_at is None:
-            url = link_url(link)
+            url = link_url(link, keys)
             if url:
                 return url
-    _, url = create_link(s, plan, actor, label="Buyer link")
+    _, url = create_link(s, plan, actor, keys, label="Buyer link")
     return url
 
 
 def link_document(link: ShareLink, *, url: str | None = None) -> dict:
     return {"id": link.id, "plan_id": link.plan_id, "label": link.label,
-            "created_by": link.created_by, "created_at": aware(link.created_at),
-            "expires_at": aware(link.expires_at), "revoked_at": aware(link.revoked_at),
+            "created_by": link.created_by, "created_at": link.created_at,
+            "expires_at": link.expires_at, "revoked_at": link.revoked_at,
             "active": is_active(link), **({"url": url} if url is not None else {})}
 
 
@@ -205,32 +203,33 @@ class Buyer:
         return f"buyer:{self.name} <{self.email}>"[:200]
 
 
-def _identity_serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="mutualplan-buyer-identity")
+def _identity_serializer(keys: Keys) -> URLSafeSerializer:
+    return URLSafeSerializer(keys.secret, salt="mutualplan-buyer-identity")
 
 
-def dump_buyer(buyer: Buyer) -> str:
-    return _identity_serializer().dumps({"n": buyer.name, "e": buyer.email})
+def dump_buyer(buyer: Buyer, keys: Keys) -> str:
+    return _identity_serializer(keys).dumps({"n": buyer.name, "e": buyer.email})
 
 
-def load_buyer(cookie: str | None) -> Buyer | None:
+def load_buyer(cookie: str | None, keys: Keys) -> Buyer | None:
     if not cookie:
         return None
     try:
-        data = _identity_serializer().loads(cookie)
+        data = _identity_serializer(keys).loads(cookie)
         return Buyer(str(data["n"])[:100], str(data["e"])[:254])
     except (BadSignature, KeyError, TypeError):
         return None
 
 
-def csrf_token(nonce: str, scope: str) -> str:
-    return hmac.new(_secret(), f"csrf|{scope}|{nonce}".encode(), hashlib.sha256).hexdigest()
+def csrf_token(nonce: str, scope: str, keys: Keys) -> str:
+    message = f"csrf|{scope}|{nonce}".encode()
+    return hmac.new(keys.secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def csrf_ok(nonce: str | None, scope: str, token: str | None) -> bool:
+def csrf_ok(nonce: str | None, scope: str, token: str | None, keys: Keys) -> bool:
     if not nonce or not token:
         return False
-    return hmac.compare_digest(csrf_token(nonce, scope), token)
+    return hmac.compare_digest(csrf_token(nonce, scope, keys), token)
 
 
 # ---- what the buyer sees ----------------------------------------------------------
@@ -291,7 +290,7 @@ def add_comment(s: Session, plan: Plan, m: Milestone, body: str, *, side: str, n
                       internal=internal)
     s.add(comment)
     s.flush()
-    plans._touch(s, plan, actor, "comment.internal_note" if internal else "comment.added", m.id,
+    plans.touch(s, plan, actor, "comment.internal_note" if internal else "comment.added", m.id,
                  {"milestone": m.title, "comment_id": comment.id, "excerpt": body[:140]})
     return comment
 
@@ -304,7 +303,7 @@ def confirm_date(s: Session, plan: Plan, m: Milestone, buyer: Buyer, link_id: st
                        author_name=buyer.name, author_email=buyer.email, status="confirmed")
     s.add(row)
     s.flush()
-    plans._touch(s, plan, buyer.actor, "date.confirmed", m.id,
+    plans.touch(s, plan, buyer.actor, "date.confirmed", m.id,
                  {"milestone": m.title, "due_date": m.due_date})
     return row
 
@@ -325,7 +324,7 @@ def propose_date(s: Session, plan: Plan, m: Milestone, proposed: date, reason: s
                        author_name=buyer.name, author_email=buyer.email, status="pending")
     s.add(row)
     s.flush()
-    plans._touch(s, plan, buyer.actor, "date.proposed", m.id,
+    plans.touch(s, plan, buyer.actor, "date.proposed", m.id,
                  {"milestone": m.title, "from": m.due_date, "to": proposed, "reason": reason,
                   "proposal_id": row.id})
     return row
@@ -346,11 +345,11 @@ def decide_proposal(s: Session, proposal: DateProposal, accept: bool, actor: str
     m = plans.get_milestone(s, proposal.tenant_id, proposal.milestone_id)
     plan = m.plan
     proposal.status = "accepted" if accept else "declined"
-    proposal.decided_by, proposal.decided_at = actor[:200], utcnow()
+    proposal.decided_by, proposal.decided_at = actor[:200], clock.now()
     if accept and m.due_date != proposal.proposed_date:
         reason = f"Proposed by {proposal.author_name}: {proposal.reason}"[:1000]
         plans.update_milestone(s, m, MilestonePatch(due_date=proposal.proposed_date, reason=reason), actor)
-    plans._touch(s, plan, actor, "date.accepted" if accept else "date.declined", m.id,
+    plans.touch(s, plan, actor, "date.accepted" if accept else "date.declined", m.id,
                  {"milestone": m.title, "to": proposal.proposed_date, "proposal_id": proposal.id,
                   "by": proposal.author_name})
 
@@ -358,24 +357,24 @@ def decide_proposal(s: Session, proposal: DateProposal, accept: bool, actor: str
 # ---- editor links -------------------------------------------------------------------
 
 
-def _editor_serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="mutualplan-editor-link")
+def _editor_serializer(keys: Keys) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(keys.secret, salt="mutualplan-editor-link")
 
 
-def editor_link(tenant_id: str, plan_id: str, actor: str) -> tuple[str, datetime]:
-    """A signed, short-lived URL that opens the rep editor on one plan (call inside an app context).
+def editor_link(tenant_id: str, plan_id: str, actor: str, keys: Keys) -> tuple[str, datetime]:
+    """A signed, short-lived URL that opens the rep editor on one plan.
 
     Valid for 15 minutes; opening it starts an 8-hour editor session (cookie)
     limited to that tenant and plan.
     """
-    token = _editor_serializer().dumps({"t": tenant_id, "p": plan_id, "a": actor[:200]})
-    expires_at = utcnow().replace(microsecond=0) + EDITOR_LINK_TTL
-    return f"{base_url()}/editor/open/{token}", expires_at
+    token = _editor_serializer(keys).dumps({"t": tenant_id, "p": plan_id, "a": actor[:200]})
+    expires_at = clock.now().replace(microsecond=0) + EDITOR_LINK_TTL
+    return f"{keys.base_url}/editor/open/{token}", expires_at
 
 
-def load_editor_link(token: str) -> dict | None:
+def load_editor_link(token: str, keys: Keys) -> dict | None:
     try:
-        data = _editor_serializer().loads(token, max_age=int(EDITOR_LINK_TTL.total_seconds()))
+        data = _editor_serializer(keys).loads(token, max_age=int(EDITOR_LINK_TTL.total_seconds()))
     except BadSignature:
         return None
     if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in "tpa"):
@@ -383,61 +382,23 @@ def load_editor_link(token: str) -> dict | None:
     return data
 
 
-def _editor_session_serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="mutualplan-editor-session")
+def _editor_session_serializer(keys: Keys) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(keys.secret, salt="mutualplan-editor-session")
 
 
-def dump_editor_session(data: dict) -> str:
-    return _editor_session_serializer().dumps({**data, "n": secrets.token_hex(16)})
+def dump_editor_session(data: dict, keys: Keys) -> str:
+    return _editor_session_serializer(keys).dumps({**data, "n": secrets.token_hex(16)})
 
 
-def load_editor_session(cookie: str | None) -> dict | None:
+def load_editor_session(cookie: str | None, keys: Keys) -> dict | None:
     if not cookie:
         return None
+    max_age = int(EDITOR_SESSION_TTL.total_seconds())
     try:
-        data = _editor_session_serializer().loads(cookie, max_age=int(EDITOR_SESSION_TTL.total_seconds()))
+        data = _editor_session_serializer(keys).loads(cookie, max_age=max_age)
     except BadSignature:
         return None
     return data if isinstance(data, dict) and all(isinstance(data.get(k), str) for k in "tpan") else None
-
-
-# ---- rate limits ----------------------------------------------------------------------
-
-
-class RateLimiter:
-    """Fixed-window counters: in memory by default, in Redis when REDIS_URL is set."""
-
-    def __init__(self, redis_url: str | None = None, namespace: str = ""):
-        self.namespace = namespace or secrets.token_hex(4)
-        self._redis = None
-        if redis_url:
-            import redis
-
-            self._redis = redis.Redis.from_url(redis_url, socket_timeout=0.5)
-            self._redis_errors = (redis.RedisError, OSError)
-        self._counts: dict[str, tuple[int, int]] = {}
-        self._lock = threading.Lock()
-
-    def hit(self, key: str, limit: int, window: int) -> bool:
-        """Count one hit; False when the limit for this window is exceeded."""
-        slot = int(time.time() // window)
-        name = f"mp:rl:{self.namespace}:{key}:{slot}"
-        if self._redis is not None:
-            try:
-                pipe = self._redis.pipeline()
-                pipe.incr(name)
-                pipe.expire(name, window + 5)
-                count = pipe.execute()[0]
-                return count <= limit
-            except self._redis_errors:  # Redis down: fall back to this process's counters
-                current_app.logger.warning("rate limiter: Redis unavailable, counting in memory")
-        with self._lock:
-            if len(self._counts) > 10_000:
-                self._counts = {k: v for k, v in self._counts.items() if v[0] == slot}
-            seen_slot, count = self._counts.get(name, (slot, 0))
-            count = count + 1 if seen_slot == slot else 1
-            self._counts[name] = (slot, count)
-            return count <= limit
 
 
 def plan_stage_milestones(plan: Plan, include_internal: bool) -> list[tuple[Stage, list[Milestone]]]:
@@ -446,7 +407,7 @@ def plan_stage_milestones(plan: Plan, include_internal: bool) -> list[tuple[Stag
 
 
 __all__ = [
-    "Buyer", "RateLimiter", "add_comment", "confirm_date", "create_link", "current_or_new_link",
+    "Buyer", "Keys", "add_comment", "confirm_date", "create_link", "current_or_new_link",
     "decide_proposal", "editor_link", "list_links", "propose_date", "resolve", "revoke_link",
 ]
 

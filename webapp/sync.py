@@ -14,6 +14,7 @@ import logging
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -147,7 +148,7 @@ def _buyer_link(s: Session, plan: Plan) -> str:
 
     for link in sharing.list_links(s, plan):
         if sharing.is_active(link) and link.expires_at is None:
-            url = sharing.link_url(link)
+            url = sharing.link_url(link, sharing.Keys.from_config(current_app.config))
             if url:
                 return url
     return ""
@@ -333,7 +334,7 @@ def _apply_deal(s: Session, installation: Installation, change: RemoteChange) ->
         if change.deleted:
             if plan.archived_at is None:
                 plan.archived_at = clock.now()
-                plans._touch(s, plan, f"crm:{installation.provider}", "plan.archived",
+                plans.touch(s, plan, f"crm:{installation.provider}", "plan.archived",
                              plan.id, {"reason": "deal deleted in the CRM"})
             continue
         state = s.get(Mirror, plan.id)

@@ -1,14 +1,21 @@
-"""Small helpers shared by the blueprints: bodies in, documents out, the clock."""
+"""Small helpers shared by the blueprints: bodies in, documents out, the clock, the
+signing keys, rate limits."""
 from __future__ import annotations
 
+import logging
 import re
+import secrets
+import threading
+import time
 from datetime import date
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 from pydantic import BaseModel
 
-from . import clock
+from . import clock, sharing
 from .errors import PreconditionFailed, ProblemError
+
+log = logging.getLogger("mutualplan.ratelimit")
 
 
 class UnsupportedMediaType(ProblemError):
@@ -18,6 +25,11 @@ class UnsupportedMediaType(ProblemError):
 def today() -> date:
     """Today in UTC (see clock.py; tests freeze it with the TODAY config value)."""
     return clock.today()
+
+
+def keys() -> sharing.Keys:
+    """The app's SECRET_KEY and PUBLIC_BASE_URL, for sharing.py's links and cookies."""
+    return sharing.Keys.from_config(current_app.config)
 
 
 def json_body(model: type[BaseModel]):
@@ -52,3 +64,42 @@ def render(model: type[BaseModel], document: dict, status: int = 200, etag: int 
     if etag is not None:
         response.headers["ETag"] = f'"{etag}"'
     return response
+
+
+# ---- rate limits ----------------------------------------------------------------------
+
+
+class RateLimiter:
+    """Fixed-window counters: in memory by default, in Redis when REDIS_URL is set."""
+
+    def __init__(self, redis_url: str | None = None, namespace: str = ""):
+        self.namespace = namespace or secrets.token_hex(4)
+        self._redis = None
+        if redis_url:
+            import redis
+
+            self._redis = redis.Redis.from_url(redis_url, socket_timeout=0.5)
+            self._redis_errors = (redis.RedisError, OSError)
+        self._counts: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, limit: int, window: int) -> bool:
+        """Count one hit; False when the limit for this window is exceeded."""
+        slot = int(time.time() // window)
+        name = f"mp:rl:{self.namespace}:{key}:{slot}"
+        if self._redis is not None:
+            try:
+                pipe = self._redis.pipeline()
+                pipe.incr(name)
+                pipe.expire(name, window + 5)
+                count = pipe.execute()[0]
+                return count <= limit
+            except self._redis_errors:  # Redis down: fall back to this process's counters
+                log.warning("rate limiter: Redis unavailable, counting in memory")
+        with self._lock:
+            if len(self._counts) > 10_000:
+                self._counts = {k: v for k, v in self._counts.items() if v[0] == slot}
+            seen_slot, count = self._counts.get(name, (slot, 0))
+            count = count + 1 if seen_slot == slot else 1
+            self._counts[name] = (slot, count)
+            return count <= limit

@@ -32,9 +32,10 @@ def demo(app, api, plan, live_server):
         m = next(m for m in p.milestones if m.title == "Discovery call")
         sharing.add_comment(s, p, m, "INTERNAL: price-sensitive", side="seller", name="Riley",
                             email="", actor="rep", internal=True)
-        _, url = sharing.create_link(s, p, "tests")
+        keys = sharing.Keys.from_config(app.config)
+        _, url = sharing.create_link(s, p, "tests", keys)
         s.commit()
-        editor_url, _ = sharing.editor_link(p.tenant_id, pid, "rep@seller")
+        editor_url, _ = sharing.editor_link(p.tenant_id, pid, "rep@seller", keys)
     return {"plan": plan, "url": url, "editor": editor_url, "secret": secret, "base": live_server}
 
 

@@ -20,10 +20,9 @@ from pydantic import ValidationError
 from .. import plans, sharing
 from ..auth import api_key_required
 from ..db import session
-from ..errors import Invalid, NotFound, PreconditionFailed, ProblemError
-from ..models import utcnow
+from ..errors import DomainError, Invalid, NotFound, ProblemError, VersionConflict, describe
 from ..schemas import _EMAIL, ShareLinkCreated, ShareLinkIn, ShareLinkList
-from ..web import json_body, render, today
+from ..web import RateLimiter, json_body, keys, render, today
 
 bp = Blueprint("buyer", __name__)
 api_bp = Blueprint("share_links_api", __name__, url_prefix="/api/v1")
@@ -93,7 +92,7 @@ def fmt_date(value: date | None) -> str:
 
 
 def _secure() -> bool:
-    return sharing.base_url().startswith("https://")
+    return keys().base_url.startswith("https://")
 
 
 def _nonce() -> str:
@@ -115,10 +114,10 @@ def _limits() -> dict:
     return current_app.config.get("BUYER_RATE_LIMITS") or DEFAULT_LIMITS
 
 
-def limiter() -> sharing.RateLimiter:
+def limiter() -> RateLimiter:
     ext = current_app.extensions
     if "mutualplan.ratelimit" not in ext:
-        ext["mutualplan.ratelimit"] = sharing.RateLimiter(current_app.config.get("REDIS_URL"))
+        ext["mutualplan.ratelimit"] = RateLimiter(current_app.config.get("REDIS_URL"))
     return ext["mutualplan.ratelimit"]
 
 
@@ -134,7 +133,7 @@ def _origin_ok() -> bool:
     if origin is None or origin == "null":  # no-referrer pages send "null" on same-origin posts
         return True
     ours = {request.host_url.rstrip("/")}
-    base = urlsplit(sharing.base_url())
+    base = urlsplit(keys().base_url)
     ours.add(f"{base.scheme}://{base.netloc}")
     return origin.rstrip("/") in ours
 
@@ -244,7 +243,7 @@ CSRF_SLOT = "@@csrf-slot-7f3a@@"  # rendered into cached pages, replaced per bro
 
 class PageCache:
     """Rendered buyer pages, keyed by the plan's version (bumped by every change, see
-    plans._touch and the plan row's version_id_col), the day, the link and the viewer.
+    plans.touch and the plan row's version_id_col), the day, the link and the viewer.
 
     A page view that hits it costs one query (the link and the plan's version) and a
     string replace; every change to the plan makes a new key, so nothing is ever stale.
@@ -287,14 +286,14 @@ def _render_page(s, link, plan, buyer, *, ok=None, error=None, error_field=None,
 
 def _page(link, plan, *, status: int = 200, error: str | None = None, error_field: str | None = None,
           form: dict | None = None, milestone_id: str | None = None):
-    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE))
+    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
     html = _render_page(session(), link, plan, buyer, error=error, error_field=error_field, form=form,
                         milestone_id=milestone_id)
     return _respond(html, link, status)
 
 
 def _respond(html: str, link, status: int = 200):
-    html = html.replace(CSRF_SLOT, sharing.csrf_token(_nonce(), link.id))
+    html = html.replace(CSRF_SLOT, sharing.csrf_token(_nonce(), link.id, keys()))
     return _set_cookies(Response(html, status=status, mimetype="text/html"))
 
 
@@ -311,7 +310,7 @@ def _load(token: str):
 def page(token):
     s = session()
     link, version, updated_at = sharing.resolve_version(s, token)
-    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE))
+    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
     ok_code = request.args.get("ok", "")
     ok = OK_MESSAGES.get(ok_code)
     key = (link.id, version, updated_at, today(), buyer, ok_code if ok else "")
@@ -345,12 +344,12 @@ def _fold(line: str) -> str:
 
 
 def _stamp(value: datetime | None) -> str:
-    value = sharing.aware(value) or datetime(2000, 1, 1, tzinfo=UTC)
+    value = value or datetime(2000, 1, 1, tzinfo=UTC)
     return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def calendar_text(plan, page_url: str, day: date) -> str:
-    host = urlsplit(sharing.base_url()).hostname or "mutualplan"
+    host = urlsplit(page_url).hostname or "mutualplan"
     lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//MutualPlan//Buyer page//EN",
              "CALSCALE:GREGORIAN", "METHOD:PUBLISH", f"X-WR-CALNAME:{_ics_text(plan.title)}"]
     for _stage, ms in sharing.plan_stage_milestones(plan, include_internal=False):
@@ -386,7 +385,7 @@ def calendar_text(plan, page_url: str, day: date) -> str:
 @bp.get("/p/<token>/calendar.ics")
 def calendar(token):
     _, _link, plan = _load(token)
-    body = calendar_text(plan, f"{sharing.base_url()}/p/{token}", today())
+    body = calendar_text(plan, f"{keys().base_url}/p/{token}", today())
     response = Response(body.encode(), mimetype="text/calendar")
     response.headers["Content-Type"] = "text/calendar; charset=utf-8"
     response.headers["Content-Disposition"] = 'attachment; filename="plan.ics"'
@@ -413,7 +412,7 @@ def _guard(link) -> None:
     if not nonce:
         raise Forbidden("Your browser did not send back our cookie, so we could not check that "
                         "this update came from you. Allow cookies for this site and try again.")
-    if not sharing.csrf_ok(nonce, link.id, request.form.get("csrf")):
+    if not sharing.csrf_ok(nonce, link.id, request.form.get("csrf"), keys()):
         raise Forbidden("This page was out of date, so your update was not saved. "
                         "It has been reloaded; please try again.")
 
@@ -426,7 +425,7 @@ def _field(name: str, limit: int) -> str:
 
 
 def _buyer_required() -> sharing.Buyer:
-    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE))
+    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
     if buyer is None:
         raise Refused("Tell us your name and email first (at the top of the page), "
                       "so the team knows who made the change.")
@@ -440,7 +439,7 @@ def _action(token: str, work, *, milestone_id: str | None = None):
         _guard(link)
         ok, response_hook = work(s, link, plan)
         s.commit()
-    except (ProblemError, ValidationError) as exc:
+    except (ProblemError, DomainError, ValidationError) as exc:
         s.rollback()
         if isinstance(exc, NotFound):
             raise
@@ -450,13 +449,12 @@ def _action(token: str, work, *, milestone_id: str | None = None):
         if isinstance(exc, ValidationError):
             message = "; ".join(e["msg"] for e in exc.errors()[:3])
         elif isinstance(exc, Invalid):
-            field = exc.errors[0]["field"]
-            message = exc.errors[0]["message"]
-            message = message[0].upper() + message[1:] + "."
-        elif isinstance(exc, PreconditionFailed):
+            field = exc.field
+            message = exc.message[0].upper() + exc.message[1:] + "."
+        elif isinstance(exc, VersionConflict):
             status, message = 409, "Someone changed this milestone at the same moment; please try again."
         else:
-            status, message = exc.status, exc.detail
+            status, message = describe(exc).status, exc.detail
         response = _page(link, plan, status=status, error=message, error_field=field,
                          form=request.form.to_dict(), milestone_id=milestone_id)
         if status == 429:
@@ -481,7 +479,8 @@ def identify(token):
         buyer = sharing.Buyer(name, email)
 
         def hook(response):
-            response.set_cookie(BUYER_COOKIE, sharing.dump_buyer(buyer), max_age=180 * 86400,
+            response.set_cookie(BUYER_COOKIE, sharing.dump_buyer(buyer, keys()),
+                                max_age=180 * 86400,
                                 path="/p/", httponly=True, samesite="Lax", secure=_secure())
         return "hello", hook
     return _action(token, work)
@@ -544,7 +543,7 @@ def create_share_link(plan_id):
     data = json_body(ShareLinkIn) if request.get_data() else ShareLinkIn()
     s = session()
     plan = plans.get_plan(s, g.principal.tenant_id, plan_id, full=False)
-    link, url = sharing.create_link(s, plan, g.principal.actor, label=data.label,
+    link, url = sharing.create_link(s, plan, g.principal.actor, keys(), label=data.label,
                                     expires_at=data.expires_at)
     s.commit()
     response = render(ShareLinkCreated, sharing.link_document(link, url=url), 201)
@@ -570,4 +569,4 @@ def revoke_share_link(link_id):
     return "", 204
 
 
-__all__ = ["api_bp", "bp", "build_view", "calendar_text", "fmt_date", "utcnow"]
+__all__ = ["api_bp", "bp", "build_view", "calendar_text", "fmt_date"]

@@ -20,11 +20,19 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
-from .. import plan_templates, plans, sharing
+from .. import clock, plan_templates, plans, sharing
 from ..auth import api_key_required
 from ..db import session
-from ..errors import Invalid, NotFound, PreconditionFailed, ProblemError, Unauthorized
-from ..models import Milestone, Stage, utcnow
+from ..errors import (
+    DomainError,
+    Invalid,
+    NotFound,
+    ProblemError,
+    Unauthorized,
+    VersionConflict,
+    describe,
+)
+from ..models import Milestone, Stage
 from ..schemas import (
     Constraints,
     EditorLinkOut,
@@ -38,7 +46,7 @@ from ..schemas import (
     StakeholderIn,
     StakeholderPatch,
 )
-from ..web import render, today
+from ..web import keys, render, today
 from .buyer import build_view, fmt_date
 
 bp = Blueprint("editor", __name__, url_prefix="/editor")
@@ -75,11 +83,11 @@ def _editor_headers(response: Response) -> Response:
 @bp.errorhandler(Unauthorized)
 @bp.errorhandler(NotFound)
 def _closed(exc):
-    return render_template("editor/closed.html", detail=exc.detail), exc.status
+    return render_template("editor/closed.html", detail=exc.detail), describe(exc).status
 
 
 def _secure() -> bool:
-    return sharing.base_url().startswith("https://")
+    return keys().base_url.startswith("https://")
 
 
 # ---- opening --------------------------------------------------------------------
@@ -87,13 +95,13 @@ def _secure() -> bool:
 
 @bp.get("/open/<token>")
 def open_link(token):
-    data = sharing.load_editor_link(token)
+    data = sharing.load_editor_link(token, keys())
     if data is None:
         raise Unauthorized("This editor link has expired or is not valid. Open the plan again from "
                            "your CRM to get a fresh one.")
     plans.get_plan(session(), data["t"], data["p"], full=False)  # 404 when gone
     response = redirect(url_for("editor.page", plan_id=data["p"]), code=303)
-    cookie = sharing.dump_editor_session(data)
+    cookie = sharing.dump_editor_session(data, keys())
     path = f"/editor/plans/{data['p']}"
     max_age = int(sharing.EDITOR_SESSION_TTL.total_seconds())
     if _secure():
@@ -105,7 +113,7 @@ def open_link(token):
 
 
 def _session_for(plan_id: str) -> dict:
-    data = sharing.load_editor_session(request.cookies.get(COOKIE))
+    data = sharing.load_editor_session(request.cookies.get(COOKIE), keys())
     if data is None or data["p"] != plan_id:
         raise Unauthorized("Your editor session has ended. Open the plan again from your CRM.")
     return data
@@ -118,7 +126,7 @@ def _origin_ok() -> bool:
     origin = request.headers.get("Origin")
     if origin is None or origin == "null":
         return True
-    base = urlsplit(sharing.base_url())
+    base = urlsplit(keys().base_url)
     return origin.rstrip("/") in {request.host_url.rstrip("/"), f"{base.scheme}://{base.netloc}"}
 
 
@@ -129,14 +137,15 @@ def _render(ed: dict, *, status=200, error=None, ok=None):
     s = session()
     plan = plans.get_plan(s, ed["t"], ed["p"])
     view = build_view(s, plan, include_internal=True, day=today())
-    links = [{"row": link, "url": sharing.link_url(link), "active": sharing.is_active(link)}
-             for link in sharing.list_links(s, plan)]
+    signing = keys()
+    links = [{"row": link, "url": sharing.link_url(link, signing),
+              "active": sharing.is_active(link)} for link in sharing.list_links(s, plan)]
     titles = {m.id: m.title for m in plan.milestones}
     slip_rows = plans.slips(s, plan)
     activity = plans.activity(s, plan, limit=60)
     html = render_template(
         "editor/plan.html", v=view, plan=plan, links=links, slips=slip_rows, titles=titles,
-        activity=activity, csrf=sharing.csrf_token(ed["n"], plan.id),
+        activity=activity, csrf=sharing.csrf_token(ed["n"], plan.id, signing),
         actor=ed["a"], ok=ok, error=error, fmt=fmt_date, templates=plan_templates.summaries(),
         stages=[sv["stage"] for sv in view["stages"]],
         buyer_events=[a for a in activity if a.actor.startswith("buyer:")],
@@ -328,31 +337,8 @@ def op_person_delete(s, plan, actor):
     return "person-deleted", "people"
 
 
-def apply_template(s, plan, key: str, actor: str, day: date) -> None:
-    """Append a template's stages and milestones to an existing plan (one activity entry)."""
-    if key not in plan_templates.TEMPLATES:
-        raise Invalid("template", "pick one of the templates")
-    start = plan.start_date or day
-    go_live = None
-    if (plan.constraints or {}).get("go_live_date"):
-        go_live = date.fromisoformat(plan.constraints["go_live_date"])
-    go_live, stages = plan_templates.expand(key, start, go_live)
-    offset = len(plan.stages)
-    for si, stage in enumerate(stages):
-        st = Stage(tenant_id=plan.tenant_id, plan=plan, name=stage["name"], position=offset + si)
-        s.add(st)
-        for mi, fields in enumerate(stage["milestones"]):
-            s.add(Milestone(tenant_id=plan.tenant_id, plan=plan, stage=st, position=mi, **fields))
-    if not (plan.constraints or {}).get("go_live_date") and go_live:
-        plan.constraints = {**(plan.constraints or {}), "go_live_date": go_live.isoformat()}
-    if not plan.template:
-        plan.template = key
-    s.flush()
-    plans._touch(s, plan, actor, "template.applied", plan.id, {"template": key})
-
-
 def op_template(s, plan, actor):
-    apply_template(s, plan, _text("template", 40), actor, today())
+    plans.apply_template(s, plan, _text("template", 40), actor, today())
     return "template", "milestones"
 
 
@@ -376,10 +362,10 @@ def op_comment(s, plan, actor):
 
 def op_link_create(s, plan, actor):
     days = _int("expires_in_days")
-    expires = utcnow() + timedelta(days=days) if days else None
+    expires = clock.now() + timedelta(days=days) if days else None
     if days is not None and not 1 <= days <= 365:
         raise Invalid("expires_in_days", "between 1 and 365 days, or empty for no expiry")
-    sharing.create_link(s, plan, actor, label=_text("label", 200), expires_at=expires)
+    sharing.create_link(s, plan, actor, keys(), label=_text("label", 200), expires_at=expires)
     return "link", "links"
 
 
@@ -407,7 +393,7 @@ def do(plan_id):
     ed = _session_for(plan_id)
     if not _origin_ok():
         return _render(ed, status=403, error="This form came from another website, so it was ignored.")
-    if not sharing.csrf_ok(ed["n"], plan_id, request.form.get("csrf")):
+    if not sharing.csrf_ok(ed["n"], plan_id, request.form.get("csrf"), keys()):
         return _render(ed, status=403, error="This page was out of date, so nothing was saved. "
                        "It has been reloaded; please try again.")
     handler = OPS.get(request.form.get("op", ""))
@@ -418,18 +404,18 @@ def do(plan_id):
         plan = plans.get_plan(s, ed["t"], plan_id)
         code, anchor = handler(s, plan, ed["a"])
         s.commit()
-    except (ProblemError, ValidationError) as exc:
+    except (ProblemError, DomainError, ValidationError) as exc:
         s.rollback()
         s.expire_all()
         if isinstance(exc, ValidationError):
             errs = exc.errors(include_url=False)
             message = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'form'}: {e['msg']}" for e in errs[:3])
             status = 422
-        elif isinstance(exc, PreconditionFailed):
+        elif isinstance(exc, VersionConflict):
             status, message = 409, ("Someone else changed this first; the page now shows the current "
                                     "version. Apply your change again.")
         else:
-            status, message = exc.status, exc.detail
+            status, message = describe(exc).status, exc.detail
         return _render(ed, status=status, error=message)
     return redirect(url_for("editor.page", plan_id=plan_id, ok=code) + f"#{anchor}", code=303)
 
@@ -441,10 +427,8 @@ def do(plan_id):
 @api_key_required
 def create_editor_link(plan_id):
     plans.get_plan(session(), g.principal.tenant_id, plan_id, full=False)
-    url, expires_at = sharing.editor_link(g.principal.tenant_id, plan_id, g.principal.actor)
+    url, expires_at = sharing.editor_link(g.principal.tenant_id, plan_id, g.principal.actor, keys())
     response = render(EditorLinkOut, {"url": url, "expires_at": expires_at})
     response.headers["Cache-Control"] = "no-store"
     return response
 
-
-editor_link = sharing.editor_link  # for callers that look here: (tenant_id, plan_id, actor) -> (url, expires_at)

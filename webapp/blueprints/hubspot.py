@@ -32,7 +32,7 @@ from ..db import session
 from ..errors import Invalid, ProblemError, Unauthorized
 from ..models import HubSpotEvent, Installation, Plan
 from ..schemas import DealRef, MilestonePatch, PlanCreate, PlanOut
-from ..web import today
+from ..web import keys, today
 
 log = logging.getLogger("mutualplan.hubspot")
 bp = Blueprint("hubspot", __name__)
@@ -186,7 +186,7 @@ def _buyer_link(s, plan: Plan | None):
     now = clock.now()
     for link in sharing.list_links(s, plan):
         if sharing.is_active(link, now):
-            url = sharing.link_url(link)
+            url = sharing.link_url(link, keys())
             if url:
                 return {"url": url}
     return None
@@ -322,7 +322,7 @@ def card_buyer_link(plan_id):
     data = CardBuyerLink.model_validate(_json_object())
     s = session()
     plan = _plan(plan_id)
-    url = sharing.current_or_new_link(s, plan, g.hs_actor, rotate=data.rotate)
+    url = sharing.current_or_new_link(s, plan, g.hs_actor, keys(), rotate=data.rotate)
     s.commit()
     return jsonify(url=url)
 
@@ -331,7 +331,7 @@ def card_buyer_link(plan_id):
 @card
 def card_editor_link(plan_id):
     plan = _plan(plan_id)
-    url, expires_at = sharing.editor_link(plan.tenant_id, plan.id, g.hs_actor)
+    url, expires_at = sharing.editor_link(plan.tenant_id, plan.id, g.hs_actor, keys())
     return jsonify(url=url, expires_at=expires_at.isoformat())
 
 
