@@ -289,3 +289,27 @@ def test_query_int_helper(app):
                                        "web.query_int there (owned by the domain refactor)")
 def test_superscript_limit_is_a_422(api, plan):
     assert api.get("/plans?limit=%C2%B2").status_code in (400, 422)
+
+
+# ---- control characters outside JSON bodies (webapp/security.py) -----------------------
+
+
+def test_control_characters_in_paths_queries_and_forms_are_refused(app, api, client, plan):
+    link = api.post(f"/plans/{plan['id']}/share-links", json={}).json
+    buyer = "/" + link["url"].split("/", 3)[3]
+    before = snapshot(app)
+    assert api.get("/plans/a%00b").status_code == 404
+    assert api.delete("/milestones/%00").status_code == 404
+    assert client.get(buyer[:-2] + "%00%01").status_code == 404
+    assert api.get("/plans?deal_id=1%002").status_code == 400
+    assert api.get("/plans?provider=%1b").status_code == 400
+    page = client.get(buyer).get_data(as_text=True)
+    csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    response = client.post(buyer + "/identify", data={"csrf": csrf, "name": "Da\x00na",
+                                                      "email": "d@example.com"})
+    assert response.status_code == 400
+    assert "mp_buyer" not in response.headers.get("Set-Cookie", "")
+    assert snapshot(app) == before
+    ok = client.post(buyer + "/identify", data={"csrf": csrf, "name": "Dana\tB",
+                                                "email": "d@example.com"})
+    assert ok.status_code == 303

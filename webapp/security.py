@@ -17,6 +17,10 @@ in what is missing, so it never weakens a stricter policy.
 - `Strict-Transport-Security` when the app is served over https: `PUBLIC_BASE_URL`
   starts with https, or the request itself is secure (after ProxyFix).
 
+Control characters (issue 10, F7): a path parameter, query parameter or form field
+carrying NUL or another C0 control (tab, newline and carriage return excepted) is
+refused before any view runs; JSON bodies are checked by webapp/schemas.py.
+
 Trusted proxies: `TRUSTED_PROXIES` (default 0) is how many proxies stand in front
 of the app. With N > 0, werkzeug's ProxyFix takes the client address, scheme and
 host from the last N entries of X-Forwarded-For / -Proto / -Host; with 0 those
@@ -24,9 +28,10 @@ headers are ignored, because anyone can send them.
 """
 from __future__ import annotations
 
+import re
 import secrets
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, abort, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 HSTS = "max-age=31536000; includeSubDomains"
@@ -42,12 +47,35 @@ def csp_nonce() -> str:
     return g.csp_nonce
 
 
+# C0 controls but tab, newline and carriage return, and DEL: never part of an id, a query
+# parameter or a form field. PostgreSQL refuses NUL in text outright (a 500 deep in a query).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _has_control(values) -> bool:
+    return any(isinstance(v, str) and _CONTROL.search(v) for v in values)
+
+
+def reject_control_characters():
+    """404 for a path parameter with control characters (no id has them), 400 for a query
+    parameter or form field with them, before any view reads them."""
+    if request.view_args and _has_control(request.view_args.values()):
+        abort(404)
+    if _has_control(request.args.keys()) or _has_control(request.args.values()):
+        abort(400, "Query parameters must not contain control characters.")
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        request.get_data(cache=True)  # keep the raw body for signature checks after parsing
+        if _has_control(request.form.keys()) or _has_control(request.form.values()):
+            abort(400, "Form fields must not contain control characters.")
+
+
 def _https(app: Flask) -> bool:
     return app.config.get("PUBLIC_BASE_URL", "").startswith("https://") or request.is_secure
 
 
 def init_app(app: Flask) -> None:
     app.jinja_env.globals["csp_nonce"] = csp_nonce
+    app.before_request(reject_control_characters)
 
     @app.after_request
     def _security_headers(response: Response) -> Response:
