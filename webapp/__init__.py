@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask, jsonify, render_template
 from sqlalchemy import text
 
-from . import db, errors, logs
+from . import db, errors, logs, security
 from .config import DEV_SECRET_KEY, Config
 
 
@@ -18,7 +18,9 @@ def create_app(config: Config | dict | None = None) -> Flask:
     app.config.from_mapping(settings.as_dict())
     app.json.sort_keys = False
 
+    security.apply_proxy_fix(app)  # TRUSTED_PROXIES decides the client address and scheme
     logs.init_app(app)
+    security.init_app(app)  # CSP, frame-ancestors, nosniff, Referrer-Policy, HSTS
     db.init_app(app)
     errors.register(app)
     from . import jobs  # also registers the outbox hook on plan changes

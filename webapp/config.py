@@ -13,6 +13,13 @@ def _default_database_url() -> str:
 DEV_SECRET_KEY = "dev-only-secret-change-me"
 
 
+def _count(name: str, raw: str) -> int:
+    """A small non-negative whole number from the environment, or a clear startup error."""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 2):
+        raise ValueError(f"{name} must be a whole number from 0 to 99, not {raw!r}")
+    return int(raw)
+
+
 class Config:
     def __init__(self, **overrides):
         env = os.environ
@@ -29,6 +36,9 @@ class Config:
         self.SALESFORCE_CLIENT_ID = env.get("SALESFORCE_CLIENT_ID", "")
         self.SALESFORCE_CLIENT_SECRET = env.get("SALESFORCE_CLIENT_SECRET", "")
         self.SALESFORCE_LOGIN_URL = env.get("SALESFORCE_LOGIN_URL", "https://login.salesforce.com")
+        # How many reverse proxies (load balancer, platform router) stand in front of the app;
+        # their X-Forwarded-For/-Proto/-Host are trusted, nobody else's (webapp/security.py).
+        self.TRUSTED_PROXIES = _count("TRUSTED_PROXIES", env.get("TRUSTED_PROXIES") or "0")
         self.CRM_CA_BUNDLE = env.get("CRM_CA_BUNDLE") or None
         self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO")
         self.LOG_FORMAT = env.get("LOG_FORMAT", "json")

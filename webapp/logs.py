@@ -3,6 +3,14 @@
 The request id comes from X-Request-ID when a proxy sets one (so a request can
 be followed across services), otherwise it is made here; either way it is
 sent back in the response header.
+
+No secrets in logs (DESIGN §7): the access log names the route rule
+(`/p/<token>`), never the path that carries a buyer token, an editor link or
+an OAuth code, and never the query string. A request that matched no route
+(a 404, a 405) logs its first path segment only. As a second line of defence a
+filter scrubs anything that looks like a link token, an API key or an OAuth
+`code=`/`state=` value from every record of the `mutualplan` loggers,
+tracebacks included.
 """
 from __future__ import annotations
 
@@ -16,6 +24,53 @@ import uuid
 from flask import Flask, g, has_request_context, request
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+# What a secret looks like when it leaks into a message: itsdangerous tokens
+# (editor links and sessions: three dot-separated base64url parts), long
+# base64url/hex runs (buyer link tokens, API keys, OAuth tokens), and OAuth
+# query parameters. UUIDs (row ids) are 36 characters with dashes and kept.
+_SCRUB = [
+    (re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{16,}"), "[redacted]"),
+    (re.compile(r"((?:code|state|token|access_token|refresh_token|client_secret)=)[^&\s'\"]+",
+                re.IGNORECASE), r"\1[redacted]"),
+    (re.compile(r"(/p/|/editor/open/)[^/\s'\"?]+"), r"\1[redacted]"),
+    (re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{40,}"), "[redacted]"),
+]
+
+
+def scrub(text: str) -> str:
+    """`text` with anything token-shaped replaced by [redacted]."""
+    for pattern, replacement in _SCRUB:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def route_of(req) -> str:
+    """What the access log names: the route rule, or a redacted path when none matched."""
+    rule = getattr(req, "url_rule", None)
+    if rule is not None:
+        return rule.rule
+    first = req.path.lstrip("/").split("/", 1)[0]
+    if not first:
+        return "/"
+    return f"/{first}/[unmatched]" if _SAFE_SEGMENT.match(first) else "/[unmatched]"
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message and traceback with `scrub` before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must not lose the record
+            message = str(record.msg)
+        record.msg, record.args = scrub(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -31,8 +86,8 @@ class JsonFormatter(logging.Formatter):
         for key in ("method", "path", "status", "ms"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+        if record.exc_text or record.exc_info:
+            entry["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry)
 
 
@@ -50,6 +105,7 @@ class StderrHandler(logging.StreamHandler):
 
 def init_app(app: Flask) -> None:
     handler = StderrHandler()
+    handler.addFilter(RedactingFilter())
     if app.config.get("LOG_FORMAT") == "json":
         handler.setFormatter(JsonFormatter())
     root = logging.getLogger("mutualplan")
@@ -59,6 +115,10 @@ def init_app(app: Flask) -> None:
     app.logger.handlers[:] = [handler]
     app.logger.setLevel(app.config.get("LOG_LEVEL", "INFO"))
     access = logging.getLogger("mutualplan.access")
+    # The development server's own request line (`make run`) carries the raw path.
+    werkzeug_log = logging.getLogger("werkzeug")
+    if not any(isinstance(f, RedactingFilter) for f in werkzeug_log.filters):
+        werkzeug_log.addFilter(RedactingFilter())
 
     @app.before_request
     def _start():
@@ -70,6 +130,6 @@ def init_app(app: Flask) -> None:
     def _finish(response):
         response.headers["X-Request-ID"] = g.get("request_id", "")
         ms = round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1)
-        access.info("request", extra={"method": request.method, "path": request.path,
+        access.info("request", extra={"method": request.method, "path": route_of(request),
                                       "status": response.status_code, "ms": ms})
         return response

@@ -8,7 +8,8 @@ same models, and a test validates real responses against it.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+import unicodedata
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -21,11 +22,79 @@ Risk = Literal["on_track", "at_risk", "off_track"]
 DecisionRole = Literal["decision_maker", "approver", "champion", "influencer", "user", "other"]
 Provider = Literal["hubspot", "salesforce"]
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
-LongText = Annotated[str, StringConstraints(max_length=10_000)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1_000)]
-ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+# ---- what any accepted value must satisfy ---------------------------------------
+#
+# No accepted input can break a page (issue 10, F5/F7): every date lies in
+# FIRST_DAY..LAST_DAY (so "+1 day", calendars, ISO output and PostgreSQL never
+# overflow), no text carries NUL or other control characters (multi-line text
+# keeps \n, \t and \r), and every length limit equals the column's
+# (tests/test_input_bounds.py walks the models to keep it so).
+
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2100, 12, 31)
+_FIRST_MOMENT = datetime.combine(FIRST_DAY, time.min, UTC)
+_LAST_MOMENT = datetime.combine(LAST_DAY, time.max, UTC)
+MAX_VERSION = 2**31 - 1  # an INTEGER column
+MAX_POSITION = 10_000
+_MULTILINE_OK = frozenset("\n\t\r")
+
+
+def check_day(value: date | None) -> date | None:
+    """A date within FIRST_DAY..LAST_DAY (for callers outside pydantic, e.g. form posts)."""
+    if value is not None and not FIRST_DAY <= value <= LAST_DAY:
+        raise ValueError(f"must be between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}")
+    return value
+
+
+def check_moment(value: datetime | None) -> datetime | None:
+    """A datetime whose instant (naive means UTC) lies within the same range, whatever its offset."""
+    if value is None:
+        return None
+    try:
+        instant = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except (OverflowError, ValueError):
+        instant = None
+    if instant is None or not _FIRST_MOMENT <= instant <= _LAST_MOMENT:
+        raise ValueError(f"must be between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()} (UTC)")
+    return value
+
+
+def _no_control(multiline: bool):
+    allowed = _MULTILINE_OK if multiline else frozenset()
+
+    def check(value: str) -> str:
+        for ch in value:
+            if ch not in allowed and unicodedata.category(ch) in ("Cc", "Cs"):
+                raise ValueError("must not contain control characters"
+                                 + ("" if multiline else " or line breaks"))
+        return value
+
+    return check
+
+
+clean_line = _no_control(multiline=False)
+clean_text = _no_control(multiline=True)
+
+
+def Line(max_length: int, min_length: int = 0, strip: bool = True):
+    """One line of text: at most `max_length` characters, no control characters."""
+    return Annotated[str, StringConstraints(strip_whitespace=strip, min_length=min_length,
+                                            max_length=max_length), AfterValidator(clean_line)]
+
+
+Day = Annotated[date, AfterValidator(check_day)]
+Moment = Annotated[datetime, AfterValidator(check_moment)]
+Version = Annotated[int, Field(ge=0, le=MAX_VERSION)]
+Position = Annotated[int, Field(ge=0, le=MAX_POSITION)]
+
+Title = Line(200, min_length=1)
+StageName = Line(120, min_length=1)  # stages.name is String(120)
+ShortText = Line(200)
+LongText = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(clean_text)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1_000),
+                   AfterValidator(clean_text)]
+ExternalId = Line(64, min_length=1)
+RowId = Line(36, min_length=1)  # our ids are UUIDs: String(36)
 
 _EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
 
@@ -43,8 +112,10 @@ def _web_url(value: str) -> str:
     return value
 
 
-Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254), AfterValidator(_email)]
-WebUrl = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2_000), AfterValidator(_web_url)]
+Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254),
+                  AfterValidator(clean_line), AfterValidator(_email)]
+WebUrl = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2_000),
+                   AfterValidator(clean_line), AfterValidator(_web_url)]
 
 
 def _no_default(schema: dict) -> None:
@@ -76,12 +147,12 @@ class Objectives(In):
 
 class DatedConstraint(In):
     label: Title
-    date: date
+    date: Day
 
 
 class Constraints(In):
     budget: ShortText | None = None
-    go_live_date: date | None = None
+    go_live_date: Day | None = None
     dates: list[DatedConstraint] = Field(default_factory=list, max_length=30)
 
 
@@ -110,15 +181,15 @@ class StakeholderPatch(In):
     email: Email = optional()
     side: Side = optional()
     role: DecisionRole = optional()
-    version: int | None = None
+    version: Version | None = None
 
 
 class PlanCreate(In):
     title: Title
     template: Literal["enterprise", "quick"] | None = None
     deal: DealRef | None = None
-    start_date: date | None = None
-    go_live_date: date | None = None
+    start_date: Day | None = None
+    go_live_date: Day | None = None
     value_summary: LongText = ""
     objectives: Objectives = Field(default_factory=Objectives)
     constraints: Constraints = Field(default_factory=Constraints)
@@ -132,46 +203,46 @@ class PlanPatch(In):
     objectives: Objectives = optional()
     constraints: Constraints = optional()
     resources: list[Resource] = optional(max_length=50)
-    start_date: date | None = None
-    version: int | None = None
+    start_date: Day | None = None
+    version: Version | None = None
 
 
 class StageIn(In):
-    name: Title
-    position: int | None = Field(default=None, ge=0)
+    name: StageName
+    position: Position | None = None
 
 
 class StagePatch(In):
-    name: Title = optional()
-    position: int = optional(ge=0)
+    name: StageName = optional()
+    position: Position = optional()
 
 
 class MilestoneIn(In):
-    stage_id: str
+    stage_id: RowId
     title: Title
     description: LongText = ""
     owner_side: OwnerSide = "seller"
     owners: list[Owner] = Field(default_factory=list, max_length=10)
-    due_date: date | None = None
+    due_date: Day | None = None
     status: Status = "not_started"
     risk: Risk = "on_track"
     internal: bool = False
-    position: int | None = Field(default=None, ge=0)
+    position: Position | None = None
 
 
 class MilestonePatch(In):
-    stage_id: str = optional()
+    stage_id: RowId = optional()
     title: Title = optional()
     description: LongText = optional()
     owner_side: OwnerSide = optional()
     owners: list[Owner] = optional(max_length=10)
-    due_date: date | None = None
+    due_date: Day | None = None
     reason: Reason = optional()
     status: Status = optional()
     risk: Risk = optional()
     internal: bool = optional()
-    position: int = optional(ge=0)
-    version: int | None = None
+    position: Position = optional()
+    version: Version | None = None
 
 
 # ---- out ----------------------------------------------------------------
@@ -233,12 +304,31 @@ class DealOut(Out):
     deal_id: str
 
 
+class ObjectivesOut(Out):
+    challenges: list[str] = Field(default_factory=list)
+    ideal_results: list[str] = Field(default_factory=list)
+    deliverables: list[str] = Field(default_factory=list)
+
+
+class DatedConstraintOut(Out):
+    label: str
+    date: date
+
+
+class ConstraintsOut(Out):
+    """Like Constraints, without the input checks: a stored value is shown, never refused."""
+
+    budget: str | None = None
+    go_live_date: date | None = None
+    dates: list[DatedConstraintOut] = Field(default_factory=list)
+
+
 class PlanOut(Out):
     id: str
     title: str
     value_summary: str
-    objectives: Objectives
-    constraints: Constraints
+    objectives: ObjectivesOut
+    constraints: ConstraintsOut
     resources: list[Resource]
     stakeholders: list[StakeholderOut]
     stages: list[StageOut]
@@ -365,7 +455,7 @@ class StageOption(Out):
 
 
 class StageMappingIn(In):
-    gates: dict[Title, Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+    gates: dict[Title, ExternalId] = Field(
         default_factory=dict, max_length=100,
         description="milestone title -> the deal stage it gates (reached when the milestone is done)")
     close_milestone: Title | None = None
@@ -390,7 +480,7 @@ class RetryOut(Out):
 
 class ShareLinkIn(In):
     label: ShortText = ""
-    expires_at: datetime | None = None
+    expires_at: Moment | None = None
 
 
 class ShareLinkOut(Out):

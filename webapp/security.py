@@ -1,0 +1,99 @@
+"""Response security headers on every page and API answer, and the trusted-proxy setting.
+
+Headers (DESIGN §7), set by one `after_request` for the whole app. A blueprint
+that sets its own (the buyer page, the editor) keeps them: this hook only fills
+in what is missing, so it never weakens a stricter policy.
+
+- `Content-Security-Policy`: nothing but our own origin; no inline scripts anywhere.
+  The few server-rendered pages with an inline `<style>` block (home, the OAuth
+  result pages, error pages) mark it with a per-response nonce (`csp_nonce()` in
+  templates). JSON answers get `default-src 'none'`.
+- `frame-ancestors 'none'` everywhere except the editor, which HubSpot opens in
+  its iframe modal (and the Salesforce component embeds); blueprints/editor.py
+  sets that one.
+- `X-Content-Type-Options: nosniff`, `Referrer-Policy` (`no-referrer` by default;
+  the OAuth result pages show an API key), `X-Frame-Options: DENY` for old
+  browsers wherever frame-ancestors is 'none'.
+- `Strict-Transport-Security` when the app is served over https: `PUBLIC_BASE_URL`
+  starts with https, or the request itself is secure (after ProxyFix).
+
+Control characters (issue 10, F7): a path parameter, query parameter or form field
+carrying NUL or another C0 control (tab, newline and carriage return excepted) is
+refused before any view runs; JSON bodies are checked by webapp/schemas.py.
+
+Trusted proxies: `TRUSTED_PROXIES` (default 0) is how many proxies stand in front
+of the app. With N > 0, werkzeug's ProxyFix takes the client address, scheme and
+host from the last N entries of X-Forwarded-For / -Proto / -Host; with 0 those
+headers are ignored, because anyone can send them.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+
+from flask import Flask, Response, abort, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+HSTS = "max-age=31536000; includeSubDomains"
+PAGE_CSP = ("default-src 'none'; style-src 'self' 'nonce-{nonce}'; script-src 'self'; "
+            "img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+
+def csp_nonce() -> str:
+    """A nonce for this response's inline `<style>` blocks (never for scripts)."""
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(16)
+    return g.csp_nonce
+
+
+# C0 controls but tab, newline and carriage return, and DEL: never part of an id, a query
+# parameter or a form field. PostgreSQL refuses NUL in text outright (a 500 deep in a query).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _has_control(values) -> bool:
+    return any(isinstance(v, str) and _CONTROL.search(v) for v in values)
+
+
+def reject_control_characters():
+    """404 for a path parameter with control characters (no id has them), 400 for a query
+    parameter or form field with them, before any view reads them."""
+    if request.view_args and _has_control(request.view_args.values()):
+        abort(404)
+    if _has_control(request.args.keys()) or _has_control(request.args.values()):
+        abort(400, "Query parameters must not contain control characters.")
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        request.get_data(cache=True)  # keep the raw body for signature checks after parsing
+        if _has_control(request.form.keys()) or _has_control(request.form.values()):
+            abort(400, "Form fields must not contain control characters.")
+
+
+def _https(app: Flask) -> bool:
+    return app.config.get("PUBLIC_BASE_URL", "").startswith("https://") or request.is_secure
+
+
+def init_app(app: Flask) -> None:
+    app.jinja_env.globals["csp_nonce"] = csp_nonce
+    app.before_request(reject_control_characters)
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        h = response.headers
+        if "Content-Security-Policy" not in h:
+            html = response.mimetype == "text/html"
+            h["Content-Security-Policy"] = PAGE_CSP.format(nonce=csp_nonce()) if html else API_CSP
+        if "frame-ancestors 'none'" in h["Content-Security-Policy"]:
+            h.setdefault("X-Frame-Options", "DENY")
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("Referrer-Policy", "no-referrer")
+        if _https(app):
+            h.setdefault("Strict-Transport-Security", HSTS)
+        return response
+
+
+def apply_proxy_fix(app: Flask) -> None:
+    """Trust X-Forwarded-For/-Proto/-Host from exactly TRUSTED_PROXIES proxies (0: none)."""
+    count = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if count > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
