@@ -366,7 +366,7 @@ class SignatureVerifier:
                timestamp: str | None) -> None:
         if not signature or not timestamp:
             raise InvalidSignature("missing")
-        if not timestamp.isdigit():
+        if not (1 <= len(timestamp) <= 13 and timestamp.isascii() and timestamp.isdigit()):
             raise InvalidSignature("bad_timestamp")
         age = self.clock() - int(timestamp) / 1000.0
         if age > self.window:

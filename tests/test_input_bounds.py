@@ -285,8 +285,6 @@ def test_query_int_helper(app):
             query_int("limit", 50, 1, 200)
 
 
-@pytest.mark.xfail(strict=True, reason="blueprints/api.py _int_arg uses isdigit(); adopt "
-                                       "web.query_int there (owned by the domain refactor)")
 def test_superscript_limit_is_a_422(api, plan):
     assert api.get("/plans?limit=%C2%B2").status_code in (400, 422)
 

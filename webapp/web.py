@@ -56,11 +56,7 @@ def strict_digits(raw: str | None, max_digits: int) -> int | None:
 
 
 def query_int(name: str, default: int, lo: int, hi: int) -> int:
-    """A whole-number query parameter within lo..hi; anything else is a 422 naming it.
-
-    Not yet adopted by blueprints/api.py `_int_arg` (`?limit=%C2%B2` answers 500 there)
-    nor blueprints/editor.py `_int`; both should call this.
-    """
+    """A whole-number query parameter within lo..hi; anything else is a 422 naming it."""
     raw = request.args.get(name)
     if raw is None:
         return default

@@ -30,7 +30,7 @@ from ..schemas import (
     StakeholderPatch,
     TemplateList,
 )
-from ..web import expected_version, json_body, render, today
+from ..web import expected_version, json_body, query_int, render, today
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -54,15 +54,6 @@ def _plan_response(plan_id: str, status=200):
 def _stakeholder_doc(p):
     return {"id": p.id, "name": p.name, "title": p.title, "email": p.email, "side": p.side,
             "role": p.role, "version": p.version}
-
-
-def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise Invalid(name, f"must be a whole number from {lo} to {hi}")
-    return int(raw)
 
 
 @bp.get("/templates")
@@ -94,7 +85,7 @@ def list_plans():
     rows = plans.list_plans(
         session(), _tenant(), provider=request.args.get("provider"),
         account_id=request.args.get("account_id"), deal_id=request.args.get("deal_id"),
-        limit=_int_arg("limit", 50, 1, 200), offset=_int_arg("offset", 0, 0, 10**9))
+        limit=query_int("limit", 50, 1, 200), offset=query_int("offset", 0, 0, 10**9))
     return render(PlanList, {"items": [plans.summary_document(p, today()) for p in rows]})
 
 
@@ -132,7 +123,7 @@ def delete_plan(plan_id):
 def plan_activity(plan_id):
     s = session()
     plan = plans.get_plan(s, _tenant(), plan_id, full=False)
-    rows = plans.activity(s, plan, limit=_int_arg("limit", 100, 1, 500))
+    rows = plans.activity(s, plan, limit=query_int("limit", 100, 1, 500))
     items = [{"id": a.id, "actor": a.actor, "action": a.action, "subject_id": a.subject_id,
               "detail": a.detail, "at": a.at} for a in rows]
     return render(ActivityList, {"items": items})

@@ -197,7 +197,7 @@ def _date(name: str) -> date | None:
 
 def _int(name: str) -> int | None:
     raw = _text(name, 12)
-    return int(raw) if raw.isdigit() else None
+    return int(raw) if raw.isascii() and raw.isdigit() else None
 
 
 def _owners(name: str) -> list[dict]:

@@ -38,6 +38,9 @@ log = logging.getLogger("mutualplan.hubspot")
 bp = Blueprint("hubspot", __name__)
 PROVIDER = "hubspot"
 MAX_EVENTS = 100
+# occurredAt outside these bounds is not a real event time (garbage or a forged far future)
+MIN_OCCURRED = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_OCCURRED = datetime(2100, 12, 31, tzinfo=UTC)
 
 
 def install_url() -> str:
@@ -109,7 +112,9 @@ def webhooks():
         key = ":".join(str(e.get(k, "")) for k in ("portalId", "subscriptionId", "eventId", "occurredAt"))[:120]
         try:
             occurred = datetime.fromtimestamp(int(e.get("occurredAt")) / 1000, tz=UTC)
-        except (TypeError, ValueError):
+            if not MIN_OCCURRED <= occurred <= MAX_OCCURRED:
+                raise ValueError("occurredAt out of range")
+        except (TypeError, ValueError, OverflowError, OSError):
             occurred = clock.now()
         fresh[key] = {"key": key, "tenant_id": row.tenant_id, "installation_id": row.id,
                       "kind": str(e.get("subscriptionType") or e.get("eventType") or "")[:60],
