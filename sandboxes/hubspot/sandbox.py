@@ -236,7 +236,11 @@ class HubSpotSandbox(WebhookSender):
         specs_dir: str | Path | None = None,
         clock: SandboxClock | None = None,
         rate_limits: bool = True,
+        v1_oauth: bool = True,
     ) -> None:
+        """`v1_oauth=False` makes every /oauth/v1/ call answer as after HubSpot removes the
+        v1 OAuth API on 2027-02-16 (404, recorded in `v1_oauth_calls`); the default keeps v1
+        working, as it does on HubSpot until then."""
         if contract not in ("strict", "warn", "off"):
             raise ValueError("contract must be 'strict', 'warn' or 'off'")
         self.clock = clock or SandboxClock()
@@ -270,6 +274,8 @@ class HubSpotSandbox(WebhookSender):
         ):
             _WARNED.add(self.contract.reason)
             log.warning("HubSpot sandbox: contract checks are OFF (%s)", self.contract.reason)
+        self.v1_oauth = v1_oauth
+        self.v1_oauth_calls: list[dict] = []
         self.rate_limits_enabled = rate_limits
         self.rate_limit_max = RATE_LIMIT_MAX
         self.rate_limit_window = RATE_LIMIT_WINDOW
