@@ -97,7 +97,7 @@ class ObjectHandlers:
         tid = self._type(ctx, object_type)
         a = ctx.request.args
         rec = self._record(
-            ctx, tid, object_id, a.get("idProperty"), a.get("archived", "false") == "true"
+            ctx, tid, object_id, a.get("idProperty"), self._archived_arg(ctx)
         )
         return 200, self.sb._out(
             ctx.portal,
@@ -126,7 +126,7 @@ class ObjectHandlers:
     def objects_list(self, ctx: _Ctx, object_type: str):
         tid = self._type(ctx, object_type)
         limit = self._limit(ctx, 10, 100)
-        archived = ctx.request.args.get("archived", "false") == "true"
+        archived = self._archived_arg(ctx)
         after = ctx.request.args.get("after")
         recs = sorted(
             (r for r in ctx.portal.objects[tid].values() if r["archived"] == archived),
@@ -199,7 +199,7 @@ class ObjectHandlers:
         body = ctx.json
         inputs = self._inputs(ctx)
         id_prop = body.get("idProperty")
-        archived = ctx.request.args.get("archived", "false") == "true"
+        archived = self._archived_arg(ctx)
         results, missing = [], []
         for inp in inputs:
             try:

@@ -14,8 +14,10 @@ import requests
 from hubspot import HubSpot
 from hubspot.crm.objects import (
     BatchInputSimplePublicObjectBatchInputUpsert,
+    BatchReadInputSimplePublicObjectId,
     PublicObjectSearchRequest,
     SimplePublicObjectBatchInputUpsert,
+    SimplePublicObjectId,
 )
 from hubspot.crm.schemas import (
     ObjectSchemaEgg,
@@ -231,3 +233,124 @@ def test_v1_oauth_off_answers_as_after_the_removal(server, app):
         assert r.status_code == 200
     finally:
         srv.shutdown()
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. archived records, the recycle bin, records created in HubSpot's UI, tier upgrades
+
+
+def test_archived_custom_records_are_listed_and_batch_read_with_archived_true(sb, ent):
+    t = _schema(ent).object_type_id
+    done = {r.properties["map_uuid"]: r for r in _upsert(ent, t, [("u-1", "K"), ("u-2", "G")])}
+    keep, gone = done["u-1"], done["u-2"]
+    ent.crm.objects.basic_api.archive(t, gone.id)
+
+    live = ent.crm.objects.basic_api.get_page(t, properties=["map_uuid"])
+    assert [r.id for r in live.results] == [keep.id]
+    archived = ent.crm.objects.basic_api.get_page(t, properties=["map_uuid"], archived=True)
+    assert [r.id for r in archived.results] == [gone.id]
+    assert archived.results[0].archived is True and archived.results[0].archived_at
+
+    read = BatchReadInputSimplePublicObjectId(
+        inputs=[SimplePublicObjectId(id=gone.id)], properties=["map_uuid"],
+        properties_with_history=[])
+    got = ent.crm.objects.batch_api.read(t, read, archived=True)
+    assert [(r.id, r.properties["map_uuid"]) for r in got.results] == [(gone.id, "u-2")]
+    # without archived=true the archived record is "not found" (207 with errors)
+    plain = ent.crm.objects.batch_api.read(t, read)
+    assert plain.results == [] and plain.errors
+    sb.assert_no_contract_violations()
+
+
+def test_a_deal_deleted_in_the_ui_is_restored_from_the_recycle_bin(sb, ent):
+    t = _schema(ent).object_type_id
+    deal = sb.create_deal(ENT, {"dealname": "Bin me"})
+    plan = sb.ui_create_record(ENT, t, {"map_name": "Plan"}, associations=[("deals", deal["id"])])
+    sb.drain_events(all_types=True)
+    sb.rep_delete_deal(ENT, deal["id"])
+    assert sb.associations(ENT, t, plan["id"], "deals") == {}
+    archived = ent.crm.deals.basic_api.get_page(archived=True)
+    assert [d.id for d in archived.results] == [deal["id"]]
+
+    sb.advance(60)
+    events = sb.restore_deal(ENT, deal["id"])
+    assert [e["subscriptionType"] for e in events] == ["deal.restore"]
+    assert events[0]["objectId"] == int(deal["id"]) and events[0]["changeSource"] == "CRM_UI"
+    back = ent.crm.deals.basic_api.get_by_id(deal["id"], properties=["dealname"])
+    assert back.archived is False and back.properties["dealname"] == "Bin me"
+    assert back.updated_at > archived.results[0].updated_at
+    assert list(sb.associations(ENT, t, plan["id"], "deals")) == [deal["id"]]
+    # delivered only to apps subscribed to deal.restore, like HubSpot
+    assert [e["subscriptionType"] for e in sb.drain_events(ENT)] == ["deal.deletion"]
+    sb.rep_delete_deal(ENT, deal["id"])
+    sb.restore_deal(ENT, deal["id"])
+    sb.webhook_subscriptions.append(("deal.restore", None))
+    assert [e["subscriptionType"] for e in sb.drain_events(ENT)] == ["deal.deletion",
+                                                                     "deal.restore"]
+    with pytest.raises(KeyError):
+        sb.restore_deal(ENT, deal["id"])  # not in the recycle bin any more
+
+
+def test_ui_records_have_no_uuid_and_follow_required_properties(sb, ent):
+    t = _schema(ent).object_type_id  # requires map_name only
+    rec = sb.ui_create_record(ENT, t, {"map_name": "Born in HubSpot"})
+    assert "map_uuid" not in rec["properties"]
+    found = _search(ent, t, ["map_name"]).results
+    assert [r.id for r in found] == [rec["id"]]
+    with pytest.raises(Exception, match="map_name is required"):
+        sb.ui_create_record(ENT, t, {"map_uuid": "x"})
+    # a schema that requires the UUID property makes a UI user type one
+    strict = ent.crm.schemas.core_api.create(object_schema_egg=ObjectSchemaEgg(
+        name="strict_plan", labels=ObjectTypeDefinitionLabels(singular="S", plural="Ss"),
+        primary_display_property="map_name", required_properties=["map_name", "map_uuid"],
+        properties=[
+            ObjectTypePropertyCreate(name="map_name", label="N", type="string",
+                                     field_type="text"),
+            ObjectTypePropertyCreate(name="map_uuid", label="U", type="string",
+                                     field_type="text", has_unique_value=True)],
+        associated_objects=["DEAL"]))
+    with pytest.raises(Exception, match="map_uuid is required"):
+        sb.ui_create_record(ENT, strict.object_type_id, {"map_name": "No UUID"})
+    sb.ui_delete(ENT, t, rec["id"])
+    assert _search(ent, t, []).total == 0
+    sb.restore_record(ENT, t, rec["id"])
+    assert _search(ent, t, []).total == 1
+
+
+def test_restore_refuses_a_duplicate_unique_value(sb, ent):
+    t = _schema(ent).object_type_id
+    first = _upsert(ent, t, [("u-1", "One")])[0]
+    sb.ui_delete(ENT, t, first.id)
+    _upsert(ent, t, [("u-1", "Again")])
+    with pytest.raises(Exception, match="same map_uuid"):
+        sb.restore_record(ENT, t, first.id)
+
+
+def test_upgrading_a_portal_to_enterprise_makes_custom_objects_available(sb, server, app):
+    tok = sb.issue_tokens(PRO, scopes=["oauth", "crm.objects.deals.read"] + CUSTOM)
+    pro = client(server, tok["access_token"])
+    with pytest.raises(Exception) as e:
+        _schema(pro)
+    assert e.value.status == 403
+    with pytest.raises(ValueError):  # required custom scopes: the consent page refuses
+        sb.authorize(client_id=app.client_id, redirect_uri=REDIRECT, scopes=CUSTOM,
+                     portal_id=PRO)
+    sb.upgrade_portal(PRO, "enterprise")
+    assert sb.portals[PRO].is_enterprise
+    assert _schema(pro).object_type_id.startswith("2-")
+    sb.authorize(client_id=app.client_id, redirect_uri=REDIRECT, scopes=CUSTOM, portal_id=PRO)
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. the demo: deals start at the first open stage
+
+
+def test_demo_deals_start_at_the_first_open_stage(sb, ent):
+    sb.add_pipeline(ENT, "renewals", "Renewals", [
+        ("lost_early", "Lost early", "0.0", "true"), ("r1", "Renewal due", "0.3", "false"),
+        ("won", "Renewed", "1.0", "true")])
+    deals = ent.crm.deals.basic_api.get_page(properties=["dealstage"]).results
+    assert deals and {d.properties["dealstage"] for d in deals} == {"appointmentscheduled"}
+    assert sb.first_open_stage(ENT) == "appointmentscheduled"
+    assert sb.create_deal(ENT, {"dealname": "R", "pipeline": "renewals"})["properties"][
+        "dealstage"] == "r1"
