@@ -866,7 +866,7 @@ class HubSpotConnector:
         filters = [Filter(property_name="hs_lastmodifieddate", operator="GTE", value=since_ms), *extra]
         request = PublicObjectSearchRequest(
             filter_groups=[FilterGroup(filters=filters)],
-            sorts=[{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
+            sorts=["hs_lastmodifieddate"],
             properties=properties, limit=SEARCH_PAGE, after=after or "0")
         return self._call(lambda c: c.crm.objects.search_api.do_search(object_type, request, **self._t),
                           search=True)

@@ -6,7 +6,8 @@ and a fault-injection queue. `create_app(sandbox)` turns it into a WSGI app (wer
 Flask) that speaks the paths and JSON of api.hubapi.com for what hubspot-api-client 12 calls:
 
     /oauth/authorize (consent page), /oauth/v1/token, /oauth/v1/access-tokens/{t},
-    /oauth/v1/refresh-tokens/{t}, DELETE /appinstalls/v3/external-install
+    /oauth/v1/refresh-tokens/{t}, /oauth/{v3,2026-03}/token[/introspect|/revoke],
+    DELETE /appinstalls/v3/external-install
     /crm-object-schemas/v3/schemas[...]  (alias /crm/v3/schemas)
     /crm/v3/properties/{objectType}[/groups][/batch/create|read]
     /crm/v3/objects/{objectType}[/{id}][/batch/create|read|update|upsert|archive][/search]
@@ -42,6 +43,16 @@ Behaviour worth knowing (from shared/platform/hubspot.md unless marked *emulator
   enumeration's options, non-numbers for number properties and stages outside the deal's pipeline
   are rejected with 400 VALIDATION_ERROR in HubSpot's "Property values were not valid" format.
   Properties without a value are omitted from responses (the spec types values as strings).
+- OAuth: the v3 and 2026-03 endpoints take parameters from the form body only; introspection
+  gives hub_id/user_id. `HubSpotSandbox(v1_oauth=False)` answers every /oauth/v1/ call 404, as
+  after HubSpot removes v1 on 2027-02-16 (default True: v1 still works, as on HubSpot today).
+- Search `sorts` are strings as the spec types them: "prop" ascending, "-prop" descending; the
+  object form fails the contract check. The specs are used unmodified.
+- Recycle bin: deleted/archived records are listed with `?archived=true` (list, get, batch
+  read); `restore_deal` / `restore_record` un-archive (deal.restore event for deals),
+  `ui_delete` / `ui_create_record` act as a user in HubSpot's UI (schema requiredProperties
+  enforced, no UUID added), `upgrade_portal` changes the tier. Demo deals start at the
+  pipeline's first open stage (`first_open_stage`).
 - Writes to deals through the API record webhook events with changeSource INTEGRATION;
   `rep_update_deal` records CRM_UI events; `ui_edit` changes a record silently (reconcile tests).
   `drain_events()` hands them out and `send_webhooks()` delivers them signed (v1 and v3 headers).

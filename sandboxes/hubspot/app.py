@@ -59,6 +59,10 @@ _RULES = [
     _r("/oauth/v1/token", "token", ["POST"], "oauth"),
     _r("/oauth/v3/token", "token", ["POST"], "oauth"),
     _r("/oauth/2026-03/token", "token", ["POST"], "oauth"),
+    _r("/oauth/v3/token/introspect", "introspect", ["POST"], "oauth"),
+    _r("/oauth/2026-03/token/introspect", "introspect", ["POST"], "oauth"),
+    _r("/oauth/v3/token/revoke", "revoke", ["POST"], "oauth"),
+    _r("/oauth/2026-03/token/revoke", "revoke", ["POST"], "oauth"),
     _r("/oauth/v1/access-tokens/<token>", "access_token_info", ["GET"], "oauth"),
     _r("/oauth/v1/refresh-tokens/<token>", "refresh_token_info", ["GET"], "oauth"),
     _r("/oauth/v1/refresh-tokens/<token>", "refresh_token_delete", ["DELETE"], "oauth"),
@@ -146,6 +150,8 @@ def _dispatch(sb: HubSpotSandbox, handlers: _Handlers, url_map: Map, request: Re
     if auth is None:
         return getattr(handlers, name)(request, **args)
     endpoint = f"{method} {_template(rule)}"
+    if not sb.v1_oauth and path.startswith("/oauth/v1/"):
+        return _v1_oauth_gone(sb, method, path, endpoint)
 
     token = None
     bearer = request.headers.get("Authorization", "")
@@ -157,7 +163,7 @@ def _dispatch(sb: HubSpotSandbox, handlers: _Handlers, url_map: Map, request: Re
     if sb.contract is not None and sb.contract.enabled and not getattr(response, "_fault", False):
         response = _check_contract(sb, request, response)
 
-    if portal is None and name == "token" and response.status_code == 200:
+    if portal is None and name in ("token", "introspect") and response.status_code == 200:
         try:
             portal = sb.portals.get(json.loads(response.get_data())["hub_id"])
         except (ValueError, KeyError):
@@ -175,6 +181,30 @@ def _dispatch(sb: HubSpotSandbox, handlers: _Handlers, url_map: Map, request: Re
         with sb.lock:
             sb.unrouted_calls.append(entry)
     return response
+
+
+def _v1_oauth_gone(sb: HubSpotSandbox, method: str, path: str, endpoint: str) -> Response:
+    """`v1_oauth=False`: the v1 OAuth API as HubSpot will answer after its removal.
+
+    "The v1 OAuth API endpoints will remain accessible until February 16th, 2027"
+    (https://developers.hubspot.com/changelog/v1-oauth-api-deprecation; migration guide
+    https://developers.hubspot.com/docs/api-reference/legacy/authentication/oauth-tokens/v1/migration-guide).
+    What a removed endpoint answers is not documented: the sandbox answers 404 (*emulator
+    choice*) with HubSpot's error shape, so any remaining v1 call fails loudly.
+    """
+    entry = {"method": method, "path": path, "endpoint": endpoint, "status": 404, "at": sb.now()}
+    with sb.lock:
+        sb.unrouted_calls.append(entry)
+        sb.v1_oauth_calls.append(entry)
+    return _json_response(
+        404,
+        ApiError(
+            404,
+            "OBJECT_NOT_FOUND",
+            f"{method} {path}: the v1 OAuth API was removed on 2027-02-16; use "
+            "/oauth/2026-03/token and /oauth/2026-03/token/introspect",
+        ).body,
+    )
 
 
 def _handle(

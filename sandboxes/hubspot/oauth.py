@@ -204,20 +204,52 @@ class OAuthHandlers:
         e.body.update({"status": status_code, "error": error, "error_description": message})
         return e
 
-    def token(self, ctx: _Ctx):
-        sb = self.sb
+    @staticmethod
+    def _versioned(ctx: _Ctx) -> bool:
+        """/oauth/v3/... and /oauth/2026-03/...: every parameter in the form body."""
+        return not ctx.request.path.startswith("/oauth/v1/")
+
+    def _body_only(self, ctx: _Ctx) -> None:
+        """The v3 and date-versioned endpoints read parameters from the form body only ("Each
+        of the v3 endpoints require that parameters are included in the request body",
+        https://developers.hubspot.com/docs/api-reference/auth-oauth-v3/guide; the 2026-03 spec
+        declares no query parameters). v1 also took client_secret/refresh_token from the query
+        string; here a secret in the URL is refused instead of silently read."""
+        leaked = sorted(
+            k
+            for k in ctx.request.args
+            if k in ("client_id", "client_secret", "refresh_token", "code", "token")
+        )
+        if leaked:
+            raise self._oauth_error(
+                "BAD_REQUEST",
+                "invalid_request",
+                f"{', '.join(leaked)} must be sent in the form body, not the query string",
+            )
+
+    def _client(self, ctx: _Ctx):
         form = ctx.request.form
-        grant = form.get("grant_type")
-        app = sb._app_by_client(form.get("client_id", ""))
+        app = self.sb._app_by_client(form.get("client_id", ""))
         if app is None:
             raise self._oauth_error(
                 "BAD_CLIENT_ID", "invalid_client", "missing or unknown client id"
             )
-        secret = form.get("client_secret") or ctx.request.args.get("client_secret")
+        secret = form.get("client_secret")
+        if secret is None and not self._versioned(ctx):
+            secret = ctx.request.args.get("client_secret")
         if secret != app.client_secret:
             raise self._oauth_error(
                 "BAD_CLIENT_SECRET", "invalid_client", "missing or invalid client secret"
             )
+        return app
+
+    def token(self, ctx: _Ctx):
+        sb = self.sb
+        form = ctx.request.form
+        grant = form.get("grant_type")
+        if self._versioned(ctx):
+            self._body_only(ctx)
+        app = self._client(ctx)
         if grant == "authorization_code":
             code = sb.codes.get(form.get("code", ""))
             if (
@@ -241,7 +273,9 @@ class OAuthHandlers:
             ctx.portal = portal
             return 200, sb._mint(portal, app, code["user_id"], code["user"], code["scopes"])
         if grant == "refresh_token":
-            rt = form.get("refresh_token") or ctx.request.args.get("refresh_token", "")
+            rt = form.get("refresh_token")
+            if rt is None and not self._versioned(ctx):
+                rt = ctx.request.args.get("refresh_token", "")
             tok = sb.tokens.get(rt)
             if (
                 tok is None
@@ -260,6 +294,90 @@ class OAuthHandlers:
         raise self._oauth_error(
             "BAD_GRANT_TYPE", "unsupported_grant_type", f"unsupported grant_type {grant!r}"
         )
+
+    def introspect(self, ctx: _Ctx):
+        """POST /oauth/2026-03/token/introspect (and /oauth/v3/token/introspect): form body
+        client_id, client_secret, token, token_type_hint -> PublicAccessTokenInfoResponse or
+        PublicRefreshTokenInfoResponse (spec Auth/Oauth/Rollouts/279897/2026-03/oauth.json,
+        `TokenInfoResponseBaseIF`; page
+        https://developers.hubspot.com/docs/api-reference/2026-03/authentication/oauth-tokens/token-introspect).
+        This is where the portal (`hub_id`) and the installing user (`user_id`, `user`) come
+        from after a code exchange.
+
+        *Emulator choices* (not documented): an expired access token answers 200 with
+        `active: false` and `expires_in: 0` (the spec's shape still holds); an unknown or revoked
+        token, or one issued to another app, answers 400 `invalid_grant` in the standardized
+        OAuth error format (an RFC 7662 bare `{"active": false}` would not match the spec).
+        """
+        self._body_only(ctx)
+        app = self._client(ctx)
+        sb = self.sb
+        value = ctx.request.form.get("token", "")
+        t = sb.tokens.get(value)
+        if t is None or t.revoked or t.client_id != app.client_id:
+            raise self._oauth_error(
+                "BAD_TOKEN", "invalid_grant", "token is invalid, expired or revoked"
+            )
+        portal = sb.portals[t.portal_id]
+        ctx.portal = portal
+        common = {
+            "active": True,
+            "app_id": t.app_id,
+            "client_id": t.client_id,
+            "hub_id": t.portal_id,
+            "hub_domain": portal.domain,
+            "scopes": list(t.scopes),
+            "token": t.token,
+            "token_type": "bearer",
+            "user": t.user,
+            "user_id": t.user_id,
+        }
+        if t.kind == "refresh":
+            return 200, {**common, "token_use": "refresh_token"}
+        remaining = max(0, int((t.expires_at or 0) - sb.now()))
+        return 200, {
+            **common,
+            "active": remaining > 0,
+            "expires_in": remaining,
+            "is_private_distribution": False,
+            "token_use": "access_token",
+            "signed_access_token": {
+                "appId": t.app_id,
+                "appInstallId": f"{t.portal_id}-{t.app_id}",
+                "audience": "api.hubapi.com",
+                "expiresAt": int((t.expires_at or 0) * 1000),
+                "hubId": t.portal_id,
+                "hublet": "na1",
+                "installingUserId": t.user_id,
+                "isPrivateDistribution": False,
+                "isServiceAccount": False,
+                "isUserLevel": False,
+                "newSignature": "sandbox",
+                "scopeToScopeGroupPks": "",
+                "scopes": " ".join(t.scopes),
+                "signature": "sandbox",
+                "trialScopeToScopeGroupPks": "",
+                "trialScopes": "",
+                "userId": t.user_id,
+            },
+        }
+
+    def revoke(self, ctx: _Ctx):
+        """POST /oauth/2026-03/token/revoke: deletes the refresh token given in the form body,
+        the replacement for DELETE /oauth/v1/refresh-tokens/{token}
+        (https://developers.hubspot.com/changelog/v1-oauth-api-deprecation). The spec documents
+        no success body; the sandbox answers 204 like the v1 call it replaces (*emulator
+        choice*). Like v1, it does not uninstall the app."""
+        self._body_only(ctx)
+        app = self._client(ctx)
+        t = self.sb.tokens.get(ctx.request.form.get("token", ""))
+        if t is None or t.kind != "refresh" or t.client_id != app.client_id:
+            raise self._oauth_error(
+                "BAD_REFRESH_TOKEN", "invalid_grant", "refresh token is invalid or unknown"
+            )
+        ctx.portal = self.sb.portals[t.portal_id]
+        t.revoked = True
+        return 204, None
 
     def access_token_info(self, ctx: _Ctx, token: str):
         t = self.sb.tokens.get(token)

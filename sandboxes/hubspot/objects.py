@@ -97,7 +97,7 @@ class ObjectHandlers:
         tid = self._type(ctx, object_type)
         a = ctx.request.args
         rec = self._record(
-            ctx, tid, object_id, a.get("idProperty"), a.get("archived", "false") == "true"
+            ctx, tid, object_id, a.get("idProperty"), self._archived_arg(ctx)
         )
         return 200, self.sb._out(
             ctx.portal,
@@ -126,7 +126,7 @@ class ObjectHandlers:
     def objects_list(self, ctx: _Ctx, object_type: str):
         tid = self._type(ctx, object_type)
         limit = self._limit(ctx, 10, 100)
-        archived = ctx.request.args.get("archived", "false") == "true"
+        archived = self._archived_arg(ctx)
         after = ctx.request.args.get("after")
         recs = sorted(
             (r for r in ctx.portal.objects[tid].values() if r["archived"] == archived),
@@ -199,7 +199,7 @@ class ObjectHandlers:
         body = ctx.json
         inputs = self._inputs(ctx)
         id_prop = body.get("idProperty")
-        archived = ctx.request.args.get("archived", "false") == "true"
+        archived = self._archived_arg(ctx)
         results, missing = [], []
         for inp in inputs:
             try:
@@ -392,11 +392,7 @@ class ObjectHandlers:
                 r for r in recs if any(q in r["properties"].get(p, "").lower() for p in searchable)
             ]
         recs.sort(key=lambda r: int(r["id"]))
-        for s in reversed(body.get("sorts") or []):
-            if isinstance(s, dict):
-                name, desc = s.get("propertyName", ""), s.get("direction") == "DESCENDING"
-            else:
-                name, desc = str(s).lstrip("-"), str(s).startswith("-")
+        for name, desc in reversed(self._sorts(body.get("sorts") or [])):
             recs.sort(key=lambda r, n=name: self._sort_key(defs, r, n), reverse=desc)
         page = recs[offset : offset + limit]
         out = {
@@ -406,6 +402,30 @@ class ObjectHandlers:
         if offset + limit < len(recs):
             out["paging"] = {"next": {"after": str(offset + limit)}}
         return 200, out
+
+    @staticmethod
+    def _sorts(sorts: list) -> list[tuple[str, bool]]:
+        """`sorts` as HubSpot publishes it: an array of strings, "prop" ascending and "-prop"
+        descending.
+
+        Sources: the search request schema (`PublicObjectSearchRequest.sorts`, items
+        `{"type": "string"}`) in HubSpot's spec (sandboxes/specs/hubspot, CRM/Objects v3) and on
+        https://developers.hubspot.com/docs/api-reference/2026-03/crm/objects/custom-objects/search/search-custom-objects
+        (`"sorts": ["<string>"]`); hubspot-api-client 12 types it `list[str]`; the format is
+        documented in HubSpot's own SDK README (HubSpot/hubspot-api-nodejs, "CRM Search"):
+        `["createdate"]` ascending, `["-createdate"]` descending, "only one sort parameter is
+        supported". The object form `{"propertyName", "direction"}` shown in the search guide
+        is refused by the contract check before it gets here (contract="strict").
+        """
+        out = []
+        for s in sorts:
+            if not isinstance(s, str) or not s.lstrip("-"):
+                raise ApiError(
+                    400, "VALIDATION_ERROR", f"Invalid sort {s!r}: sorts are property names, "
+                    "'-' in front for descending"
+                )
+            out.append((s.lstrip("-"), s.startswith("-")))
+        return out
 
     @staticmethod
     def _typed(defs: dict, name: str, value: Any):

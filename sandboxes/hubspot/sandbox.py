@@ -182,6 +182,10 @@ class Portal:
     # (from type, from id, to type) -> {to id: set of (category, typeId)}
     assocs: dict[tuple[str, str, str], dict[str, set]] = field(default_factory=dict)
     installed_apps: set[int] = field(default_factory=set)
+    # (type id, record id) -> the associations an archive removed, put back by a restore
+    archived_assocs: dict[tuple[str, str], list[tuple[str, str, set, set]]] = field(
+        default_factory=dict
+    )
 
     @property
     def is_enterprise(self) -> bool:
@@ -236,7 +240,11 @@ class HubSpotSandbox(WebhookSender):
         specs_dir: str | Path | None = None,
         clock: SandboxClock | None = None,
         rate_limits: bool = True,
+        v1_oauth: bool = True,
     ) -> None:
+        """`v1_oauth=False` makes every /oauth/v1/ call answer as after HubSpot removes the
+        v1 OAuth API on 2027-02-16 (404, recorded in `v1_oauth_calls`); the default keeps v1
+        working, as it does on HubSpot until then."""
         if contract not in ("strict", "warn", "off"):
             raise ValueError("contract must be 'strict', 'warn' or 'off'")
         self.clock = clock or SandboxClock()
@@ -270,6 +278,8 @@ class HubSpotSandbox(WebhookSender):
         ):
             _WARNED.add(self.contract.reason)
             log.warning("HubSpot sandbox: contract checks are OFF (%s)", self.contract.reason)
+        self.v1_oauth = v1_oauth
+        self.v1_oauth_calls: list[dict] = []
         self.rate_limits_enabled = rate_limits
         self.rate_limit_max = RATE_LIMIT_MAX
         self.rate_limit_window = RATE_LIMIT_WINDOW
@@ -415,10 +425,13 @@ class HubSpotSandbox(WebhookSender):
             portal.portal_id, "default", "Sales Pipeline", DEFAULT_DEAL_STAGES, created_at=0.0
         )
         if demo_deals:
+            # Demo deals start at the pipeline's first open stage, so completing the first
+            # stage-gate milestone visibly moves the deal (issue 11, "the demo").
             now = self.now()
-            for name, stage, amount in (
-                ("Acme - Platform rollout", "qualifiedtobuy", "48000"),
-                ("Acme - Expansion", "presentationscheduled", "12500"),
+            stage = self.first_open_stage(portal.portal_id)
+            for name, amount in (
+                ("Acme - Platform rollout", "48000"),
+                ("Acme - Expansion", "12500"),
             ):
                 self._insert(
                     portal,
@@ -432,6 +445,13 @@ class HubSpotSandbox(WebhookSender):
                     },
                     now,
                 )
+
+    def first_open_stage(self, portal_id: int, pipeline_id: str = "default") -> str:
+        """The id of the first stage (by displayOrder) whose metadata.isClosed is "false"."""
+        with self.lock:
+            pipe = self.portals[portal_id].pipelines["0-3"][pipeline_id]
+            stages = sorted(pipe["stages"], key=lambda st: st["displayOrder"])
+            return next(st["id"] for st in stages if st["metadata"]["isClosed"] != "true")
 
     def add_pipeline(
         self,
@@ -778,7 +798,12 @@ class HubSpotSandbox(WebhookSender):
     def create_deal(self, portal_id: int, properties: dict[str, str]) -> dict:
         with self.lock:
             portal = self.portals[portal_id]
-            props = {"pipeline": "default", "dealstage": "appointmentscheduled", **properties}
+            pipeline = properties.get("pipeline", "default")
+            props = {
+                "pipeline": pipeline,
+                "dealstage": self.first_open_stage(portal_id, pipeline),
+                **properties,
+            }
             rec = self._insert(portal, "0-3", props, self.now())
             self._deal_events(portal, rec["id"], None, props, "CRM_UI", created=True)
             return json.loads(json.dumps(rec))
@@ -808,11 +833,133 @@ class HubSpotSandbox(WebhookSender):
             )
 
     def rep_delete_deal(self, portal_id: int, deal_id: str) -> list[dict]:
+        """A rep deletes the deal in HubSpot's UI: it goes to the recycle bin (archived, still
+        listed with `?archived=true`, restorable with `restore_deal`) and `deal.deletion` is
+        recorded."""
         with self.lock:
             portal = self.portals[portal_id]
             rec = portal.objects["0-3"][str(deal_id)]
             self._archive(portal, "0-3", rec)
             return self._deal_events(portal, rec["id"], None, None, "CRM_UI", deleted=True)
+
+    def restore_deal(
+        self, portal_id: int, deal_id: str, *, user_id: int | None = None
+    ) -> list[dict]:
+        """A user restores a deleted deal from HubSpot's recycle bin.
+
+        "You can use the restore records tool to restore ... records ... up to 90 days after
+        they were deleted" (https://knowledge.hubspot.com/records/restore-deleted-records). The
+        deal is un-archived with its property values, hs_lastmodifieddate moves, and HubSpot's
+        `deal.restore` webhook event is recorded ("Restore: When an object is restored
+        (opposite of delete)"; "No new payload properties were added for restore":
+        https://developers.hubspot.com/changelog/new-subscription-types-for-webhooks; the
+        type is in the webhooks v3 spec's subscription enum). It is delivered only if
+        `webhook_subscriptions` contains ("deal.restore", None), as HubSpot delivers only
+        subscribed types; `drain_events(all_types=True)` shows it either way. Its associations
+        come back too (*emulator choice*: the knowledge base says restored contacts get their
+        activities back; it says nothing explicit about associations).
+        """
+        return self.restore_record(portal_id, "0-3", deal_id, user_id=user_id)
+
+    def restore_record(
+        self, portal_id: int, object_type: str, object_id: str, *, user_id: int | None = None
+    ) -> list[dict]:
+        """Restore any archived record (deal, custom object) as a user would from the recycle
+        bin; see `restore_deal`. Returns the webhook events recorded (deals only; custom-object
+        events do not reach a public app's webhooks). 409 CONFLICT if an active record holds
+        the same unique value (the knowledge base's rule for contacts' emails)."""
+        with self.lock:
+            portal = self.portals[portal_id]
+            tid = self._resolve(portal, object_type)
+            rec = portal.objects.get(tid, {}).get(str(object_id)) if tid else None
+            if rec is None or not rec["archived"]:
+                raise KeyError(f"{object_type} {object_id} is not in the recycle bin")
+            self._unarchive(portal, tid, rec)
+            if tid != "0-3":
+                return []
+            uid, _ = self._user(portal, user_id or portal.users[-1][0])
+            return self._deal_events(
+                portal, rec["id"], None, None, "CRM_UI", restored=True,
+                source_id=f"userId:{uid}",
+            )
+
+    def ui_delete(self, portal_id: int, object_type: str, object_id: str) -> None:
+        """A user deletes a record (e.g. a plan or milestone) in HubSpot's UI: archived, into
+        the recycle bin, no webhook (custom-object events do not reach public apps)."""
+        with self.lock:
+            portal = self.portals[portal_id]
+            tid = self._resolve(portal, object_type)
+            rec = portal.objects.get(tid, {}).get(str(object_id)) if tid else None
+            if rec is None or rec["archived"]:
+                raise KeyError(f"{object_type} {object_id} not found")
+            self._archive(portal, tid, rec)
+
+    def ui_create_record(
+        self,
+        portal_id: int,
+        object_type: str,
+        properties: dict[str, str],
+        *,
+        associations: Iterable[tuple[str, str]] = (),
+    ) -> dict:
+        """A user creates a record (e.g. a plan or milestone) in HubSpot's UI: no UUID of ours
+        unless the user types one, associated to the given (object type, id) records with the
+        first association type defined between the pair (the one the record page's
+        association card uses), no webhook.
+
+        Like the UI's create form, it enforces the schema's `requiredProperties` ("The names of
+        properties that should be required when creating an object of this type", the
+        `ObjectSchemaEgg` in the schemas v3 spec), unique values and property validation. So a
+        schema that lists our UUID property as required makes this fail: a UI user would have
+        to invent a UUID.
+        """
+        with self.lock:
+            portal = self.portals[portal_id]
+            tid = self._resolve(portal, object_type)
+            if tid is None:
+                raise KeyError(f"unknown object type {object_type}")
+            clean, errors = self._check_values(portal, tid, dict(properties))
+            errors += self._check_pipeline(portal, tid, None, clean)
+            if tid in portal.schemas:
+                errors += [
+                    {"isValid": False, "message": f"{n} is required", "error": "REQUIRED",
+                     "name": n}
+                    for n in portal.schemas[tid]["requiredProperties"]
+                    if not clean.get(n)
+                ]
+            targets = []
+            for to_type, to_id in associations:
+                to = self._resolve(portal, to_type)
+                target = portal.objects.get(to or "", {}).get(str(to_id))
+                defs = portal.assoc_types.get((tid, to or ""), [])
+                if target is None or target["archived"] or not defs:
+                    raise KeyError(f"cannot associate to {to_type} {to_id}")
+                targets.append((to, str(to_id), defs[0]))
+            if errors:
+                raise _prop_error(errors)
+            self._check_unique(portal, tid, None, clean)
+            rec = self._insert(portal, tid, clean, self.now())
+            for to, to_id, d in targets:
+                self._associate(
+                    portal, tid, rec["id"], to, to_id,
+                    [{"associationCategory": d["category"], "associationTypeId": d["typeId"]}],
+                )
+            if tid == "0-3":
+                self._deal_events(portal, rec["id"], None, clean, "CRM_UI", created=True)
+            return json.loads(json.dumps(rec))
+
+    def upgrade_portal(self, portal_id: int, tier: str = "enterprise") -> Portal:
+        """The account changes subscription (e.g. buys an Enterprise hub): custom objects
+        become available ("Requires one of the following products or higher: ...
+        Enterprise", https://developers.hubspot.com/crm-custom-objects). Tokens keep the scopes
+        they were granted: optional custom-object scopes dropped at install (the account could
+        not have them) need a new authorization (consent page, `authorize`, or `issue_tokens`)
+        before schema calls succeed. A downgrade keeps existing schemas and records (*emulator
+        choice*) but new schema creates answer 403."""
+        with self.lock:
+            portal = self.portals[portal_id]
+            portal.tier = tier
+            return portal
 
     def ui_edit(
         self, portal_id: int, object_type: str, object_id: str, properties: dict[str, str]
@@ -1060,11 +1207,43 @@ class HubSpotSandbox(WebhookSender):
         rec["archived"] = True
         rec["archivedAt"] = ts
         rec["updatedAt"] = ts
+        stash = portal.archived_assocs.setdefault((tid, rec["id"]), [])
         for (f, fid, t), links in list(portal.assocs.items()):
             if f == tid and fid == rec["id"]:
-                for to_id in links:
-                    portal.assocs.get((t, to_id, f), {}).pop(rec["id"], None)
+                for to_id, types in links.items():
+                    back = portal.assocs.get((t, to_id, f), {}).pop(rec["id"], None)
+                    stash.append((t, to_id, set(types), set(back or ())))
                 links.clear()
+
+    def _unarchive(self, portal: Portal, tid: str, rec: dict) -> None:
+        """Restore from the recycle bin: the record and the associations it had come back."""
+        defs = portal.properties.get(tid, {})
+        for name, value in rec["properties"].items():
+            if value and defs.get(name, {}).get("hasUniqueValue"):
+                for other in portal.objects[tid].values():
+                    if not other["archived"] and other["properties"].get(name) == value:
+                        raise ApiError(
+                            409,
+                            "CONFLICT",
+                            f"Cannot restore {rec['id']}: an active record ({other['id']}) has "
+                            f"the same {name} {value!r}",
+                        )
+        rec["archived"] = False
+        rec.pop("archivedAt", None)
+        ts = self.now()
+        _scope, _d, _c, modified = self._type_info(portal, tid)
+        rec["properties"][modified] = _iso(ts)
+        rec["updatedAt"] = _iso(ts)
+        for to, to_id, types, back in portal.archived_assocs.pop((tid, rec["id"]), []):
+            target = portal.objects.get(to, {}).get(to_id)
+            if target is None or target["archived"]:
+                continue
+            portal.assocs.setdefault((tid, rec["id"], to), {}).setdefault(to_id, set()).update(
+                types
+            )
+            portal.assocs.setdefault((to, to_id, tid), {}).setdefault(rec["id"], set()).update(
+                back
+            )
 
     def _out(
         self,
@@ -1295,6 +1474,17 @@ class HandlerBase:
         if rec is None:
             raise ApiError(404, "OBJECT_NOT_FOUND", "resource not found")
         return rec
+
+    @staticmethod
+    def _archived_arg(ctx: _Ctx) -> bool:
+        """The boolean `archived` query parameter (typed boolean in HubSpot's specs).
+        hubspot-api-client 12 sends Python's `str(True)`, i.e. `archived=True`, and its
+        `archived=True` is how the SDK lists the recycle bin, so the value is read
+        case-insensitively; anything but true/false is a 400."""
+        raw = ctx.request.args.get("archived", "false").strip().lower()
+        if raw not in ("true", "false"):
+            raise ApiError(400, "VALIDATION_ERROR", f"archived must be true or false, got {raw!r}")
+        return raw == "true"
 
     def _limit(self, ctx: _Ctx, default: int, maximum: int) -> int:
         try:

@@ -30,7 +30,7 @@ class SchemaHandlers:
 
     def schemas_list(self, ctx: _Ctx):
         self._need(ctx, "crm.schemas.custom.read", "crm.objects.custom.read")
-        archived = ctx.request.args.get("archived", "false") == "true"
+        archived = self._archived_arg(ctx)
         return 200, {
             "results": [
                 self._schema_out(ctx.portal, s)
@@ -217,7 +217,7 @@ class SchemaHandlers:
                 "VALIDATION_ERROR",
                 "Delete all records of this object type before deleting the schema.",
             )
-        if ctx.request.args.get("archived") == "true":
+        if self._archived_arg(ctx):
             del portal.schemas[tid]
         else:
             portal.schemas[tid]["archived"] = True
@@ -226,7 +226,7 @@ class SchemaHandlers:
     # ---- properties ----------------------------------------------------------------------
     def props_list(self, ctx: _Ctx, object_type: str):
         tid = self._type(ctx, object_type, schema=True)
-        archived = ctx.request.args.get("archived", "false") == "true"
+        archived = self._archived_arg(ctx)
         return 200, {
             "results": [p for p in ctx.portal.properties[tid].values() if p["archived"] == archived]
         }

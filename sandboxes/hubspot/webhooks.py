@@ -30,6 +30,7 @@ SUBSCRIPTION_IDS = {
     "deal.deletion": 1002,
     "deal.propertyChange": 1003,
     "deal.associationChange": 1004,
+    "deal.restore": 1005,
 }
 DEFAULT_WEBHOOK_SUBSCRIPTIONS = (
     ("deal.propertyChange", "dealstage"),
@@ -131,6 +132,7 @@ class WebhookSender:
         *,
         created: bool = False,
         deleted: bool = False,
+        restored: bool = False,
         source_id: str | None = None,
     ) -> list[dict]:
         base = {
@@ -147,6 +149,8 @@ class WebhookSender:
             out.append({**base, "subscriptionType": "deal.creation", "changeFlag": "CREATED"})
         if deleted:
             out.append({**base, "subscriptionType": "deal.deletion", "changeFlag": "DELETED"})
+        if restored:  # no extra payload properties for restore (changelog, see restore_deal)
+            out.append({**base, "subscriptionType": "deal.restore"})
         for name, (_old, new) in (changed or {}).items():
             if name in ("hs_lastmodifieddate", "hs_deal_stage_probability", "hs_is_closed"):
                 continue

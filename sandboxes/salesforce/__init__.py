@@ -69,6 +69,16 @@ Fidelity notes (deliberate, so bugs show up locally)
 * A "timeout" fault sleeps and *then processes the request*: the write happens although the
   client gave up (use idempotent upserts).
 * ``invalid_session`` fault answers 401 and really kills the access token presented.
+* Orgs have no Opportunity record types by default (``add_org(record_types=True)`` adds one);
+  with ``SalesforceSandbox(legacy_record_type_column=False)`` such an org has no
+  ``RecordTypeId`` column (describe, SOQL, writes), as real orgs. Non-reparentable master-detail
+  fields are not updateable with ``legacy_updateable_master_detail=False``. Both switches
+  default to the lenient legacy behaviour until the connector is adapted (see the docstring of
+  ``SalesforceSandbox``).
+* Lightning Data Service: ``/ui-api/records`` POST/GET/PATCH/DELETE and the helpers
+  ``lds_create`` / ``lds_update`` / ``lds_delete`` write as the rep, with nothing added (no
+  external ids). Deletes go to the recycle bin (``queryAll`` shows ``IsDeleted = true``);
+  ``undelete`` restores a record and the details its delete cascaded to.
 """
 from __future__ import annotations
 
@@ -127,21 +137,33 @@ def demo_sandbox(client_id: str = "mutualplan-local",
                  client_secret: str = "mutualplan-local-secret",
                  redirect_uris: Iterable[str] = ()) -> SalesforceSandbox:
     """A sandbox with three orgs for ``make run``: package installed, namespaced sandbox org,
-    and one without the package; a few accounts and opportunities each."""
+    and one without the package; a few accounts and opportunities each.
+
+    Record types: Acme and Initech have none, like a new org (one sales process needs none).
+    Globex UAT has two sales processes ("Standard", "Renewal") and so two Opportunity record
+    types ("New Business", "Renewal"), the only way an org can have several sales processes;
+    the demo thus has both shapes. Every opportunity starts at the first open stage of its
+    sales process, so the first stage-gate milestone visibly moves it.
+    """
     sb = SalesforceSandbox()
     sb.add_connected_app(client_id, client_secret, redirect_uris)
     acme = sb.add_org("Acme Corp", my_domain="acme", package_installed=True)
     sb.add_user(acme, "rep@acme.example.com", name="Riley Rep")
     uat = sb.add_org("Globex UAT", my_domain="globex", is_sandbox=True, namespace="mapns")
+    sb.add_sales_process(uat, "Renewal", ["Qualification", "Negotiation/Review", "Closed Won",
+                                          "Closed Lost"])
+    new_business = sb.add_record_type(uat, "New Business", "Standard")
+    sb.add_record_type(uat, "Renewal", "Renewal")
     sb.add_org("Initech", my_domain="initech", package_installed=False)
     for org in sb.orgs.values():
         acc = sb.create_record(org, "Account", {"Name": f"{org.name} Customer"})
-        for n, stage in enumerate(("Prospecting", "Value Proposition", "Negotiation/Review")):
+        extra = {"RecordTypeId": new_business.id} if org is uat else {}
+        stage = sb.first_open_stage(org, "Standard")
+        for n in range(3):
             sb.create_record(org, "Opportunity", {
                 "Name": f"{org.name} deal {n + 1}", "AccountId": acc, "StageName": stage,
                 "CloseDate": (date.today() + timedelta(days=30 * (n + 1))).isoformat(),
-                "Amount": 10000.0 * (n + 1)})
-    del uat
+                "Amount": 10000.0 * (n + 1), **extra})
     return sb
 
 

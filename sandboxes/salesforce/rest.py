@@ -141,10 +141,31 @@ class RestHandlers:
                 "DataStorageMB": {"Max": 5, "Remaining": 5},
                 "FileStorageMB": {"Max": 20, "Remaining": 20},
             }, {}
+        if head == "ui-api" and n in (2, 3) and p[1] == "records":
+            return self.ui_records(ctx, method, p[2] if n == 3 else None, args, body, allow)
         if head == "ui-api" and n == 6 and p[1] == "object-info" and p[3] == "picklist-values":
             allow("GET")
             return 200, self.picklist_values(ctx, p[2], p[4], p[5]), {}
         raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+
+    # ---- ui-api records (what Lightning Data Service calls) -----------------------------------
+    def ui_records(self, ctx: _Ctx, method: str, record_id: str | None, args: dict, body: Any,
+                   allow) -> tuple:
+        """``POST /ui-api/records`` (createRecord), ``GET|PATCH|DELETE /ui-api/records/{id}``
+        (getRecord, updateRecord, deleteRecord); see ``SalesforceSandbox.lds_create``. The
+        record is written as the session's user (the rep, in the component)."""
+        sb = self.sb
+        if record_id is None:
+            allow("POST")
+            return 201, sb._ui_create(ctx.org, body, ctx.user_id, ctx.version), {}
+        allow("GET", "PATCH", "DELETE")
+        if method == "GET":
+            st, rid = sb._ui_target(ctx.org, record_id)
+            return 200, sb._ui_record(ctx.org, st, rid, ctx.version), {}
+        if method == "PATCH":
+            return 200, sb._ui_update(ctx.org, record_id, body, ctx.user_id, ctx.version), {}
+        sb._ui_delete(ctx.org, record_id, ctx.user_id)
+        return 204, None, {}
 
     # ---- sobjects -----------------------------------------------------------------------------
     def sobjects(self, ctx: _Ctx, method: str, p: list, args: dict, body: Any, allow) -> tuple:
@@ -369,6 +390,8 @@ def _endpoint_shape(p: list) -> list:
         return [p[0], "{locator}"]
     if p[0] == "composite" and len(p) > 2:
         return ["composite", "sobjects", "{type}", "{field}"][:len(p)]
+    if p[0] == "ui-api" and len(p) >= 2 and p[1] == "records":
+        return ["ui-api", "records"] + (["{id}"] if len(p) > 2 else [])
     if p[0] == "ui-api":
         return ["ui-api", "..."]
     return p

@@ -123,7 +123,7 @@ DEFAULT_PACKAGE_OBJECTS: dict = {
         "fields": [
             _F("Mutual_Action_Plan__c", "reference", reference_to=("Mutual_Action_Plan__c",),
                relationship_name="Mutual_Action_Plan__r", delete_constraint="Cascade",
-               required=True, master_detail=True, custom=True),
+               required=True, master_detail=True, custom=True, updateable=False),
             _F("External_Id__c", "string", length=64, external_id=True, unique=True, custom=True),
             _F("Status__c", "picklist", picklist=_STATUS, custom=True),
             _F("Stage__c", "string", custom=True),
@@ -200,7 +200,10 @@ def load_package_schema(source_dir: str) -> dict:
                 if t("relationshipName"):
                     kw["child_relationship_name"] = t("relationshipName") + "__r"
                 if xtype == "MasterDetail":
-                    kw.update(master_detail=True, required=True, delete_constraint="Cascade")
+                    # Not updateable unless the relationship allows reparenting (see
+                    # SalesforceSandbox.legacy_updateable_master_detail for the sources).
+                    kw.update(master_detail=True, required=True, delete_constraint="Cascade",
+                              updateable=t("reparentableMasterDetail") == "true")
                 else:
                     kw["delete_constraint"] = t("deleteConstraint", "SetNull")
             if t("externalId") == "true":
@@ -223,6 +226,12 @@ def load_package_schema(source_dir: str) -> dict:
             entry["fields"].append(_F(fname, kind, **kw))
         out[name] = entry
     return out
+
+
+def record_type_field() -> _Field:
+    """Opportunity.RecordTypeId: present only in orgs that define Opportunity record types."""
+    return _F("RecordTypeId", "reference", reference_to=("RecordType",),
+              relationship_name="RecordType", label="Record Type ID")
 
 
 def _standard_types() -> dict:
@@ -251,8 +260,7 @@ def _standard_types() -> dict:
             _F("IsWon", "boolean", label="Won").ro(),
             _F("ForecastCategoryName", "picklist", label="Forecast Category",
                picklist=("Omitted", "Pipeline", "BestCase", "Commit", "Closed")),
-            _F("RecordTypeId", "reference", reference_to=("RecordType",),
-               relationship_name="RecordType", label="Record Type ID"),
+            record_type_field(),
             _F("Type", "picklist"), _F("NextStep", "string", label="Next Step"),
             _F("Description", "textarea"), _F("LeadSource", "picklist", label="Lead Source"),
         ]),

@@ -1267,7 +1267,7 @@ def test_every_endpoint_answers_within_the_published_contract(sb, server, ent, m
                     ]
                 }
             ],
-            "sorts": [{"propertyName": "createdate", "direction": "DESCENDING"}],
+            "sorts": ["-createdate"],
             "properties": ["dealname"],
             "limit": 5,
             "after": "0",
