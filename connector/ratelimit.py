@@ -15,6 +15,7 @@ from .errors import RateLimited
 # refills at 10/s can never exceed 10 + 100 = 110 in any 10-second window.
 HUBSPOT = {"rate": 10.0, "capacity": 10}
 SALESFORCE = {"rate": 20.0, "capacity": 20}  # concurrency guard; the daily quota is watched separately
+DEFAULT = {"rate": 10.0, "capacity": 10}  # a cautious start for a CRM that publishes no limit
 
 _LUA = """
 local key = KEYS[1]

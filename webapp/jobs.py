@@ -320,7 +320,7 @@ def init_app(app: Flask) -> None:
         def _start_runner():  # periodic work starts with the first request, not with CLI commands
             state["runner"].start()
     app.extensions[EXT] = state
-    app.extensions["mutualplan.ratelimiter"] = _rate_limiters(app, state)
+    app.extensions["mutualplan.ratelimiter"] = {}
 
     @event.listens_for(database(app).Session.session_factory, "after_commit")
     def _kick(session):
@@ -332,16 +332,21 @@ def init_app(app: Flask) -> None:
         session.info.pop("outbox_written", None)
 
 
-def _rate_limiters(app: Flask, state: dict) -> dict:
-    """Token buckets per CRM: in Redis when there is Redis, so all workers share them."""
-    limits = {"hubspot": ratelimit.HUBSPOT, "salesforce": ratelimit.SALESFORCE}
-    if state.get("redis") is not None:
-        return {p: ratelimit.RedisTokenBucket(state["redis"], **cfg) for p, cfg in limits.items()}
-    return {p: ratelimit.TokenBucket(**cfg) for p, cfg in limits.items()}
+_LIMITERS_LOCK = threading.Lock()
 
 
 def rate_limiter(provider: str):
-    return current_app.extensions["mutualplan.ratelimiter"].get(provider)
+    """The provider's per-account token bucket (its `rate`), made on first use: in Redis when
+    there is Redis, so all workers share it."""
+    app = current_app
+    limiters = app.extensions["mutualplan.ratelimiter"]
+    with _LIMITERS_LOCK:
+        if provider not in limiters:
+            cfg = providers.get(provider).rate
+            redis_client = app.extensions[EXT].get("redis")
+            limiters[provider] = (ratelimit.RedisTokenBucket(redis_client, **cfg) if redis_client
+                                  else ratelimit.TokenBucket(**cfg))
+        return limiters[provider]
 
 
 # ---- long-running processes ----------------------------------------------------------

@@ -13,6 +13,7 @@ A Provider says everything the app needs to know about a CRM besides its routes:
     webhooks           True when webhooks also say "this account may have changed"
     inbox              changes the webhooks recorded, handed to the next pull as RemoteChanges
     token_store        installation id -> TokenStore (one database-backed store for all)
+    rate               the per-account token bucket (rate/s, capacity), shared through Redis
 
 The shared parts run on these records: blueprints/connect.py (the one OAuth callback
 sequence), jobs.py (setup, pull, and the one clock that enqueues due pulls) and sync.py
@@ -30,7 +31,7 @@ from flask import Flask, current_app
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from connector import hubspot, salesforce
+from connector import hubspot, ratelimit, salesforce
 from connector.base import MemoryTokenStore, RemoteChange, TokenSet
 from connector.errors import CrmError, NotFound
 from connector.oauth import OAuthFailure, new_verifier
@@ -58,6 +59,7 @@ class Provider:
     webhooks: bool = False
     inbox: Callable[[Session, Installation], list[RemoteChange]] | None = None
     setup: Callable[[Any], dict] = _ensure_setup
+    rate: dict = field(default_factory=lambda: dict(ratelimit.DEFAULT))  # per-account token bucket
     token_store: Callable[[str], Any] = field(default=installations.InstallationTokenStore)
 
     def connector_for(self, row: Installation):
@@ -175,7 +177,8 @@ def hubspot_inbox(s: Session, row: Installation) -> list[RemoteChange]:
 HUBSPOT = Provider(
     name="hubspot", label="HubSpot", connector=_hubspot_connector, oauth=_hubspot_oauth,
     begin=_hubspot_begin, exchange=_hubspot_exchange, identify=_hubspot_identify,
-    pull_every=lambda row, now: HUBSPOT_RECONCILE, webhooks=True, inbox=hubspot_inbox)
+    pull_every=lambda row, now: HUBSPOT_RECONCILE, webhooks=True, inbox=hubspot_inbox,
+    rate=ratelimit.HUBSPOT)
 
 
 # ---- Salesforce ----------------------------------------------------------------------------
@@ -265,7 +268,7 @@ SALESFORCE = Provider(
     name="salesforce", label="Salesforce", connector=_salesforce_connector,
     oauth=_salesforce_oauth, begin=_salesforce_begin, exchange=_salesforce_exchange,
     identify=_salesforce_identify,
-    pull_every=poll_interval)
+    pull_every=poll_interval, rate=ratelimit.SALESFORCE)
 
 
 def init_app(app: Flask) -> None:
