@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import threading
 from datetime import date
 
@@ -70,6 +71,8 @@ def app_config():
 def app(database_url, app_config):
     app = create_app({"DATABASE_URL": database_url, "TESTING": True, "TODAY": lambda: TODAY,
                       "LOG_LEVEL": "WARNING", "SECRET_KEY": "test-secret", "JOBS_MODE": "manual", "OUTBOX_DEBOUNCE": 0,
+                      # rate-limit counters in Redis are per test, not shared across tests
+                      "RATE_LIMIT_NAMESPACE": f"test-{secrets.token_hex(4)}",
                       **app_config})
     yield app
     _empty_tables(app)

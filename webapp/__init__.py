@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Flask, jsonify, render_template
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import db, errors, logs, security
 from .config import DEV_SECRET_KEY, Config
@@ -27,8 +28,8 @@ def create_app(config: Config | dict | None = None) -> Flask:
 
     jobs.init_app(app)
 
-    from .blueprints import api
     from . import openapi
+    from .blueprints import api
 
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
@@ -63,11 +64,38 @@ def create_app(config: Config | dict | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz():
-        try:
-            db.session().execute(text("SELECT 1"))
-        except Exception as exc:  # the load balancer only needs yes or no
-            app.logger.warning("health check failed: %s", exc)
-            return jsonify(status="unavailable", database="unreachable"), 503
-        return jsonify(status="ok", database="ok")
+        """Each dependency the app needs: 200 when all answer, 503 naming the one that does
+        not (the database; Redis when REDIS_URL is set, as jobs and shared limits need it)."""
+        checks = {"database": _check_database}
+        if app.config.get("REDIS_URL"):
+            checks["redis"] = _check_redis
+        report = {name: check(app) for name, check in checks.items()}
+        ok = all(v == "ok" for v in report.values())
+        return jsonify(status="ok" if ok else "unavailable", **report), 200 if ok else 503
 
     return app
+
+
+def _check_database(app: Flask) -> str:
+    try:
+        db.session().execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:  # the load balancer only needs yes or no
+        app.logger.warning("health check: database unreachable: %s", exc.__class__.__name__)
+        return "unreachable"
+    return "ok"
+
+
+def _check_redis(app: Flask) -> str:
+    import redis
+
+    client = app.extensions.get("mutualplan.health_redis")
+    if client is None:
+        client = redis.Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=1,
+                                      socket_timeout=1)
+        app.extensions["mutualplan.health_redis"] = client
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        app.logger.warning("health check: redis unreachable: %s", exc.__class__.__name__)
+        return "unreachable"
+    return "ok"

@@ -61,6 +61,9 @@ def api_key_required(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
         g.principal = authenticate(request.headers.get("Authorization"))
+        from .web import limit_tenant  # web imports the domain; auth is imported by it
+
+        limit_tenant(g.principal.tenant_id)
         return view(*args, **kwargs)
 
     return wrapper

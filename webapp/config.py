@@ -47,6 +47,11 @@ class Config:
         # "rq" with REDIS_URL, else "thread"; tests use "inline" (run right after commit).
         self.JOBS_MODE = env.get("JOBS_MODE") or None
         self.OUTBOX_DEBOUNCE = float(env.get("OUTBOX_DEBOUNCE", 1.0))
+        # Requests per minute per tenant on the API (all its keys together); 0 switches it off.
+        self.API_RATE_LIMIT = int(env.get("API_RATE_LIMIT", 600))
+        # Rate-limit counters live under this Redis prefix: every process of one deployment
+        # shares them (two deployments on one Redis need two prefixes).
+        self.RATE_LIMIT_NAMESPACE = env.get("RATE_LIMIT_NAMESPACE") or "mutualplan"
         self.TESTING = False
         for key, value in overrides.items():
             setattr(self, key, value)

@@ -40,3 +40,12 @@ class VersionConflict(DomainError):
                          f"{current_version}; reload and apply your change again.",
                          current_version=current_version)
         self.expected, self.current_version = expected, current_version
+
+
+class LimitReached(DomainError):
+    """A per-plan count limit (plans.LIMITS): `limit` names it, `max` is its value."""
+
+    def __init__(self, limit: str, maximum: int, what: str):
+        super().__init__(f"A plan holds at most {maximum} {what}; this one is full.",
+                         limit=limit, max=maximum)
+        self.limit, self.max = limit, maximum

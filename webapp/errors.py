@@ -11,17 +11,26 @@ from dataclasses import dataclass, field
 
 from flask import Flask, jsonify, render_template, request
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from connector.errors import CrmError, NeedsReauth, RateLimited
 
-from .domain_errors import Conflict, DomainError, Invalid, NotFound, VersionConflict
+from .domain_errors import (
+    Conflict,
+    DomainError,
+    Invalid,
+    LimitReached,
+    NotFound,
+    VersionConflict,
+)
 
 PROBLEM_BASE = "https://mutualplan.dev/problems/"
 
 __all__ = [  # the domain errors are raised by the web layer too, under the same names
-    "Conflict", "DomainError", "Invalid", "NotFound", "PreconditionFailed", "Problem",
+    "Conflict", "DomainError", "Invalid", "LimitReached", "NotFound", "PreconditionFailed", "Problem",
     "ProblemError", "Unauthorized", "VersionConflict", "describe", "problem", "register",
 ]
 
@@ -54,6 +63,7 @@ DOMAIN_PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
     Conflict: (409, "conflict", "Conflict"),
     VersionConflict: (412, "stale-version", "Someone else changed this first"),
     Invalid: (422, "validation", "Some fields are not valid"),
+    LimitReached: (422, "limit-reached", "A limit is reached"),
     DomainError: (400, "bad-request", "Bad request"),
 }
 
@@ -124,6 +134,8 @@ def register(app: Flask) -> None:
         response = problem(p.status, p.slug, p.title, p.detail, p.errors, **p.extra)
         if p.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="mutualplan"'
+        if p.status == 429 and "retry_after" in p.extra:
+            response.headers["Retry-After"] = str(p.extra["retry_after"])
         return response
 
     @app.errorhandler(ValidationError)
@@ -134,6 +146,31 @@ def register(app: Flask) -> None:
     def _stale(exc):
         return problem(412, "stale-version", "Someone else changed this first",
                        "The record changed while this request was running; reload and try again.")
+
+    @app.errorhandler(OperationalError)  # connection refused or lost, server shutting down, …
+    @app.errorhandler(PoolTimeout)  # every connection of the pool busy for pool_timeout
+    def _database_down(exc):
+        return _unavailable(exc)
+
+    @app.errorhandler(DBAPIError)
+    def _database_error(exc: DBAPIError):
+        if exc.connection_invalidated:  # the connection died under the statement
+            return _unavailable(exc)
+        return _unexpected(exc)
+
+    def _unavailable(exc):
+        """The database is unreachable: a 503 the client may retry, since nothing was saved."""
+        app.logger.warning("database unavailable: %s", exc.__class__.__name__)
+        if _wants_html():
+            response = app.make_response((render_template(
+                "error.html", title="Temporarily unavailable",
+                detail="Please try again in a moment; nothing was saved."), 503))
+        else:
+            response = problem(503, "database-unavailable", "Temporarily unavailable",
+                               "The database cannot be reached; nothing was saved. Try again "
+                               "in a moment.")
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.errorhandler(CrmError)
     def _crm(exc: CrmError):

@@ -311,7 +311,8 @@ def init_app(app: Flask) -> None:
         import redis
         from rq import Queue
 
-        state["redis"] = redis.Redis.from_url(app.config["REDIS_URL"])
+        # A bounded connect: a kick after commit must not hang a request when Redis is gone.
+        state["redis"] = redis.Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=2)
         state["queue"] = Queue("mutualplan", connection=state["redis"])
     elif mode == "thread":
         state["runner"] = ThreadRunner(app)
@@ -325,11 +326,24 @@ def init_app(app: Flask) -> None:
     @event.listens_for(database(app).Session.session_factory, "after_commit")
     def _kick(session):
         if session.info.pop("outbox_written", False):
-            enqueue("relay", app=app)  # no app context here: this runs inside commit()
+            kick(app)
 
     @event.listens_for(database(app).Session.session_factory, "after_rollback")
     def _forget(session):
         session.info.pop("outbox_written", None)
+
+
+def kick(app: Flask) -> None:
+    """Wake a relay after a commit that wrote outbox rows. It never raises: it runs inside
+    commit(), after the change is durable, and an exception here would answer "nothing was
+    saved" for a write that was saved (a client retrying it makes a duplicate). When the
+    queue is unreachable the row simply waits: it is already due, and the clock's relay
+    (every 10 s) or the sweeper pushes it once the queue is back."""
+    try:
+        enqueue("relay", app=app)  # no app context here: this runs inside commit()
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the write is already committed
+        log.warning("job queue unreachable after commit; the outbox row waits for the clock's "
+                    "relay: %s", exc.__class__.__name__)
 
 
 _LIMITERS_LOCK = threading.Lock()

@@ -76,8 +76,12 @@ class Plan(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
-    # Optimistic locking: any UPDATE of the plan row checks and bumps version,
-    # so two concurrent writers cannot both win silently.
+    # Optimistic locking, enforced by the database: every ORM UPDATE of a versioned row
+    # (plan, stage, milestone, stakeholder) is `... WHERE version = <the version read>`, so
+    # of N concurrent writers holding the same version exactly one matches a row; the others
+    # match none (StaleDataError, turned into VersionConflict by plans.py). The plan bumps
+    # its version by itself; the children bump theirs in plans.py when their content
+    # changes (version_id_generator=False), so renumbering a sibling keeps its ETag.
     __mapper_args__ = {"version_id_col": version}
 
     stages: Mapped[list["Stage"]] = relationship(
@@ -98,7 +102,9 @@ class Stage(Base):
     plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(120))
     position: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     plan: Mapped[Plan] = relationship(back_populates="stages")
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
     milestones: Mapped[list["Milestone"]] = relationship(
         back_populates="stage", order_by="Milestone.position"
     )
@@ -125,6 +131,7 @@ class Milestone(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     plan: Mapped[Plan] = relationship(back_populates="milestones")
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
     stage: Mapped[Stage] = relationship(back_populates="milestones")
 
 
@@ -141,6 +148,7 @@ class Stakeholder(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
     version: Mapped[int] = mapped_column(Integer, default=1)
     plan: Mapped[Plan] = relationship(back_populates="stakeholders")
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
 
 
 class Slip(Base):

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 
 from . import clock, outbox, plan_templates
-from .domain_errors import Conflict, Invalid, NotFound, VersionConflict
+from .domain_errors import Conflict, Invalid, LimitReached, NotFound, VersionConflict
 from .models import Activity, Milestone, Plan, Slip, Stage, Stakeholder
 from .schemas import (
     MilestoneIn,
@@ -30,6 +32,24 @@ from .schemas import (
 )
 
 RISK_ORDER = {"on_track": 0, "at_risk": 1, "off_track": 2}
+
+# What one plan may hold (README "Limits"). A plan is read whole by the buyer page, the
+# editor and the card: without a bound, 10,000 milestones made a 61 MB editor page.
+# Resources and the stakeholders of a new plan are bounded by their schemas (schemas.py).
+LIMITS = {
+    "milestones_per_plan": (100, "milestones"),
+    "stages_per_plan": (20, "stages"),
+    "stakeholders_per_plan": (100, "stakeholders"),
+    "live_share_links_per_plan": (50, "live buyer links"),
+    "comments_per_milestone": (200, "comments on one milestone"),
+}
+
+
+def check_limit(name: str, count: int) -> None:
+    """Refuse a command that would take a count past its limit (LimitReached, a 422)."""
+    maximum, what = LIMITS[name]
+    if count > maximum:
+        raise LimitReached(name, maximum, what)
 
 
 # ---- loading -------------------------------------------------------------
@@ -82,6 +102,26 @@ def list_plans(s: Session, tenant_id: str, *, provider=None, account_id=None, de
 def check_version(expected: int | None, actual: int) -> None:
     if expected is not None and expected != actual:
         raise VersionConflict(expected, actual)
+
+
+def _flush_versioned(s: Session, row, expected: int | None) -> None:
+    """Send the pending UPDATEs now, each `WHERE version = <the version we read>`.
+
+    check_version compared with the row as this session read it; a concurrent writer
+    may have committed since. The database decides: when the UPDATE matches no row,
+    someone else won, and this writer gets a VersionConflict naming the version now
+    committed (read on a fresh connection: this session's transaction is dead and the
+    caller rolls it back).
+    """
+    model, row_id, loaded = type(row), row.id, row.version  # the row expires if the flush fails
+    try:
+        s.flush()
+    except StaleDataError:
+        with s.get_bind().connect() as conn:
+            current = conn.scalar(select(model.version).where(model.id == row_id))
+        if current is None:
+            raise NotFound("This record was deleted meanwhile.") from None
+        raise VersionConflict(loaded if expected is None else expected, current) from None
 
 
 # ---- derived figures ----------------------------------------------------
@@ -142,9 +182,25 @@ def _jsonable(value):
     return value
 
 
-def touch(s: Session, plan: Plan, actor: str, action: str, subject_id=None, detail=None) -> None:
-    """Record a change of `plan`: new version, an activity entry, and the outbox row."""
-    plan.updated_at = clock.now()  # also bumps plan.version (version_id_col)
+def touch(s: Session, plan: Plan, actor: str, action: str, subject_id=None, detail=None,
+          expected: int | None = None) -> None:
+    """Record a change of `plan`: new version, an activity entry, and the outbox row.
+
+    When the plan's own fields changed, its UPDATE is conditional on the version read
+    (a concurrent plan edit makes this one a VersionConflict). When only a child
+    changed (whose own row was version-checked), the plan's version is bumped
+    unconditionally in SQL: two people editing two different milestones both win.
+    """
+    now = clock.now()
+    if s.is_modified(plan, include_collections=False):
+        plan.updated_at = now  # also bumps plan.version (version_id_col)
+        _flush_versioned(s, plan, expected)
+    elif plan.id is not None:
+        table = Plan.__table__
+        version = s.execute(update(table).where(table.c.id == plan.id).values(
+            version=table.c.version + 1, updated_at=now).returning(table.c.version)).scalar_one()
+        set_committed_value(plan, "version", version)
+        set_committed_value(plan, "updated_at", now)
     s.add(Activity(tenant_id=plan.tenant_id, plan_id=plan.id, actor=actor, action=action,
                    subject_id=subject_id, detail=_jsonable(detail or {})))
     outbox.record(s, plan)
@@ -186,9 +242,15 @@ def create_plan(s: Session, tenant_id: str, data: PlanCreate, actor: str, today:
         plan.constraints = {**constraints, "go_live_date": go_live.isoformat()}
     for i, person in enumerate(data.stakeholders):
         plan.stakeholders.append(Stakeholder(tenant_id=tenant_id, position=i, **person.model_dump()))
+    _check_plan_size(plan)
     s.flush()
     touch(s, plan, actor, "plan.created", plan.id, {"template": data.template})
     return plan
+
+
+def _check_plan_size(plan: Plan) -> None:
+    check_limit("stages_per_plan", len(plan.stages))
+    check_limit("milestones_per_plan", sum(len(st.milestones) for st in plan.stages))
 
 
 def _add_template(plan: Plan, key: str, start: date, go_live: date | None) -> date:
@@ -221,6 +283,7 @@ def apply_template(s: Session, plan: Plan, key: str, actor: str, today: date) ->
         plan.constraints = {**constraints, "go_live_date": new_go_live.isoformat()}
     if not plan.template:
         plan.template = key
+    _check_plan_size(plan)
     s.flush()
     touch(s, plan, actor, "template.applied", plan.id, {"template": key})
     return plan
@@ -238,7 +301,7 @@ def update_plan(s: Session, plan: Plan, patch: PlanPatch, actor: str) -> Plan:
         changes[field] = value
     diff = _apply(plan, changes)
     if diff:
-        touch(s, plan, actor, "plan.updated", plan.id, diff)
+        touch(s, plan, actor, "plan.updated", plan.id, diff, expected=patch.version)
     return plan
 
 
@@ -259,6 +322,7 @@ def _place(items: list, item, position: int | None) -> None:
 
 
 def add_stage(s: Session, plan: Plan, data: StageIn, actor: str) -> Stage:
+    check_limit("stages_per_plan", len(plan.stages) + 1)
     stage = Stage(tenant_id=plan.tenant_id, plan=plan, name=data.name, position=0)
     stages = list(plan.stages)
     _place(stages, stage, data.position)
@@ -269,14 +333,18 @@ def add_stage(s: Session, plan: Plan, data: StageIn, actor: str) -> Stage:
 
 
 def update_stage(s: Session, stage: Stage, patch: StagePatch, actor: str) -> Stage:
+    check_version(patch.version, stage.version)
     plan = stage.plan
     diff = {}
-    if "name" in patch.model_fields_set:
-        diff |= _apply(stage, {"name": patch.name})
-    if "position" in patch.model_fields_set and patch.position != stage.position:
-        diff["position"] = [stage.position, patch.position]
-        _place(list(plan.stages), stage, patch.position)
+    with s.no_autoflush:  # no UPDATE before the version is bumped: _flush_versioned sends it
+        if "name" in patch.model_fields_set:
+            diff |= _apply(stage, {"name": patch.name})
+        if "position" in patch.model_fields_set and patch.position != stage.position:
+            diff["position"] = [stage.position, patch.position]
+            _place(list(plan.stages), stage, patch.position)
     if diff:
+        stage.version += 1
+        _flush_versioned(s, stage, patch.version)
         touch(s, plan, actor, "stage.updated", stage.id, diff)
     return stage
 
@@ -294,6 +362,12 @@ def delete_stage(s: Session, stage: Stage, actor: str) -> None:
 
 # milestones
 
+def _count(s: Session, model, plan: Plan) -> int:
+    """Rows of `model` in `plan`, counted in the database (not the loaded collection)."""
+    return s.scalar(select(func.count()).select_from(model).where(
+        model.tenant_id == plan.tenant_id, model.plan_id == plan.id))
+
+
 def _stage_of_plan(s: Session, plan: Plan, stage_id: str) -> Stage:
     stage = next((st for st in plan.stages if st.id == stage_id), None)
     if stage is None:
@@ -302,6 +376,7 @@ def _stage_of_plan(s: Session, plan: Plan, stage_id: str) -> Stage:
 
 
 def add_milestone(s: Session, plan: Plan, data: MilestoneIn, actor: str) -> Milestone:
+    check_limit("milestones_per_plan", _count(s, Milestone, plan) + 1)
     stage = _stage_of_plan(s, plan, data.stage_id)
     fields = data.model_dump(exclude={"stage_id", "position"})
     milestone = Milestone(tenant_id=plan.tenant_id, plan=plan, stage=stage, position=0, **fields)
@@ -321,6 +396,17 @@ def record_slip(s: Session, m: Milestone, old: date | None, new: date | None, ac
 
 def update_milestone(s: Session, m: Milestone, patch: MilestonePatch, actor: str) -> Milestone:
     check_version(patch.version, m.version)
+    with s.no_autoflush:  # no UPDATE before the version is bumped: _flush_versioned sends it
+        diff = _change_milestone(s, m, patch, actor)
+    if diff:
+        m.version += 1
+        m.updated_at = clock.now()
+        _flush_versioned(s, m, patch.version)
+        touch(s, m.plan, actor, "milestone.updated", m.id, diff)
+    return m
+
+
+def _change_milestone(s: Session, m: Milestone, patch: MilestonePatch, actor: str) -> dict:
     fields = patch.model_fields_set - {"version", "reason", "stage_id", "position"}
     if "reason" in patch.model_fields_set and "due_date" not in fields:
         raise Invalid("reason", "a reason goes with a due_date change")
@@ -337,12 +423,7 @@ def update_milestone(s: Session, m: Milestone, patch: MilestonePatch, actor: str
         record_slip(s, m, old_due, m.due_date, actor, patch.reason or "")
         if patch.reason:
             diff["reason"] = patch.reason
-    diff |= _move_milestone(s, m, patch)
-    if diff:
-        m.version += 1
-        m.updated_at = clock.now()
-        touch(s, m.plan, actor, "milestone.updated", m.id, diff)
-    return m
+    return diff | _move_milestone(s, m, patch)
 
 
 def _move_milestone(s: Session, m: Milestone, patch: MilestonePatch) -> dict:
@@ -374,6 +455,7 @@ def delete_milestone(s: Session, m: Milestone, actor: str) -> None:
 # stakeholders
 
 def add_stakeholder(s: Session, plan: Plan, data: StakeholderIn, actor: str) -> Stakeholder:
+    check_limit("stakeholders_per_plan", _count(s, Stakeholder, plan) + 1)
     person = Stakeholder(tenant_id=plan.tenant_id, plan=plan, position=len(plan.stakeholders),
                          **data.model_dump())
     s.add(person)
@@ -387,6 +469,7 @@ def update_stakeholder(s: Session, person: Stakeholder, patch: StakeholderPatch,
     diff = _apply(person, {f: getattr(patch, f) for f in patch.model_fields_set - {"version"}})
     if diff:
         person.version += 1
+        _flush_versioned(s, person, patch.version)
         touch(s, person.plan, actor, "stakeholder.updated", person.id, diff)
     return person
 
@@ -458,7 +541,7 @@ def document(s: Session, plan: Plan, today: date) -> dict:
             for p in sorted(plan.stakeholders, key=lambda p: p.position)
         ],
         "stages": [
-            {"id": st.id, "name": st.name, "position": st.position,
+            {"id": st.id, "name": st.name, "position": st.position, "version": st.version,
              "milestones": [milestone_document(m, today) for m in ms]}
             for st, ms in stages
         ],

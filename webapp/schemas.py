@@ -215,6 +215,7 @@ class StageIn(In):
 class StagePatch(In):
     name: StageName = optional()
     position: Position = optional()
+    version: Version | None = None
 
 
 class MilestoneIn(In):
@@ -279,6 +280,7 @@ class StageOut(Out):
     id: str
     name: str
     position: int
+    version: int
     milestones: list[MilestoneOut]
 
 

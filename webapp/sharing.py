@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from . import clock, plans
@@ -88,6 +88,7 @@ def create_link(s: Session, plan: Plan, actor: str, keys: Keys, *, label: str = 
     expires_at = clock.aware(expires_at)  # a zone-less input is UTC
     if expires_at is not None and expires_at <= clock.now():
         raise Invalid("expires_at", "must be in the future")
+    plans.check_limit("live_share_links_per_plan", _live_links(s, plan) + 1)
     link_id, salt = new_id(), secrets.token_hex(32)
     token = _token_for(keys, link_id, salt)
     link = ShareLink(id=link_id, tenant_id=plan.tenant_id, plan_id=plan.id, label=label or "",
@@ -98,6 +99,14 @@ def create_link(s: Session, plan: Plan, actor: str, keys: Keys, *, label: str = 
     plans.touch(s, plan, actor, "share_link.created", link.id,
                  {"label": link.label, "expires_at": expires_at})
     return link, f"{keys.base_url}/p/{token}"
+
+
+def _live_links(s: Session, plan: Plan) -> int:
+    now = clock.now()
+    return s.scalar(select(func.count()).select_from(ShareLink).where(
+        ShareLink.tenant_id == plan.tenant_id, ShareLink.plan_id == plan.id,
+        ShareLink.revoked_at.is_(None),
+        or_(ShareLink.expires_at.is_(None), ShareLink.expires_at > now)))
 
 
 def list_links(s: Session, plan: Plan) -> list[ShareLink]:
@@ -285,6 +294,8 @@ def add_comment(s: Session, plan: Plan, m: Milestone, body: str, *, side: str, n
         raise Invalid("body", "write something first")
     if len(body) > 2000:
         raise Invalid("body", "at most 2,000 characters")
+    plans.check_limit("comments_per_milestone", s.scalar(
+        select(func.count()).select_from(Comment).where(Comment.milestone_id == m.id)) + 1)
     comment = Comment(tenant_id=plan.tenant_id, plan_id=plan.id, milestone_id=m.id, link_id=link_id,
                       side=side, author_name=name[:200], author_email=email[:254], body=body,
                       internal=internal)

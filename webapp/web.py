@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import threading
 import time
 from datetime import date
@@ -94,11 +93,18 @@ def render(model: type[BaseModel], document: dict, status: int = 200, etag: int 
 # ---- rate limits ----------------------------------------------------------------------
 
 
+class TooManyRequests(ProblemError):
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+
 class RateLimiter:
-    """Fixed-window counters: in memory by default, in Redis when REDIS_URL is set."""
+    """Fixed-window counters: in memory by default, in Redis when REDIS_URL is set (then
+    shared by every process of the deployment, under RATE_LIMIT_NAMESPACE)."""
 
     def __init__(self, redis_url: str | None = None, namespace: str = ""):
-        self.namespace = namespace or secrets.token_hex(4)
+        if not namespace and current_app:
+            namespace = current_app.config.get("RATE_LIMIT_NAMESPACE") or ""
+        self.namespace = namespace or "mutualplan"
         self._redis = None
         if redis_url:
             import redis
@@ -128,3 +134,20 @@ class RateLimiter:
             count = count + 1 if seen_slot == slot else 1
             self._counts[name] = (slot, count)
             return count <= limit
+
+
+def limiter() -> RateLimiter:
+    """The app's one RateLimiter (the buyer page's per-link/per-IP limits, the API's per tenant)."""
+    ext = current_app.extensions
+    if "mutualplan.ratelimit" not in ext:
+        ext["mutualplan.ratelimit"] = RateLimiter(current_app.config.get("REDIS_URL"))
+    return ext["mutualplan.ratelimit"]
+
+
+def limit_tenant(tenant_id: str) -> None:
+    """API_RATE_LIMIT requests per minute per tenant, else 429 with Retry-After."""
+    per_minute = current_app.config.get("API_RATE_LIMIT") or 0
+    if per_minute and not limiter().hit(f"api:{tenant_id}", per_minute, 60):
+        retry_after = 60 - int(time.time()) % 60  # the fixed window's end
+        raise TooManyRequests(f"This account sends more than {per_minute} API requests a "
+                              f"minute; try again in {retry_after} s.", retry_after=retry_after)

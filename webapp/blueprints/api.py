@@ -148,6 +148,7 @@ def update_stage(stage_id):
     data = json_body(StagePatch)
     s = session()
     stage = plans.get_stage(s, _tenant(), stage_id)
+    data.version = expected_version(data.version)  # the stage's version (stages[].version)
     plans.update_stage(s, stage, data, _actor())
     s.commit()
     return _plan_response(stage.plan_id)
@@ -158,6 +159,7 @@ def update_stage(stage_id):
 def delete_stage(stage_id):
     s = session()
     stage = plans.get_stage(s, _tenant(), stage_id)
+    plans.check_version(expected_version(None), stage.version)
     plans.delete_stage(s, stage, _actor())
     s.commit()
     return "", 204
@@ -241,6 +243,7 @@ def update_stakeholder(stakeholder_id):
 def delete_stakeholder(stakeholder_id):
     s = session()
     person = plans.get_stakeholder(s, _tenant(), stakeholder_id)
+    plans.check_version(expected_version(None), person.version)
     plans.delete_stakeholder(s, person, _actor())
     s.commit()
     return "", 204
