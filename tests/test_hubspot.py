@@ -829,13 +829,17 @@ def test_sandbox_shortcut_puts_a_plan_on_a_deal_and_the_deal_follows(app, client
     response = client.post("/hubspot/sandbox/try", data={"portal_id": str(ENT)})
     assert response.status_code == 302 and "/editor/open/" in response.headers["Location"]
     [summary] = api.get("/plans").json["items"]
+    deal_of = summary["deal"]["deal_id"]
+    start = sb.get_record(ENT, "deals", deal_of)["properties"]["dealstage"]
+    assert start == sb.first_open_stage(ENT) == "appointmentscheduled"
     run(app)
+    assert sb.get_record(ENT, "deals", deal_of)["properties"]["dealstage"] == start  # no gate yet
     gate = next(m for m in milestones(api.get(f"/plans/{summary['id']}").json)
                 if m["title"] == "Define requirements and success criteria")
     assert api.patch(f"/milestones/{gate['id']}", json={"status": "done"}).status_code == 200
     run(app)
-    deal = next(d for d in sb.records(ENT, "deals") if d["id"] == summary["deal"]["deal_id"])
-    assert deal["properties"]["dealstage"] == "qualifiedtobuy"
+    moved = sb.get_record(ENT, "deals", deal_of)["properties"]["dealstage"]
+    assert moved == "qualifiedtobuy" and moved != start  # the gate visibly moved the deal
 
 
 def test_sandbox_shortcut_is_off_against_a_real_hubspot(app, client, sb):
