@@ -846,3 +846,39 @@ def test_sandbox_shortcut_is_off_against_a_real_hubspot(app, client, sb):
     installed(app, client, sb, ENT)
     app.config["HUBSPOT_API_BASE"] = "https://api.hubapi.com"
     assert client.post("/hubspot/sandbox/try", data={"portal_id": str(ENT)}).status_code == 404
+
+
+# ---- deletions, restores, records born in HubSpot, tier changes ----------------------------------
+
+
+def _record_of(sb, portal, type_id, uuid) -> dict:
+    return next(r for r in sb.records(portal, type_id) if r["properties"].get("mp_uuid") == uuid)
+
+
+def test_milestone_deleted_in_hubspot_ui_is_deleted_here_by_the_next_pull(app, client, sb):
+    installation_id, api = installed(app, client, sb, ENT)
+    plan = new_plan(api, ENT, deal_id(sb, ENT))
+    run(app)
+    run(app, "pull", installation_id)
+    types = inst(app, installation_id).settings["object_types"]
+    gone = milestone(plan, "Discovery call")
+    sb.advance(2)
+    sb.drain_events()
+    sb.ui_delete(ENT, types["milestone"], _record_of(sb, ENT, types["milestone"], gone["id"])["id"])
+    assert sb.drain_events() == []  # no webhook tells us: the pull must read the recycle bin
+    sb.reset_calls(ENT)
+    run(app, "pull", installation_id)
+    assert sb.call_counts(ENT)["GET /crm/v3/objects/{object_type}"] == 1  # the bin
+    titles = [m["title"] for m in milestones(api.get(f"/plans/{plan['id']}").json)]
+    assert "Discovery call" not in titles and len(titles) == len(milestones(plan)) - 1
+    run(app)  # the push that follows archives nothing new and fails nothing
+    assert not outbox(app, status="dead")
+    # a milestone we delete ourselves comes back from the bin as nothing to apply
+    other = milestone(plan, "Identify problems to solve")
+    assert api.delete(f"/milestones/{other['id']}").status_code == 204
+    run(app)
+    run(app, "pull", installation_id)
+    after = [m["title"] for m in milestones(api.get(f"/plans/{plan['id']}").json)]
+    assert after == [t for t in titles if t != other["title"]]
+    assert other["id"] in {r["properties"]["mp_uuid"]
+                           for r in sb.records(ENT, types["milestone"], archived=True)}
