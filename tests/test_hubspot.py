@@ -882,3 +882,59 @@ def test_milestone_deleted_in_hubspot_ui_is_deleted_here_by_the_next_pull(app, c
     assert after == [t for t in titles if t != other["title"]]
     assert other["id"] in {r["properties"]["mp_uuid"]
                            for r in sb.records(ENT, types["milestone"], archived=True)}
+
+
+def test_app_subscribes_to_deal_restore():
+    from webapp.local import app_webhook_subscriptions
+
+    subs = app_webhook_subscriptions()
+    assert ("deal.restore", None) in subs and ("deal.deletion", None) in subs
+    assert ("deal.propertyChange", "dealstage") in subs
+
+
+def _archived(app, plan_id) -> bool:
+    with app.app_context():
+        return session().get(Plan, plan_id).archived_at is not None
+
+
+@pytest.mark.parametrize("portal", [PRO, ENT])
+def test_deal_restored_from_the_recycle_bin_unarchives_its_plan(app, client, sb, served, portal):
+    from webapp.local import app_webhook_subscriptions
+
+    sb.webhook_subscriptions = app_webhook_subscriptions()  # what hsmeta subscribes to
+    installation_id, api = installed(app, client, sb, portal)
+    deal = deal_id(sb, portal)
+    plan = new_plan(api, portal, deal)
+    run(app)
+    sb.drain_events()
+    sb.rep_delete_deal(portal, deal)
+    sb.send_webhooks(app_url(app), sb.drain_events(portal))
+    queued(app)
+    run(app, "pull", installation_id)
+    assert _archived(app, plan["id"])
+
+    sb.advance(60)
+    events = sb.restore_deal(portal, deal)
+    assert [e["subscriptionType"] for e in events] == ["deal.restore"]
+    deliveries = sb.send_webhooks(app_url(app), sb.drain_events(portal))
+    assert [d.status for d in deliveries] == [204]
+    assert queued(app) == [("pull", (installation_id,))]  # the restore event asks for a pull
+    run(app, "pull", installation_id)
+    assert not _archived(app, plan["id"])
+    envelope = api.get(f"/plans/{plan['id']}").json
+    assert envelope["id"] == plan["id"]
+    run(app)  # the plan is pushed again: the deal's summary is current, nothing dead
+    assert not outbox(app, status="dead") and not outbox(app, status="pending")
+    assert sb.get_record(portal, "deals", deal)["properties"]["mp_progress_percent"] == "0"
+
+    # the restore webhook lost: the reconcile pull sees the deal again (hs_lastmodifieddate moved)
+    sb.advance(60)
+    sb.rep_delete_deal(portal, deal)
+    sb.send_webhooks(app_url(app), sb.drain_events(portal))
+    run(app, "pull", installation_id)
+    assert _archived(app, plan["id"])
+    sb.advance(60)
+    sb.restore_deal(portal, deal)
+    sb.drain_events()
+    run(app, "pull", installation_id)
+    assert not _archived(app, plan["id"])

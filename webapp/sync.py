@@ -38,13 +38,23 @@ from connector.errors import (
 )
 
 from . import clock, mirror, outbox, plans, providers
-from .models import Installation, Milestone, Mirror, OutboxEntry, Plan, Stage, StageMapping
+from .models import (
+    Activity,
+    Installation,
+    Milestone,
+    Mirror,
+    OutboxEntry,
+    Plan,
+    Stage,
+    StageMapping,
+)
 from .schemas import MilestonePatch
 from .web import today
 
 log = logging.getLogger("mutualplan.sync")
 
 PULL_OVERLAP = timedelta(seconds=30)
+DEAL_DELETED = "deal deleted in the CRM"
 SYNCED_FIELDS = ("title", "description", "owner_side", "due_date", "status", "risk", "internal")
 
 
@@ -334,9 +344,13 @@ def _apply_deal(s: Session, installation: Installation, change: RemoteChange) ->
         if change.deleted:
             if plan.archived_at is None:
                 plan.archived_at = clock.now()
-                plans.touch(s, plan, f"crm:{installation.provider}", "plan.archived",
-                             plan.id, {"reason": "deal deleted in the CRM"})
+                plans.touch(s, plan, f"crm:{installation.provider}", "plan.archived", plan.id,
+                            {"reason": DEAL_DELETED, "deleted_at": change.modified_at.isoformat()})
             continue
+        if plan.archived_at is not None:
+            _restore_if_deal_is_back(s, installation, plan, change)
+        if not change.fields:
+            continue  # "the deal exists" (a restore event): no values to compare
         state = s.get(Mirror, plan.id)
         if state is None:
             state = Mirror(plan_id=plan.id, tenant_id=plan.tenant_id, installation_id=installation.id,
@@ -356,6 +370,26 @@ def _apply_deal(s: Session, installation: Installation, change: RemoteChange) ->
         s.flush()
         _refresh_mismatch(s, installation, plan, state)
     return len(rows)
+
+
+def _restore_if_deal_is_back(s: Session, installation: Installation, plan: Plan,
+                             change: RemoteChange) -> None:
+    """A deal seen alive after its deletion archived the plan (restored from the CRM's recycle
+    bin) brings the plan back. A plan archived for another reason stays archived, and so does
+    one whose deal was seen before the deletion (an older page arriving late)."""
+    last = s.scalars(select(Activity).where(Activity.tenant_id == plan.tenant_id,
+                                            Activity.plan_id == plan.id,
+                                            Activity.action.in_(("plan.archived", "plan.restored")))
+                     .order_by(Activity.at.desc()).limit(1)).first()
+    detail = (last.detail or {}) if last else {}
+    if last is None or last.action != "plan.archived" or detail.get("reason") != DEAL_DELETED:
+        return
+    deleted_at = detail.get("deleted_at")
+    if deleted_at and change.modified_at <= clock.aware(datetime.fromisoformat(deleted_at)):
+        return
+    plan.archived_at = None
+    plans.touch(s, plan, f"crm:{installation.provider}", "plan.restored", plan.id,
+                {"reason": "deal restored in the CRM"})
 
 
 def _refresh_mismatch(s: Session, installation: Installation, plan: Plan, state: Mirror) -> None:
