@@ -938,3 +938,64 @@ def test_deal_restored_from_the_recycle_bin_unarchives_its_plan(app, client, sb,
     sb.drain_events()
     run(app, "pull", installation_id)
     assert not _archived(app, plan["id"])
+
+
+def test_portal_upgraded_to_enterprise_backfills_custom_objects_on_reconnect(app, client, sb):
+    installation_id, api = installed(app, client, sb, PRO)
+    deal = deal_id(sb, PRO)
+    plan = new_plan(api, PRO, deal)
+    run(app)
+    assert inst(app, installation_id).settings["mode"] == "deal_properties"
+    assert sb.portals[PRO].schemas == {}
+
+    sb.upgrade_portal(PRO, "enterprise")
+    # the daily re-check runs setup again; the token still lacks the custom scopes HubSpot
+    # dropped at install, so the mode holds until the admin reconnects
+    with app.app_context():
+        row = session().get(Installation, installation_id)
+        row.settings = {**row.settings, "setup_at": (datetime.now(timezone.utc)
+                                                     - timedelta(days=2)).isoformat()}
+        session().commit()
+    run(app, "pull_due")
+    assert ("setup", (installation_id,)) in queued(app)
+    run(app, "setup", installation_id)
+    assert inst(app, installation_id).settings["mode"] == "deal_properties"
+
+    install(client, sb, PRO)  # reconnect: the consent grants the custom scopes now
+    settings = inst(app, installation_id).settings
+    assert settings["mode"] == "custom_objects"
+    assert outbox(app, plan_id=plan["id"], status="pending")  # a full push is queued
+    run(app)
+    types = settings["object_types"]
+    [record] = sb.records(PRO, types["plan"])
+    assert record["properties"]["mp_uuid"] == plan["id"]
+    assert list(sb.associations(PRO, types["plan"], record["id"], "deals")) == [deal]
+    pushed = {r["properties"]["mp_uuid"] for r in sb.records(PRO, types["milestone"])}
+    assert pushed == {m["id"] for m in milestones(plan)}
+    assert not outbox(app, status="dead")
+
+    # downgraded again: the objects stay (HubSpot keeps them), pushes keep working
+    sb.upgrade_portal(PRO, "professional")
+    run(app, "setup", installation_id)
+    m = milestone(plan, "Discovery call")
+    assert api.patch(f"/milestones/{m['id']}", json={"status": "done"}).status_code == 200
+    run(app)
+    assert not outbox(app, status="dead") and not outbox(app, status="pending")
+    assert _record_of(sb, PRO, types["milestone"], m["id"])["properties"]["mp_status"] == "done"
+
+
+def test_losing_custom_objects_falls_back_to_deal_properties(app, client, sb):
+    installation_id, api = installed(app, client, sb, ENT)
+    deal = deal_id(sb, ENT)
+    plan = new_plan(api, ENT, deal)
+    run(app)
+    # the custom-object scopes are gone from the grant: every schema call answers 403
+    for token in sb.tokens.values():
+        token.scopes = [sc for sc in token.scopes if ".custom." not in sc]
+    run(app, "setup", installation_id)
+    assert inst(app, installation_id).settings["mode"] == "deal_properties"
+    m = milestone(plan, "Discovery call")
+    assert api.patch(f"/milestones/{m['id']}", json={"status": "done"}).status_code == 200
+    run(app)
+    assert not outbox(app, status="dead") and not outbox(app, status="pending")
+    assert sb.get_record(ENT, "deals", deal)["properties"]["mp_progress_percent"] != "0"

@@ -263,6 +263,22 @@ def _push(s: Session, installation: Installation, plan: Plan) -> str:
     return "done"
 
 
+def push_everything(s: Session, installation: Installation) -> int:
+    """Queue a full push of every live plan on this account's deals: the mirror forgets the
+    records it wrote (ids and hashes; the deal values it wrote stay), so every record is written
+    again. For an account whose shape changed, e.g. a HubSpot portal now with custom objects."""
+    rows = s.scalars(select(Plan).where(Plan.tenant_id == installation.tenant_id,
+                                        Plan.deal_provider == installation.provider,
+                                        Plan.deal_account_id == installation.account_id,
+                                        Plan.archived_at.is_(None))).all()
+    for plan in rows:
+        state = s.get(Mirror, plan.id)
+        if state is not None:
+            state.pushed_hashes, state.remote_ids = {}, {}
+        outbox.record(s, plan)
+    return len(rows)
+
+
 def _plain(fields: dict) -> dict:
     return {k: (v.isoformat() if isinstance(v, (date, datetime)) else v) for k, v in fields.items()}
 
