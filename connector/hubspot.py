@@ -636,13 +636,18 @@ class HubSpotConnector:
                 return None
             raise
         schemas = {s.name: s for s in found.results or []}
+        # mp_uuid is unique but never required: a rep creating a plan or milestone in HubSpot's
+        # UI cannot know our UUID (requiredProperties are enforced by the create form); the
+        # pull imports such records and writes the UUID back.
         try:
             plan = schemas.get(PLAN_OBJECT) or self._create_schema(
                 PLAN_OBJECT, "Mutual Action Plan", "Mutual Action Plans", PLAN_PROPERTIES, "mp_name",
-                ["mp_name", "mp_uuid"], ["DEAL"])
+                ["mp_name"], ["DEAL"])
             milestone = schemas.get(MILESTONE_OBJECT) or self._create_schema(
                 MILESTONE_OBJECT, "MAP Milestone", "MAP Milestones", MILESTONE_PROPERTIES, "mp_title",
-                ["mp_title", "mp_uuid"], [plan.object_type_id])
+                ["mp_title"], [plan.object_type_id])
+            for schema in (plan, milestone):
+                self._uuid_not_required(schema)
         except Rejected as exc:
             if exc.status == 403:
                 return None
@@ -666,6 +671,18 @@ class HubSpotConnector:
             milestone_to_plan = int(made.id)
         return {"object_types": {"plan": plan.object_type_id, "milestone": milestone.object_type_id},
                 "association_types": {"plan_to_deal": plan_to_deal, "milestone_to_plan": milestone_to_plan}}
+
+    def _uuid_not_required(self, schema) -> None:
+        """Schemas made by earlier versions listed mp_uuid as required: drop it (one PATCH)."""
+        required = list(getattr(schema, "required_properties", None) or [])
+        if UUID_PROPERTY not in required:
+            return
+        from hubspot.crm.schemas import ObjectTypeDefinitionPatch
+
+        patch = ObjectTypeDefinitionPatch(
+            required_properties=[p for p in required if p != UUID_PROPERTY])
+        self._call(lambda c: c.crm.schemas.core_api.update(
+            schema.object_type_id, object_type_definition_patch=patch, **self._t))
 
     def _create_schema(self, name, singular, plural, properties, primary, required, associated):
         egg = ObjectSchemaEgg(

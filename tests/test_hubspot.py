@@ -999,3 +999,22 @@ def test_losing_custom_objects_falls_back_to_deal_properties(app, client, sb):
     run(app)
     assert not outbox(app, status="dead") and not outbox(app, status="pending")
     assert sb.get_record(ENT, "deals", deal)["properties"]["mp_progress_percent"] != "0"
+
+
+def test_our_schemas_let_a_rep_create_records_in_hubspots_ui(app, client, sb):
+    installation_id, api = installed(app, client, sb, ENT)
+    types = inst(app, installation_id).settings["object_types"]
+    for type_id in types.values():
+        schema = sb.portals[ENT].schemas[type_id]
+        assert "mp_uuid" not in schema["requiredProperties"]
+        assert sb.portals[ENT].properties[type_id]["mp_uuid"]["hasUniqueValue"]
+    deal = deal_id(sb, ENT)
+    made = sb.ui_create_record(ENT, types["plan"], {"mp_name": "Born in HubSpot"},
+                               associations=[("deals", deal)])
+    assert "mp_uuid" not in made["properties"]
+    # a schema an earlier version made (mp_uuid required) is fixed by the next setup
+    sb.portals[ENT].schemas[types["milestone"]]["requiredProperties"] = ["mp_title", "mp_uuid"]
+    run(app, "setup", installation_id)
+    assert sb.portals[ENT].schemas[types["milestone"]]["requiredProperties"] == ["mp_title"]
+    sb.ui_create_record(ENT, types["milestone"], {"mp_title": "Security review"},
+                        associations=[(types["plan"], made["id"])])
