@@ -874,10 +874,12 @@ class HubSpotConnector:
             res = self._search(type_id, since_ms, props, after, [])
             for r in res.results or []:
                 p = r.properties or {}
-                if not p.get(UUID_PROPERTY):
-                    continue
                 fields, echo = milestone_from_properties(p)
                 modified = _parse_dt(p.get("hs_lastmodifieddate")) or utcnow()
+                if not p.get(UUID_PROPERTY):  # created in HubSpot's UI: keyed by its record id
+                    changes.append(RemoteChange("milestone", str(r.id), fields, modified,
+                                                born_in_crm=True))
+                    continue
                 changes.append(RemoteChange("milestone", p[UUID_PROPERTY], fields, modified, content_hash=echo))
             return Page(changes, _next_cursor("milestones", res, since_ms) or "binned:0")
         return Page(changes, None)

@@ -1018,3 +1018,32 @@ def test_our_schemas_let_a_rep_create_records_in_hubspots_ui(app, client, sb):
     assert sb.portals[ENT].schemas[types["milestone"]]["requiredProperties"] == ["mp_title"]
     sb.ui_create_record(ENT, types["milestone"], {"mp_title": "Security review"},
                         associations=[(types["plan"], made["id"])])
+
+
+def test_pull_hands_over_milestones_born_in_hubspots_ui_keyed_by_record_id(app, client, sb):
+    from webapp import sync
+
+    installation_id, api = installed(app, client, sb, ENT)
+    plan = new_plan(api, ENT, deal_id(sb, ENT))
+    run(app)
+    types = inst(app, installation_id).settings["object_types"]
+    [plan_rec] = sb.records(ENT, types["plan"])
+    sb.advance(2)
+    made = sb.ui_create_record(ENT, types["milestone"], {"mp_title": "Security review",
+                                                         "mp_status": "in_progress"},
+                               associations=[(types["plan"], plan_rec["id"])])
+    with app.app_context():
+        connector = sync.connector_for(session().get(Installation, installation_id))
+        changes, cursor = [], None
+        while True:
+            page = connector.pull(datetime.now(timezone.utc) - timedelta(minutes=5), cursor)
+            changes += page.changes
+            cursor = page.cursor
+            if cursor is None:
+                break
+    [born] = [c for c in changes if c.born_in_crm]
+    assert born.kind == "milestone" and born.key == made["id"]
+    assert born.fields["title"] == "Security review" and born.fields["status"] == "in_progress"
+    assert not any(c.born_in_crm for c in changes if c.key != made["id"])
+    run(app, "pull", installation_id)  # not an edit of ours: nothing applied to the plan
+    assert len(milestones(api.get(f"/plans/{plan['id']}").json)) == len(milestones(plan))

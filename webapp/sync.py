@@ -344,6 +344,8 @@ def pull_installation(s: Session, installation_id: str) -> int:
 
 
 def apply_change(s: Session, installation: Installation, change: RemoteChange) -> int:
+    if change.born_in_crm:
+        return 0  # a record created in the CRM without our UUID: for the import, not an edit
     if change.kind == "deal":
         return _apply_deal(s, installation, change)
     if change.kind == "milestone":
