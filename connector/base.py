@@ -161,6 +161,11 @@ class RemoteChange:
     modified_at: datetime
     deleted: bool = False
     content_hash: str | None = None
+    # A plan or milestone created in the CRM without our UUID (a rep's record in HubSpot's UI
+    # or Salesforce's component): `key` is then the CRM record id, `fields` hold what the record
+    # says (a milestone's plan as "plan_uuid" when the rep typed it). The import gives it a
+    # UUID and the next push writes that back.
+    born_in_crm: bool = False
 
 
 @dataclass(frozen=True)

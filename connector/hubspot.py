@@ -636,13 +636,18 @@ class HubSpotConnector:
                 return None
             raise
         schemas = {s.name: s for s in found.results or []}
+        # mp_uuid is unique but never required: a rep creating a plan or milestone in HubSpot's
+        # UI cannot know our UUID (requiredProperties are enforced by the create form); the
+        # pull imports such records and writes the UUID back.
         try:
             plan = schemas.get(PLAN_OBJECT) or self._create_schema(
                 PLAN_OBJECT, "Mutual Action Plan", "Mutual Action Plans", PLAN_PROPERTIES, "mp_name",
-                ["mp_name", "mp_uuid"], ["DEAL"])
+                ["mp_name"], ["DEAL"])
             milestone = schemas.get(MILESTONE_OBJECT) or self._create_schema(
                 MILESTONE_OBJECT, "MAP Milestone", "MAP Milestones", MILESTONE_PROPERTIES, "mp_title",
-                ["mp_title", "mp_uuid"], [plan.object_type_id])
+                ["mp_title"], [plan.object_type_id])
+            for schema in (plan, milestone):
+                self._uuid_not_required(schema)
         except Rejected as exc:
             if exc.status == 403:
                 return None
@@ -666,6 +671,18 @@ class HubSpotConnector:
             milestone_to_plan = int(made.id)
         return {"object_types": {"plan": plan.object_type_id, "milestone": milestone.object_type_id},
                 "association_types": {"plan_to_deal": plan_to_deal, "milestone_to_plan": milestone_to_plan}}
+
+    def _uuid_not_required(self, schema) -> None:
+        """Schemas made by earlier versions listed mp_uuid as required: drop it (one PATCH)."""
+        required = list(getattr(schema, "required_properties", None) or [])
+        if UUID_PROPERTY not in required:
+            return
+        from hubspot.crm.schemas import ObjectTypeDefinitionPatch
+
+        patch = ObjectTypeDefinitionPatch(
+            required_properties=[p for p in required if p != UUID_PROPERTY])
+        self._call(lambda c: c.crm.schemas.core_api.update(
+            schema.object_type_id, object_type_definition_patch=patch, **self._t))
 
     def _create_schema(self, name, singular, plural, properties, primary, required, associated):
         egg = ObjectSchemaEgg(
@@ -825,8 +842,9 @@ class HubSpotConnector:
     # -- pull -----------------------------------------------------------------------------------
     def pull(self, since: datetime, cursor: str | None = None) -> Page:
         """Deals changed since `since` (those carrying our summary properties), then, in
-        custom-objects mode, milestones edited in HubSpot's UI. (Deleted deals are not
-        searchable: the webhook's deletion events bring them, see webapp/providers.py.)
+        custom-objects mode, milestones edited in HubSpot's UI, then milestones deleted there
+        (the recycle bin, `_binned`). (Deleted deals are not searchable: the webhook's
+        deletion events bring them, see webapp/providers.py.)
 
         Cursor: "<phase>:<after>[:<from ms>]". HubSpot's search stops at 10,000 results, so
         before paging past that it restarts from the last record's hs_lastmodifieddate
@@ -848,19 +866,45 @@ class HubSpotConnector:
             if self.mode == MODE_CUSTOM and self.settings.get("object_types"):
                 return Page(changes, "milestones:0")
             return Page(changes, None)
+        if phase == "binned":
+            return self._binned(since, after)
         if phase == "milestones":
             type_id = self.settings["object_types"]["milestone"]
             props = [UUID_PROPERTY, "hs_lastmodifieddate", "mp_sync", *MILESTONE_MAP.values()]
             res = self._search(type_id, since_ms, props, after, [])
             for r in res.results or []:
                 p = r.properties or {}
-                if not p.get(UUID_PROPERTY):
-                    continue
                 fields, echo = milestone_from_properties(p)
                 modified = _parse_dt(p.get("hs_lastmodifieddate")) or utcnow()
+                if not p.get(UUID_PROPERTY):  # created in HubSpot's UI: keyed by its record id
+                    changes.append(RemoteChange("milestone", str(r.id), fields, modified,
+                                                born_in_crm=True))
+                    continue
                 changes.append(RemoteChange("milestone", p[UUID_PROPERTY], fields, modified, content_hash=echo))
-            return Page(changes, _next_cursor("milestones", res, since_ms))
+            return Page(changes, _next_cursor("milestones", res, since_ms) or "binned:0")
         return Page(changes, None)
+
+    def _binned(self, since: datetime, after: str) -> Page:
+        """Milestones deleted in HubSpot's UI since `since`: search never returns archived
+        records, and custom-object deletions reach no public app's webhooks, so the pull lists
+        the recycle bin ("Whether to return only results that have been archived",
+        `archived=true` on GET /crm/v3/objects/{objectType},
+        https://developers.hubspot.com/docs/api-reference/latest/crm/objects/custom-objects/get-custom-objects).
+        The list has no time filter: it is paged in full (one call per 100 binned records,
+        kept 90 days) and `archivedAt` picks those new since the last pull."""
+        type_id = self.settings["object_types"]["milestone"]
+        res = self._call(lambda c: c.crm.objects.basic_api.get_page(
+            type_id, limit=SEARCH_PAGE, after=after or None, properties=[UUID_PROPERTY],
+            archived=True, **self._t))
+        changes = []
+        for r in res.results or []:
+            uuid = (r.properties or {}).get(UUID_PROPERTY)
+            when = r.archived_at or r.updated_at
+            when = when if when is None or when.tzinfo else when.replace(tzinfo=timezone.utc)
+            if uuid and when is not None and when >= since:
+                changes.append(RemoteChange("milestone", uuid, {}, when, deleted=True))
+        nxt = _next_after(res)
+        return Page(changes, f"binned:{nxt}" if nxt else None)
 
     def _search(self, object_type: str, since_ms: str, properties: list[str], after: str, extra: list):
         filters = [Filter(property_name="hs_lastmodifieddate", operator="GTE", value=since_ms), *extra]

@@ -829,16 +829,221 @@ def test_sandbox_shortcut_puts_a_plan_on_a_deal_and_the_deal_follows(app, client
     response = client.post("/hubspot/sandbox/try", data={"portal_id": str(ENT)})
     assert response.status_code == 302 and "/editor/open/" in response.headers["Location"]
     [summary] = api.get("/plans").json["items"]
+    deal_of = summary["deal"]["deal_id"]
+    start = sb.get_record(ENT, "deals", deal_of)["properties"]["dealstage"]
+    assert start == sb.first_open_stage(ENT) == "appointmentscheduled"
     run(app)
+    assert sb.get_record(ENT, "deals", deal_of)["properties"]["dealstage"] == start  # no gate yet
     gate = next(m for m in milestones(api.get(f"/plans/{summary['id']}").json)
                 if m["title"] == "Define requirements and success criteria")
     assert api.patch(f"/milestones/{gate['id']}", json={"status": "done"}).status_code == 200
     run(app)
-    deal = next(d for d in sb.records(ENT, "deals") if d["id"] == summary["deal"]["deal_id"])
-    assert deal["properties"]["dealstage"] == "qualifiedtobuy"
+    moved = sb.get_record(ENT, "deals", deal_of)["properties"]["dealstage"]
+    assert moved == "qualifiedtobuy" and moved != start  # the gate visibly moved the deal
 
 
 def test_sandbox_shortcut_is_off_against_a_real_hubspot(app, client, sb):
     installed(app, client, sb, ENT)
     app.config["HUBSPOT_API_BASE"] = "https://api.hubapi.com"
     assert client.post("/hubspot/sandbox/try", data={"portal_id": str(ENT)}).status_code == 404
+
+
+# ---- deletions, restores, records born in HubSpot, tier changes ----------------------------------
+
+
+def _record_of(sb, portal, type_id, uuid) -> dict:
+    return next(r for r in sb.records(portal, type_id) if r["properties"].get("mp_uuid") == uuid)
+
+
+def test_milestone_deleted_in_hubspot_ui_is_deleted_here_by_the_next_pull(app, client, sb):
+    installation_id, api = installed(app, client, sb, ENT)
+    plan = new_plan(api, ENT, deal_id(sb, ENT))
+    run(app)
+    run(app, "pull", installation_id)
+    types = inst(app, installation_id).settings["object_types"]
+    gone = milestone(plan, "Discovery call")
+    sb.advance(2)
+    sb.drain_events()
+    sb.ui_delete(ENT, types["milestone"], _record_of(sb, ENT, types["milestone"], gone["id"])["id"])
+    assert sb.drain_events() == []  # no webhook tells us: the pull must read the recycle bin
+    sb.reset_calls(ENT)
+    run(app, "pull", installation_id)
+    assert sb.call_counts(ENT)["GET /crm/v3/objects/{object_type}"] == 1  # the bin
+    titles = [m["title"] for m in milestones(api.get(f"/plans/{plan['id']}").json)]
+    assert "Discovery call" not in titles and len(titles) == len(milestones(plan)) - 1
+    run(app)  # the push that follows archives nothing new and fails nothing
+    assert not outbox(app, status="dead")
+    # a milestone we delete ourselves comes back from the bin as nothing to apply
+    other = milestone(plan, "Identify problems to solve")
+    assert api.delete(f"/milestones/{other['id']}").status_code == 204
+    run(app)
+    run(app, "pull", installation_id)
+    after = [m["title"] for m in milestones(api.get(f"/plans/{plan['id']}").json)]
+    assert after == [t for t in titles if t != other["title"]]
+    assert other["id"] in {r["properties"]["mp_uuid"]
+                           for r in sb.records(ENT, types["milestone"], archived=True)}
+
+
+def test_app_subscribes_to_deal_restore():
+    from webapp.local import app_webhook_subscriptions
+
+    subs = app_webhook_subscriptions()
+    assert ("deal.restore", None) in subs and ("deal.deletion", None) in subs
+    assert ("deal.propertyChange", "dealstage") in subs
+
+
+def _archived(app, plan_id) -> bool:
+    with app.app_context():
+        return session().get(Plan, plan_id).archived_at is not None
+
+
+@pytest.mark.parametrize("portal", [PRO, ENT])
+def test_deal_restored_from_the_recycle_bin_unarchives_its_plan(app, client, sb, served, portal):
+    from webapp.local import app_webhook_subscriptions
+
+    sb.webhook_subscriptions = app_webhook_subscriptions()  # what hsmeta subscribes to
+    installation_id, api = installed(app, client, sb, portal)
+    deal = deal_id(sb, portal)
+    plan = new_plan(api, portal, deal)
+    run(app)
+    sb.drain_events()
+    sb.rep_delete_deal(portal, deal)
+    sb.send_webhooks(app_url(app), sb.drain_events(portal))
+    queued(app)
+    run(app, "pull", installation_id)
+    assert _archived(app, plan["id"])
+
+    sb.advance(60)
+    events = sb.restore_deal(portal, deal)
+    assert [e["subscriptionType"] for e in events] == ["deal.restore"]
+    deliveries = sb.send_webhooks(app_url(app), sb.drain_events(portal))
+    assert [d.status for d in deliveries] == [204]
+    assert queued(app) == [("pull", (installation_id,))]  # the restore event asks for a pull
+    run(app, "pull", installation_id)
+    assert not _archived(app, plan["id"])
+    envelope = api.get(f"/plans/{plan['id']}").json
+    assert envelope["id"] == plan["id"]
+    run(app)  # the plan is pushed again: the deal's summary is current, nothing dead
+    assert not outbox(app, status="dead") and not outbox(app, status="pending")
+    assert sb.get_record(portal, "deals", deal)["properties"]["mp_progress_percent"] == "0"
+
+    # the restore webhook lost: the reconcile pull sees the deal again (hs_lastmodifieddate moved)
+    sb.advance(60)
+    sb.rep_delete_deal(portal, deal)
+    sb.send_webhooks(app_url(app), sb.drain_events(portal))
+    run(app, "pull", installation_id)
+    assert _archived(app, plan["id"])
+    sb.advance(60)
+    sb.restore_deal(portal, deal)
+    sb.drain_events()
+    run(app, "pull", installation_id)
+    assert not _archived(app, plan["id"])
+
+
+def test_portal_upgraded_to_enterprise_backfills_custom_objects_on_reconnect(app, client, sb):
+    installation_id, api = installed(app, client, sb, PRO)
+    deal = deal_id(sb, PRO)
+    plan = new_plan(api, PRO, deal)
+    run(app)
+    assert inst(app, installation_id).settings["mode"] == "deal_properties"
+    assert sb.portals[PRO].schemas == {}
+
+    sb.upgrade_portal(PRO, "enterprise")
+    # the daily re-check runs setup again; the token still lacks the custom scopes HubSpot
+    # dropped at install, so the mode holds until the admin reconnects
+    with app.app_context():
+        row = session().get(Installation, installation_id)
+        row.settings = {**row.settings, "setup_at": (datetime.now(timezone.utc)
+                                                     - timedelta(days=2)).isoformat()}
+        session().commit()
+    run(app, "pull_due")
+    assert ("setup", (installation_id,)) in queued(app)
+    run(app, "setup", installation_id)
+    assert inst(app, installation_id).settings["mode"] == "deal_properties"
+
+    install(client, sb, PRO)  # reconnect: the consent grants the custom scopes now
+    settings = inst(app, installation_id).settings
+    assert settings["mode"] == "custom_objects"
+    assert outbox(app, plan_id=plan["id"], status="pending")  # a full push is queued
+    run(app)
+    types = settings["object_types"]
+    [record] = sb.records(PRO, types["plan"])
+    assert record["properties"]["mp_uuid"] == plan["id"]
+    assert list(sb.associations(PRO, types["plan"], record["id"], "deals")) == [deal]
+    pushed = {r["properties"]["mp_uuid"] for r in sb.records(PRO, types["milestone"])}
+    assert pushed == {m["id"] for m in milestones(plan)}
+    assert not outbox(app, status="dead")
+
+    # downgraded again: the objects stay (HubSpot keeps them), pushes keep working
+    sb.upgrade_portal(PRO, "professional")
+    run(app, "setup", installation_id)
+    m = milestone(plan, "Discovery call")
+    assert api.patch(f"/milestones/{m['id']}", json={"status": "done"}).status_code == 200
+    run(app)
+    assert not outbox(app, status="dead") and not outbox(app, status="pending")
+    assert _record_of(sb, PRO, types["milestone"], m["id"])["properties"]["mp_status"] == "done"
+
+
+def test_losing_custom_objects_falls_back_to_deal_properties(app, client, sb):
+    installation_id, api = installed(app, client, sb, ENT)
+    deal = deal_id(sb, ENT)
+    plan = new_plan(api, ENT, deal)
+    run(app)
+    # the custom-object scopes are gone from the grant: every schema call answers 403
+    for token in sb.tokens.values():
+        token.scopes = [sc for sc in token.scopes if ".custom." not in sc]
+    run(app, "setup", installation_id)
+    assert inst(app, installation_id).settings["mode"] == "deal_properties"
+    m = milestone(plan, "Discovery call")
+    assert api.patch(f"/milestones/{m['id']}", json={"status": "done"}).status_code == 200
+    run(app)
+    assert not outbox(app, status="dead") and not outbox(app, status="pending")
+    assert sb.get_record(ENT, "deals", deal)["properties"]["mp_progress_percent"] != "0"
+
+
+def test_our_schemas_let_a_rep_create_records_in_hubspots_ui(app, client, sb):
+    installation_id, api = installed(app, client, sb, ENT)
+    types = inst(app, installation_id).settings["object_types"]
+    for type_id in types.values():
+        schema = sb.portals[ENT].schemas[type_id]
+        assert "mp_uuid" not in schema["requiredProperties"]
+        assert sb.portals[ENT].properties[type_id]["mp_uuid"]["hasUniqueValue"]
+    deal = deal_id(sb, ENT)
+    made = sb.ui_create_record(ENT, types["plan"], {"mp_name": "Born in HubSpot"},
+                               associations=[("deals", deal)])
+    assert "mp_uuid" not in made["properties"]
+    # a schema an earlier version made (mp_uuid required) is fixed by the next setup
+    sb.portals[ENT].schemas[types["milestone"]]["requiredProperties"] = ["mp_title", "mp_uuid"]
+    run(app, "setup", installation_id)
+    assert sb.portals[ENT].schemas[types["milestone"]]["requiredProperties"] == ["mp_title"]
+    sb.ui_create_record(ENT, types["milestone"], {"mp_title": "Security review"},
+                        associations=[(types["plan"], made["id"])])
+
+
+def test_pull_hands_over_milestones_born_in_hubspots_ui_keyed_by_record_id(app, client, sb):
+    from webapp import sync
+
+    installation_id, api = installed(app, client, sb, ENT)
+    plan = new_plan(api, ENT, deal_id(sb, ENT))
+    run(app)
+    types = inst(app, installation_id).settings["object_types"]
+    [plan_rec] = sb.records(ENT, types["plan"])
+    sb.advance(2)
+    made = sb.ui_create_record(ENT, types["milestone"], {"mp_title": "Security review",
+                                                         "mp_status": "in_progress"},
+                               associations=[(types["plan"], plan_rec["id"])])
+    with app.app_context():
+        connector = sync.connector_for(session().get(Installation, installation_id))
+        changes, cursor = [], None
+        while True:
+            page = connector.pull(datetime.now(timezone.utc) - timedelta(minutes=5), cursor)
+            changes += page.changes
+            cursor = page.cursor
+            if cursor is None:
+                break
+    [born] = [c for c in changes if c.born_in_crm]
+    assert born.kind == "milestone" and born.key == made["id"]
+    assert born.fields["title"] == "Security review" and born.fields["status"] == "in_progress"
+    assert not any(c.born_in_crm for c in changes if c.key != made["id"])
+    run(app, "pull", installation_id)  # not an edit of ours: nothing applied to the plan
+    assert len(milestones(api.get(f"/plans/{plan['id']}").json)) == len(milestones(plan))

@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import time
+from datetime import datetime, timedelta
 
 from flask import Flask, current_app
 from sqlalchemy import event, select
@@ -36,6 +37,7 @@ EXT = "mutualplan.jobs"
 
 # The clock: (task, seconds between two runs). pull_due asks each provider's schedule
 # (HubSpot: reconcile every 5 minutes besides webhooks; Salesforce: the adaptive poll).
+SETUP_EVERY = timedelta(days=1)
 CLOCK = [("relay", 10.0), ("sweep", 60.0), ("pull_due", 15.0), ("keep_alive", 3600.0)]
 
 
@@ -92,6 +94,7 @@ def setup(installation_id: str) -> dict:
         row = s.get(Installation, installation_id)
         if row is None or row.status != "active":
             return {}
+        mode_before = (row.settings or {}).get("mode")
         provider = providers.get(row.provider)
         try:
             learnt = provider.setup(provider.connector_for(row))
@@ -112,6 +115,11 @@ def setup(installation_id: str) -> dict:
         row = s.get(Installation, installation_id)
         settings = {k: v for k, v in (row.settings or {}).items() if k != "setup_error"}
         row.settings = {**settings, **learnt, "setup_at": clock.now().isoformat()}
+        if mode_before and learnt.get("mode") and learnt["mode"] != mode_before:
+            # The account changed shape (a HubSpot portal that upgraded to custom objects, or
+            # lost them): every plan is written again in the new shape.
+            log.info("%s changed mode %s -> %s", installation_id, mode_before, learnt["mode"])
+            sync.push_everything(s, row)
         s.commit()
         try:
             applied = sync.pull_installation(s, installation_id)
@@ -125,6 +133,14 @@ def setup(installation_id: str) -> dict:
         Session.remove()
 
 
+def _setup_due(row: Installation, now) -> bool:
+    """Setup not finished, or finished more than SETUP_EVERY ago: the bootstrap re-runs daily
+    (idempotent), so what the account can do is re-read (e.g. a HubSpot portal that upgraded
+    to Enterprise gets its custom objects and a full push)."""
+    done = (row.settings or {}).get("setup_at")
+    return not done or now - clock.aware(datetime.fromisoformat(done)) >= SETUP_EVERY
+
+
 def pull_due() -> int:
     """The clock's task: enqueue one pull per account whose provider schedule says it is due
     (and the setup of any account whose setup has not finished); returns how many."""
@@ -132,7 +148,7 @@ def pull_due() -> int:
     now = clock.now()
     try:
         rows = Session().scalars(select(Installation).where(Installation.status == "active")).all()
-        setups = [r.id for r in rows if not (r.settings or {}).get("setup_at")]
+        setups = [r.id for r in rows if _setup_due(r, now)]
         due = [r.id for r in rows
                if r.id not in setups and providers.get(r.provider).is_due(r, now)]
     finally:

@@ -15,6 +15,19 @@ from pathlib import Path
 SANDBOX_NOTES: list[str] = []
 
 
+HSMETA_WEBHOOKS = Path(__file__).resolve().parent.parent / "hubspot_app/src/app/webhooks/webhooks-hsmeta.json"
+
+
+def app_webhook_subscriptions(path: Path = HSMETA_WEBHOOKS) -> list[tuple[str, str | None]]:
+    """The (subscriptionType, propertyName) pairs our HubSpot project subscribes to, so the
+    emulator delivers what HubSpot would deliver to this app, no more (e.g. deal.restore)."""
+    import json
+
+    config = json.loads(path.read_text(encoding="utf-8"))["config"]["subscriptions"]
+    return [(sub["subscriptionType"], sub.get("propertyName"))
+            for sub in config.get("legacyCrmObjects", []) if sub.get("active", True)]
+
+
 def _start_hubspot(base: str):
     from sandboxes import hubspot as hs
 
@@ -24,6 +37,7 @@ def _start_hubspot(base: str):
     sandbox.add_portal(portal_id=100001, tier="enterprise", name="Acme Enterprise (sandbox)")
     sandbox.add_portal(portal_id=100002, tier="professional", name="Globex Pro (sandbox)")
     sandbox.webhook_target_url = f"{base}/webhooks/hubspot"
+    sandbox.webhook_subscriptions = app_webhook_subscriptions()
     server = hs.serve(sandbox, "127.0.0.1", int(os.environ.get("HUBSPOT_SANDBOX_PORT", "8765")))
     os.environ.update(HUBSPOT_API_BASE=server.url, HUBSPOT_AUTH_BASE=server.url, HUBSPOT_CLIENT_ID=client_id,
                       HUBSPOT_CLIENT_SECRET=secret, HUBSPOT_APP_ID=app_id)

@@ -157,12 +157,19 @@ def _hubspot_identify(tokens: TokenSet, data: dict) -> tuple[str, TokenSet, dict
     return portal_id, tokens, settings
 
 
+INBOX_KINDS = ("deal.deletion", "deal.restore")
+
+
 def hubspot_inbox(s: Session, row: Installation) -> list[RemoteChange]:
-    """Deal deletions the webhooks recorded (HubSpot's search cannot find deleted deals), handed
-    over once, in the pull's first transaction."""
+    """Deal deletions and restores the webhooks recorded, in the order they happened, handed
+    over once, in the pull's first transaction. HubSpot's search cannot find deleted deals; a
+    restore ("deal.restore", a deal back from the recycle bin) is handed over as "this deal
+    exists" (no fields), so the plan its deletion archived comes back even if the search does
+    not list the deal."""
     events = s.scalars(select(HubSpotEvent).where(HubSpotEvent.installation_id == row.id,
-                                                  HubSpotEvent.kind == "deal.deletion",
-                                                  HubSpotEvent.processed_at.is_(None))).all()
+                                                  HubSpotEvent.kind.in_(INBOX_KINDS),
+                                                  HubSpotEvent.processed_at.is_(None))
+                       .order_by(HubSpotEvent.occurred_at)).all()
     now = clock.now()
     for event in events:
         event.processed_at = now
@@ -171,7 +178,7 @@ def hubspot_inbox(s: Session, row: Installation) -> list[RemoteChange]:
                                          HubSpotEvent.received_at < now - EVENT_RETENTION)
               .execution_options(synchronize_session=False))
     return [RemoteChange("deal", str(e.object_id), {}, clock.aware(e.occurred_at) or now,
-                         deleted=True) for e in events]
+                         deleted=e.kind == "deal.deletion") for e in events]
 
 
 HUBSPOT = Provider(

@@ -38,13 +38,23 @@ from connector.errors import (
 )
 
 from . import clock, mirror, outbox, plans, providers
-from .models import Installation, Milestone, Mirror, OutboxEntry, Plan, Stage, StageMapping
+from .models import (
+    Activity,
+    Installation,
+    Milestone,
+    Mirror,
+    OutboxEntry,
+    Plan,
+    Stage,
+    StageMapping,
+)
 from .schemas import MilestonePatch
 from .web import today
 
 log = logging.getLogger("mutualplan.sync")
 
 PULL_OVERLAP = timedelta(seconds=30)
+DEAL_DELETED = "deal deleted in the CRM"
 SYNCED_FIELDS = ("title", "description", "owner_side", "due_date", "status", "risk", "internal")
 
 
@@ -253,6 +263,22 @@ def _push(s: Session, installation: Installation, plan: Plan) -> str:
     return "done"
 
 
+def push_everything(s: Session, installation: Installation) -> int:
+    """Queue a full push of every live plan on this account's deals: the mirror forgets the
+    records it wrote (ids and hashes; the deal values it wrote stay), so every record is written
+    again. For an account whose shape changed, e.g. a HubSpot portal now with custom objects."""
+    rows = s.scalars(select(Plan).where(Plan.tenant_id == installation.tenant_id,
+                                        Plan.deal_provider == installation.provider,
+                                        Plan.deal_account_id == installation.account_id,
+                                        Plan.archived_at.is_(None))).all()
+    for plan in rows:
+        state = s.get(Mirror, plan.id)
+        if state is not None:
+            state.pushed_hashes, state.remote_ids = {}, {}
+        outbox.record(s, plan)
+    return len(rows)
+
+
 def _plain(fields: dict) -> dict:
     return {k: (v.isoformat() if isinstance(v, (date, datetime)) else v) for k, v in fields.items()}
 
@@ -318,6 +344,8 @@ def pull_installation(s: Session, installation_id: str) -> int:
 
 
 def apply_change(s: Session, installation: Installation, change: RemoteChange) -> int:
+    if change.born_in_crm:
+        return 0  # a record created in the CRM without our UUID: for the import, not an edit
     if change.kind == "deal":
         return _apply_deal(s, installation, change)
     if change.kind == "milestone":
@@ -334,9 +362,13 @@ def _apply_deal(s: Session, installation: Installation, change: RemoteChange) ->
         if change.deleted:
             if plan.archived_at is None:
                 plan.archived_at = clock.now()
-                plans.touch(s, plan, f"crm:{installation.provider}", "plan.archived",
-                             plan.id, {"reason": "deal deleted in the CRM"})
+                plans.touch(s, plan, f"crm:{installation.provider}", "plan.archived", plan.id,
+                            {"reason": DEAL_DELETED, "deleted_at": change.modified_at.isoformat()})
             continue
+        if plan.archived_at is not None:
+            _restore_if_deal_is_back(s, installation, plan, change)
+        if not change.fields:
+            continue  # "the deal exists" (a restore event): no values to compare
         state = s.get(Mirror, plan.id)
         if state is None:
             state = Mirror(plan_id=plan.id, tenant_id=plan.tenant_id, installation_id=installation.id,
@@ -356,6 +388,26 @@ def _apply_deal(s: Session, installation: Installation, change: RemoteChange) ->
         s.flush()
         _refresh_mismatch(s, installation, plan, state)
     return len(rows)
+
+
+def _restore_if_deal_is_back(s: Session, installation: Installation, plan: Plan,
+                             change: RemoteChange) -> None:
+    """A deal seen alive after its deletion archived the plan (restored from the CRM's recycle
+    bin) brings the plan back. A plan archived for another reason stays archived, and so does
+    one whose deal was seen before the deletion (an older page arriving late)."""
+    last = s.scalars(select(Activity).where(Activity.tenant_id == plan.tenant_id,
+                                            Activity.plan_id == plan.id,
+                                            Activity.action.in_(("plan.archived", "plan.restored")))
+                     .order_by(Activity.at.desc()).limit(1)).first()
+    detail = (last.detail or {}) if last else {}
+    if last is None or last.action != "plan.archived" or detail.get("reason") != DEAL_DELETED:
+        return
+    deleted_at = detail.get("deleted_at")
+    if deleted_at and change.modified_at <= clock.aware(datetime.fromisoformat(deleted_at)):
+        return
+    plan.archived_at = None
+    plans.touch(s, plan, f"crm:{installation.provider}", "plan.restored", plan.id,
+                {"reason": "deal restored in the CRM"})
 
 
 def _refresh_mismatch(s: Session, installation: Installation, plan: Plan, state: Mirror) -> None:
