@@ -22,12 +22,12 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, ValidationError
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.hubspot import MODE_DEAL, InvalidSignature, SignatureVerifier
 
-from .. import clock, jobs, plan_templates, plans, sharing, sync
+from .. import clock, jobs, plan_templates, plans, security, sharing, sync
 from ..db import session
 from ..errors import Invalid, ProblemError, Unauthorized
 from ..models import HubSpotEvent, Installation, Plan
@@ -166,9 +166,44 @@ def card(view):
                                reconnect_url=install_url())
         g.hs_installation = row
         g.hs_actor = "hubspot:" + (request.args.get("userEmail") or f"user {request.args.get('userId', '?')}")[:180]
-        return view(*args, **kwargs)
+        if request.method in ("GET", "HEAD"):
+            return view(*args, **kwargs)
+        return _once(s, view, *args, **kwargs)
 
     return wrapper
+
+
+class Replayed(ProblemError):
+    status, slug, title = 409, "replayed-request", "This signed request was already used"
+
+
+def _once(s, view, *args, **kwargs):
+    """Run a signed write once (issue 10, F9): a replay of the same signed request within the
+    window answers 409 and runs nothing. The claim commits with the view's own transaction
+    (or after a view that writes nothing, e.g. editor-link); a failed request releases it."""
+    guard = security.replay_guard()
+    v = verifier()
+    key = guard.key(request.headers.get("X-HubSpot-Signature-v3", ""),
+                    request.headers.get("X-HubSpot-Request-Timestamp", ""))
+    if not guard.claim(s, key, v.window + v.skew):
+        raise Replayed("This signed card request was already executed once; a replay of the "
+                       "same signature runs nothing. Send a newly signed request to do it again.")
+    committed = []  # a view that committed and then failed did change something: keep the claim
+
+    def on_commit(_s):
+        committed.append(True)
+
+    event.listen(s, "after_commit", on_commit)
+    try:
+        response = current_app.make_response(view(*args, **kwargs))
+        if response.status_code < 400:
+            s.commit()
+        return response
+    finally:
+        event.remove(s, "after_commit", on_commit)
+        if not committed:
+            s.rollback()
+            guard.release(key)
 
 
 def _iso(value):
