@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 
 from connector.hubspot import MILESTONE_OBJECT, SignatureVerifier, InvalidSignature
 from sandboxes.hubspot import HubSpotSandbox, serve, sign_v3
-from conftest import Api
+from conftest import Api, snapshot
 from webapp import installations, jobs
 from webapp.db import session
 from webapp.models import HubSpotEvent, Installation, Mirror, OAuthState, OutboxEntry, Plan
@@ -842,3 +842,21 @@ def test_sandbox_shortcut_is_off_against_a_real_hubspot(app, client, sb):
     installed(app, client, sb, ENT)
     app.config["HUBSPOT_API_BASE"] = "https://api.hubapi.com"
     assert client.post("/hubspot/sandbox/try", data={"portal_id": str(ENT)}).status_code == 404
+
+
+def test_stage_mapping_of_an_unknown_pipeline_is_a_422_and_an_unreachable_crm_a_503(app, client, sb):
+    """Issue 10: an unknown pipeline id answered 502. HubSpot says 404 for it: that is the
+    caller's mistake (422 naming pipeline_id); only a CRM that does not answer is a 5xx."""
+    installation_id, api = installed(app, client, sb, ENT)
+    url = f"/installations/{installation_id}/stage-mappings/no-such-pipeline"
+    before = snapshot(app)
+    for response in (api.get(url), api.put(url, json={"gates": {}})):
+        assert response.status_code == 422, response.json
+        assert response.json["errors"][0]["field"] == "pipeline_id"
+    assert snapshot(app) == before
+    sb.inject("503", times=20)
+    try:
+        down = api.get(f"/installations/{installation_id}/stage-mappings/other-pipeline")
+    finally:
+        sb.clear_faults()
+    assert down.status_code in (502, 503)

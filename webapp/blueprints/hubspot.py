@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, g, jsonify, request
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import event, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -31,7 +32,7 @@ from .. import clock, jobs, plan_templates, plans, security, sharing, sync
 from ..db import session
 from ..errors import Invalid, ProblemError, Unauthorized
 from ..models import HubSpotEvent, Installation, Plan
-from ..schemas import DealRef, MilestonePatch, PlanCreate, PlanOut
+from ..schemas import DealRef, MilestonePatch, PlanCreate, PlanOut, RowId, ShortText, clean_line
 from ..web import keys, today
 
 log = logging.getLogger("mutualplan.hubspot")
@@ -86,6 +87,28 @@ def _check_signature() -> None:
 
 # ---- webhooks -----------------------------------------------------------------------------------
 
+_INTEGER = re.compile(r"[0-9]{1,20}")
+
+
+def _well_formed(event: dict) -> bool:
+    """HubSpot's ids are integers and its other values one-line text. An event with a NUL or a
+    non-numeric id (PostgreSQL refuses NUL in text: a 500) is not one HubSpot sent: it is
+    dropped, not stored. Webhooks are only hints (the reconcile poll backs them up), so
+    acknowledging the rest of the batch loses nothing and spares a retry storm."""
+    for name in ("portalId", "subscriptionId", "eventId", "objectId"):
+        value = event.get(name)
+        if value is not None and (isinstance(value, bool) or not _INTEGER.fullmatch(str(value))):
+            log.warning("webhook event dropped: %s is not an integer id", name)
+            return False
+    for name in ("occurredAt", "subscriptionType", "eventType", "changeSource", "sourceId"):
+        try:
+            clean_line(str(event.get(name, "")))
+        except ValueError:
+            log.warning("webhook event dropped: %s carries control characters", name)
+            return False
+    return True
+
+
 
 @bp.post("/webhooks/hubspot")
 def webhooks():
@@ -98,6 +121,7 @@ def webhooks():
         raise ProblemError("HubSpot sends a JSON array of events.")
     if len(events) > MAX_EVENTS:
         raise ProblemError(f"At most {MAX_EVENTS} events per request.")
+    events = [e for e in events if _well_formed(e)]
     s = session()
     portals = {str(e.get("portalId")) for e in events}
     rows = s.scalars(select(Installation).where(Installation.provider == PROVIDER,
@@ -268,14 +292,17 @@ def _plan(plan_id: str) -> Plan:
 
 class CardCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    template: str
-    title: str | None = None
+    template: ShortText
+    title: ShortText | None = None
+
+
+MAX_REORDER = 1_000  # ids per reorder (a stage holds far fewer milestones)
 
 
 class CardReorder(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    stage_id: str
-    milestone_ids: list[str]
+    stage_id: RowId
+    milestone_ids: list[RowId] = Field(max_length=MAX_REORDER)
 
 
 class CardBuyerLink(BaseModel):
