@@ -823,10 +823,18 @@ def test_classify_transport_failures_are_transient():
     assert classify(ConnectionResetError()).__class__.__name__ == "Transient"
 
 
+def _installed_page(app, client, sb, portal: int) -> tuple[Api, str]:
+    """Install, and the API key and the sandbox form's CSRF token from the installed page."""
+    page = install(client, sb, portal)
+    assert page.status_code == 200, page.text
+    key = re.search(r'id="api-key">([^<]+)<', page.text).group(1)
+    return Api(client, key), re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+
+
 def test_sandbox_shortcut_puts_a_plan_on_a_deal_and_the_deal_follows(app, client, sb):
     """The make-run path: install in the sandbox, create a plan on a demo deal, complete a gate."""
-    _, api = installed(app, client, sb, ENT)
-    response = client.post("/hubspot/sandbox/try", data={"portal_id": str(ENT)})
+    api, csrf = _installed_page(app, client, sb, ENT)
+    response = client.post("/hubspot/sandbox/try", data={"portal_id": str(ENT), "csrf": csrf})
     assert response.status_code == 302 and "/editor/open/" in response.headers["Location"]
     [summary] = api.get("/plans").json["items"]
     run(app)
@@ -836,6 +844,21 @@ def test_sandbox_shortcut_puts_a_plan_on_a_deal_and_the_deal_follows(app, client
     run(app)
     deal = next(d for d in sb.records(ENT, "deals") if d["id"] == summary["deal"]["deal_id"])
     assert deal["properties"]["dealstage"] == "qualifiedtobuy"
+
+
+def test_sandbox_shortcut_without_its_csrf_token_is_refused_and_creates_nothing(app, client, sb):
+    """Issue 10: POST /hubspot/sandbox/try took no CSRF token (a page elsewhere could make a
+    logged-in developer's app create plans)."""
+    api, csrf = _installed_page(app, client, sb, ENT)
+    before = snapshot(app)
+    attempts = [{"portal_id": str(ENT)}, {"portal_id": str(ENT), "csrf": csrf[:-2] + "00"}]
+    for form in attempts:
+        assert client.post("/hubspot/sandbox/try", data=form).status_code == 403
+    elsewhere = app.test_client()  # the right token, but not this browser's cookie
+    assert elsewhere.post("/hubspot/sandbox/try",
+                          data={"portal_id": str(ENT), "csrf": csrf}).status_code == 403
+    assert snapshot(app) == before
+    assert api.get("/plans").json["items"] == []
 
 
 def test_sandbox_shortcut_is_off_against_a_real_hubspot(app, client, sb):

@@ -150,13 +150,22 @@ def callback(name):
     jobs.enqueue("setup", installation_id)
     s.expire_all()
     row = s.get(Installation, installation_id)
-    response = make_response(render_template(
+    demo = name == "hubspot" and "localdemo" in current_app.blueprints
+    response = make_response()
+    csrf = _demo_csrf(response) if demo else None
+    response.set_data(render_template(
         "connect/installed.html", label=provider.label, row=row, api_key=api_key,
         status=setup_status(row), status_url=f"/connect/status/{_serializer().dumps(row.id)}",
-        demo=name == "hubspot" and "localdemo" in current_app.blueprints))
+        demo=demo, csrf=csrf))
     response.headers["Cache-Control"] = "no-store"
     response.delete_cookie(installations.BROWSER_COOKIE)
     return response
+
+
+def _demo_csrf(response) -> str:
+    from ..localdemo import issue_csrf  # local mode only; localdemo imports this module
+
+    return issue_csrf(response)
 
 
 def _serializer() -> URLSafeTimedSerializer:
