@@ -7,14 +7,14 @@ import re
 from pathlib import Path
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "webapp" / "templates"
-FORM = re.compile(r"<form\b([^>]*)>(.*?)</form>", re.S | re.I)
+FORM = re.compile(r"<form\b([^>]*)>(.*?)</form>", re.DOTALL | re.IGNORECASE)
 
 
 def test_every_post_form_in_the_templates_carries_a_csrf_token():
     forms = []
     for path in sorted(TEMPLATES.rglob("*.html")):
         for attrs, body in FORM.findall(path.read_text()):
-            if re.search(r'method="post"', attrs, re.I):
+            if re.search(r'method="post"', attrs, re.IGNORECASE):
                 forms.append((path.relative_to(TEMPLATES), attrs, body))
     assert len(forms) >= 20  # the walk found the buyer page's, the editor's and the sandbox's
     missing = [(str(p), a) for p, a, b in forms if 'name="csrf"' not in b and "hidden(" not in b]

@@ -7,6 +7,9 @@ Every test ends with no contract violation against HubSpot's published OpenAPI s
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import re
 import threading
 import time
@@ -15,13 +18,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from werkzeug.serving import make_server
 
 from connector.hubspot import MILESTONE_OBJECT, SignatureVerifier, InvalidSignature
 from sandboxes.hubspot import HubSpotSandbox, serve, sign_v3
 from conftest import Api, snapshot
-from webapp import installations, jobs
+from connector.errors import Rejected
+from webapp import installations, jobs, providers
 from webapp.db import session
 from webapp.models import HubSpotEvent, Installation, Mirror, OAuthState, OutboxEntry, Plan
 
@@ -883,3 +887,44 @@ def test_stage_mapping_of_an_unknown_pipeline_is_a_422_and_an_unreachable_crm_a_
     finally:
         sb.clear_faults()
     assert down.status_code in (502, 503)
+
+
+# ---- no secrets in the connect flow's logs (issue 10, F4) ------------------------------------
+
+
+def _logged(capsys) -> str:
+    return capsys.readouterr().err
+
+
+def test_callback_logs_the_reason_not_the_crms_words_or_the_query(app, client, sb, capsys,
+                                                                  monkeypatch):
+    logging.getLogger("mutualplan").setLevel(logging.INFO)
+    _, page = _callback_with(client, sb, error="weird hunter2-error",
+                             error_description="leaked hunter2-description")
+    assert reason(page) == "authorization_error"
+
+    def exchange_fails(code, data):  # the CRM's answer quoting what it was sent
+        raise Rejected("token endpoint said: client_secret hunter2-detail is wrong")
+
+    hubspot = providers.get("hubspot", app)
+    monkeypatch.setitem(app.extensions[providers.EXT], "hubspot",
+                        dataclasses.replace(hubspot, exchange=exchange_fails))
+    _, page = _callback_with(client, sb)
+    assert reason(page) == "invalid_code"
+    logged = _logged(capsys)
+    assert "authorization_error" in logged and "invalid_code" in logged
+    assert "hunter2" not in logged
+
+
+def test_a_storage_error_logs_no_sql_parameters(app, client, sb, capsys, monkeypatch):
+    """A database error names its statement, never its values (db.py hide_parameters)."""
+    def save_fails(s, *args, **kwargs):
+        s.execute(text("INSERT INTO no_such_table (token) VALUES (:token)"),
+                  {"token": "gAAAAA-encrypted-hunter2-token"})
+
+    monkeypatch.setattr(installations, "save", save_fails)
+    _, page = _callback_with(client, sb)
+    assert page.status_code == 500 and reason(page) == "storage_error"
+    logged = _logged(capsys)
+    assert "no_such_table" in logged  # the traceback is there
+    assert "hunter2" not in logged
