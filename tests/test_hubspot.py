@@ -7,6 +7,9 @@ Every test ends with no contract violation against HubSpot's published OpenAPI s
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import re
 import threading
 import time
@@ -15,13 +18,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from werkzeug.serving import make_server
 
 from connector.hubspot import MILESTONE_OBJECT, SignatureVerifier, InvalidSignature
 from sandboxes.hubspot import HubSpotSandbox, serve, sign_v3
-from conftest import Api
-from webapp import installations, jobs
+from conftest import Api, snapshot
+from connector.errors import Rejected
+from webapp import installations, jobs, providers
 from webapp.db import session
 from webapp.models import HubSpotEvent, Installation, Mirror, OAuthState, OutboxEntry, Plan
 
@@ -823,10 +827,18 @@ def test_classify_transport_failures_are_transient():
     assert classify(ConnectionResetError()).__class__.__name__ == "Transient"
 
 
+def _installed_page(app, client, sb, portal: int) -> tuple[Api, str]:
+    """Install, and the API key and the sandbox form's CSRF token from the installed page."""
+    page = install(client, sb, portal)
+    assert page.status_code == 200, page.text
+    key = re.search(r'id="api-key">([^<]+)<', page.text).group(1)
+    return Api(client, key), re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+
+
 def test_sandbox_shortcut_puts_a_plan_on_a_deal_and_the_deal_follows(app, client, sb):
     """The make-run path: install in the sandbox, create a plan on a demo deal, complete a gate."""
-    _, api = installed(app, client, sb, ENT)
-    response = client.post("/hubspot/sandbox/try", data={"portal_id": str(ENT)})
+    api, csrf = _installed_page(app, client, sb, ENT)
+    response = client.post("/hubspot/sandbox/try", data={"portal_id": str(ENT), "csrf": csrf})
     assert response.status_code == 302 and "/editor/open/" in response.headers["Location"]
     [summary] = api.get("/plans").json["items"]
     deal_of = summary["deal"]["deal_id"]
@@ -840,6 +852,21 @@ def test_sandbox_shortcut_puts_a_plan_on_a_deal_and_the_deal_follows(app, client
     run(app)
     moved = sb.get_record(ENT, "deals", deal_of)["properties"]["dealstage"]
     assert moved == "qualifiedtobuy" and moved != start  # the gate visibly moved the deal
+
+
+def test_sandbox_shortcut_without_its_csrf_token_is_refused_and_creates_nothing(app, client, sb):
+    """Issue 10: POST /hubspot/sandbox/try took no CSRF token (a page elsewhere could make a
+    logged-in developer's app create plans)."""
+    api, csrf = _installed_page(app, client, sb, ENT)
+    before = snapshot(app)
+    attempts = [{"portal_id": str(ENT)}, {"portal_id": str(ENT), "csrf": csrf[:-2] + "00"}]
+    for form in attempts:
+        assert client.post("/hubspot/sandbox/try", data=form).status_code == 403
+    elsewhere = app.test_client()  # the right token, but not this browser's cookie
+    assert elsewhere.post("/hubspot/sandbox/try",
+                          data={"portal_id": str(ENT), "csrf": csrf}).status_code == 403
+    assert snapshot(app) == before
+    assert api.get("/plans").json["items"] == []
 
 
 def test_sandbox_shortcut_is_off_against_a_real_hubspot(app, client, sb):
@@ -1047,3 +1074,62 @@ def test_pull_hands_over_milestones_born_in_hubspots_ui_keyed_by_record_id(app, 
     assert not any(c.born_in_crm for c in changes if c.key != made["id"])
     run(app, "pull", installation_id)  # not an edit of ours: nothing applied to the plan
     assert len(milestones(api.get(f"/plans/{plan['id']}").json)) == len(milestones(plan))
+
+
+def test_stage_mapping_of_an_unknown_pipeline_is_a_422_and_an_unreachable_crm_a_503(app, client, sb):
+    """Issue 10: an unknown pipeline id answered 502. HubSpot says 404 for it: that is the
+    caller's mistake (422 naming pipeline_id); only a CRM that does not answer is a 5xx."""
+    installation_id, api = installed(app, client, sb, ENT)
+    url = f"/installations/{installation_id}/stage-mappings/no-such-pipeline"
+    before = snapshot(app)
+    for response in (api.get(url), api.put(url, json={"gates": {}})):
+        assert response.status_code == 422, response.json
+        assert response.json["errors"][0]["field"] == "pipeline_id"
+    assert snapshot(app) == before
+    sb.inject("503", times=20)
+    try:
+        down = api.get(f"/installations/{installation_id}/stage-mappings/other-pipeline")
+    finally:
+        sb.clear_faults()
+    assert down.status_code in (502, 503)
+
+
+# ---- no secrets in the connect flow's logs (issue 10, F4) ------------------------------------
+
+
+def _logged(capsys) -> str:
+    return capsys.readouterr().err
+
+
+def test_callback_logs_the_reason_not_the_crms_words_or_the_query(app, client, sb, capsys,
+                                                                  monkeypatch):
+    logging.getLogger("mutualplan").setLevel(logging.INFO)
+    _, page = _callback_with(client, sb, error="weird hunter2-error",
+                             error_description="leaked hunter2-description")
+    assert reason(page) == "authorization_error"
+
+    def exchange_fails(code, data):  # the CRM's answer quoting what it was sent
+        raise Rejected("token endpoint said: client_secret hunter2-detail is wrong")
+
+    hubspot = providers.get("hubspot", app)
+    monkeypatch.setitem(app.extensions[providers.EXT], "hubspot",
+                        dataclasses.replace(hubspot, exchange=exchange_fails))
+    _, page = _callback_with(client, sb)
+    assert reason(page) == "invalid_code"
+    logged = _logged(capsys)
+    assert "authorization_error" in logged and "invalid_code" in logged
+    assert "hunter2" not in logged
+
+
+def test_a_storage_error_logs_no_sql_parameters(app, client, sb, capsys, monkeypatch):
+    """A database error names its statement, never its values (db.py hide_parameters)."""
+    def save_fails(s, *args, **kwargs):
+        s.execute(text("INSERT INTO no_such_table (token) VALUES (:token)"),
+                  {"token": "gAAAAA-encrypted-hunter2-token"})
+
+    monkeypatch.setattr(installations, "save", save_fails)
+    _, page = _callback_with(client, sb)
+    assert page.status_code == 500 and reason(page) == "storage_error"
+    logged = _logged(capsys)
+    assert "no_such_table" in logged  # the traceback is there
+    assert "hunter2" not in logged

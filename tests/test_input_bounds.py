@@ -91,6 +91,7 @@ COLUMN_SOURCES: dict[str, list[tuple[type[BaseModel], str]] | str] = {
     "hubspot_events.key": "the webhook event", "hubspot_events.tenant_id": "the installation",
     "hubspot_events.installation_id": "the installation",
     "hubspot_events.kind": "the webhook event", "hubspot_events.object_id": "the webhook event",
+    "used_signatures.key": "a sha256 hex digest (security.ReplayGuard)",
 }
 
 # Text nested in JSON columns, with the column-like limit it is stored under.

@@ -50,8 +50,11 @@ class UTCDateTime(TypeDecorator):
 
 
 def make_engine(url: str) -> Engine:
+    """`hide_parameters`: a database error's message (and so any traceback that is logged)
+    names the statement but not its values, which include encrypted tokens and buyer data."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -66,7 +69,8 @@ def make_engine(url: str) -> Engine:
         url = "postgresql://" + url[len("postgres://"):]
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                         hide_parameters=True)
 
 
 class Database:

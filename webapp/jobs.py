@@ -176,7 +176,8 @@ def keep_alive() -> int:
                     connector.keep_alive()
                     count += 1
                 except Exception as exc:  # its own errors are recorded by the connector's store
-                    log.warning("keep-alive failed for %s: %s", installation.id, exc)
+                    log.warning("keep-alive failed for %s: %s", installation.id,
+                                type(exc).__name__)  # the class: a message may quote a token
         s.commit()
     finally:
         Session.remove()

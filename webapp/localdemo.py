@@ -4,9 +4,14 @@ There is no HubSpot deal page locally to host the card, so POST /hubspot/sandbox
 stands in for "open a deal, pick the Mutual Action Plan tab, create a plan": it puts a
 plan on the portal's first deal without one and opens the editor. Registered by
 create_app only when HUBSPOT_API_BASE points at this machine.
+
+It changes something, so it takes a CSRF token like every other form: the installed
+page (blueprints/connect.py) sets a per-browser nonce cookie and puts the HMAC of it in
+the form (sharing.csrf_token); a post without the pair is refused and creates nothing.
 """
 from __future__ import annotations
 
+import secrets
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, request
@@ -22,6 +27,16 @@ from .schemas import DealRef, PlanCreate
 from .web import keys, today
 
 bp = Blueprint("localdemo", __name__)
+CSRF_COOKIE = "mp_demo"
+CSRF_SCOPE = "sandbox-try"
+
+
+def issue_csrf(response) -> str:
+    """Set this browser's nonce cookie on `response`; the token for the form."""
+    nonce = secrets.token_urlsafe(24)
+    response.set_cookie(CSRF_COOKIE, nonce, max_age=3600, httponly=True, samesite="Strict",
+                        path="/hubspot/sandbox/")
+    return sharing.csrf_token(nonce, CSRF_SCOPE, keys())
 
 
 def sandbox_url(config) -> str | None:
@@ -48,6 +63,11 @@ def try_it():
     if sandbox_url(current_app.config) is None:
         return render_failure(provider, "not_sandbox", status=404,
                               message="This shortcut exists only with the local HubSpot sandbox.")
+    if not sharing.csrf_ok(request.cookies.get(CSRF_COOKIE), CSRF_SCOPE,
+                           request.form.get("csrf"), keys()):
+        return render_failure(provider, "csrf", status=403,
+                              message="This form has expired or came from another site. Open the "
+                                      "connected page again and use its button.")
     s = session()
     row = installations.find(s, "hubspot", request.form.get("portal_id", ""))
     if row is None or row.status != "active":

@@ -367,3 +367,13 @@ class HubSpotEvent(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, index=True)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class UsedSignature(Base):
+    """A signed HubSpot card write already executed: the replay guard's database store
+    (security.ReplayGuard, used when REDIS_URL is not set). Kept while the signature could
+    still pass the 5-minute window; expired rows are deleted as new ones come in."""
+
+    __tablename__ = "used_signatures"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256(signature|timestamp)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -21,6 +21,12 @@ Control characters (issue 10, F7): a path parameter, query parameter or form fie
 carrying NUL or another C0 control (tab, newline and carriage return excepted) is
 refused before any view runs; JSON bodies are checked by webapp/schemas.py.
 
+Replays (issue 10, F9): a signed HubSpot card request that changes something is accepted
+once. `ReplayGuard` remembers sha256(signature|timestamp) for as long as the signature could
+still pass the verifier's window: in Redis (SET NX with expiry) when REDIS_URL is set, else in
+the `used_signatures` table, in the request's own transaction, so a request that fails leaves
+no mark and HubSpot's retry of a 5xx goes through. A second use answers 409 and runs nothing.
+
 Trusted proxies: `TRUSTED_PROXIES` (default 0) is how many proxies stand in front
 of the app. With N > 0, werkzeug's ProxyFix takes the client address, scheme and
 host from the last N entries of X-Forwarded-For / -Proto / -Host; with 0 those
@@ -28,11 +34,21 @@ headers are ignored, because anyone can send them.
 """
 from __future__ import annotations
 
+import hashlib
+import logging
 import re
 import secrets
+from datetime import timedelta
 
-from flask import Flask, Response, abort, g, request
+from flask import Flask, Response, abort, current_app, g, request
+from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import clock
+
+log = logging.getLogger("mutualplan.security")
 
 HSTS = "max-age=31536000; includeSubDomains"
 PAGE_CSP = ("default-src 'none'; style-src 'self' 'nonce-{nonce}'; script-src 'self'; "
@@ -75,6 +91,7 @@ def _https(app: Flask) -> bool:
 
 def init_app(app: Flask) -> None:
     app.jinja_env.globals["csp_nonce"] = csp_nonce
+    app.extensions["mutualplan.replay"] = ReplayGuard(app.config.get("REDIS_URL"))
     app.before_request(reject_control_characters)
 
     @app.after_request
@@ -97,3 +114,61 @@ def apply_proxy_fix(app: Flask) -> None:
     count = int(app.config.get("TRUSTED_PROXIES") or 0)
     if count > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
+
+
+# ---- replays --------------------------------------------------------------------------------
+
+
+class ReplayGuard:
+    """Accept a signed request once: `claim` is True the first time a (signature, timestamp)
+    is seen within `ttl` seconds. With Redis, `release` forgets a claim whose request failed;
+    in the database the claim is a row in the caller's transaction, gone with its rollback."""
+
+    PREFIX = "mp:replay:"
+
+    def __init__(self, redis_url: str | None):
+        self._redis = None
+        if redis_url:
+            import redis
+
+            self._redis = redis.Redis.from_url(redis_url, socket_timeout=0.5)
+            self._redis_errors = (redis.RedisError, OSError)
+
+    @staticmethod
+    def key(signature: str, timestamp: str) -> str:
+        return hashlib.sha256(f"{signature.strip()}|{timestamp}".encode()).hexdigest()
+
+    def claim(self, s: Session, key: str, ttl: float) -> bool:
+        if self._redis is not None:
+            try:
+                return bool(self._redis.set(self.PREFIX + key, 1, nx=True, ex=max(1, int(ttl) + 1)))
+            except self._redis_errors as exc:  # Redis down: the database still remembers
+                log.warning("replay guard: Redis unavailable (%s), using the database",
+                            type(exc).__name__)
+        return self._claim_in_db(s, key, ttl)
+
+    def release(self, key: str) -> None:
+        if self._redis is not None:
+            try:
+                self._redis.delete(self.PREFIX + key)
+            except self._redis_errors as exc:
+                log.warning("replay guard: could not release a claim (%s)", type(exc).__name__)
+
+    @staticmethod
+    def _claim_in_db(s: Session, key: str, ttl: float) -> bool:
+        from .models import UsedSignature
+
+        now = clock.now()
+        table = UsedSignature.__table__
+        s.execute(delete(table).where(table.c.expires_at < now))
+        # ON CONFLICT DO NOTHING: on PostgreSQL a concurrent claim of the same key waits for
+        # the first transaction and then inserts nothing (or inserts, if the first rolled back).
+        insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+        row = {"key": key, "expires_at": now + timedelta(seconds=ttl)}
+        done = s.execute(insert(table).values(row).on_conflict_do_nothing(index_elements=["key"])
+                         .returning(table.c.key)).first()
+        return done is not None
+
+
+def replay_guard() -> ReplayGuard:
+    return current_app.extensions["mutualplan.replay"]

@@ -460,7 +460,8 @@ def _apply_milestone(s: Session, installation: Installation, change: RemoteChang
     try:
         plans.update_milestone(s, m, MilestonePatch.model_validate(patch), actor)
     except Exception as exc:  # a value our model refuses: keep ours, say so in the log
-        log.warning("ignored remote edit of milestone %s: %s", m.id, exc)
+        log.warning("ignored remote edit of milestone %s (%s): %s", m.id, ", ".join(sorted(patch)),
+                    type(exc).__name__)  # not the values: they are the CRM user's data
         return 0
     return 1
 

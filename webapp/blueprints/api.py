@@ -4,6 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, g, request
 from sqlalchemy import select
 
+from connector import errors as crm_errors
+
 from .. import mirror, outbox, plan_templates, plans, sync
 from ..auth import api_key_required
 from ..db import session
@@ -288,9 +290,20 @@ def list_installations():
     return render(InstallationList, {"items": items})
 
 
+def _pipeline_stages(installation: Installation, pipeline_id: str):
+    """The pipeline's stages; a pipeline the CRM says does not exist is the caller's mistake
+    (422), unlike a CRM that does not answer (502/503, errors.py)."""
+    try:
+        return sync.pipeline_stages(session(), installation, sync.connector_for(installation),
+                                    pipeline_id)
+    except crm_errors.NotFound:
+        raise Invalid("pipeline_id", f"the {installation.provider} account has no pipeline "
+                                     f"{pipeline_id!r}") from None
+
+
 def _mapping_document(installation: Installation, pipeline_id: str) -> dict:
     s = session()
-    stages = sync.pipeline_stages(s, installation, sync.connector_for(installation), pipeline_id)
+    stages = _pipeline_stages(installation, pipeline_id)
     row = s.scalars(select(StageMapping).where(StageMapping.installation_id == installation.id,
                                                StageMapping.pipeline_id == pipeline_id)).one_or_none()
     if row is None:
@@ -316,7 +329,7 @@ def put_stage_mapping(installation_id, pipeline_id):
     data = json_body(StageMappingIn)
     s = session()
     installation = _installation(installation_id)
-    stages = sync.pipeline_stages(s, installation, sync.connector_for(installation), pipeline_id)
+    stages = _pipeline_stages(installation, pipeline_id)
     known = {st.id for st in stages}
     for title, stage_id in data.gates.items():
         if stage_id not in known:

@@ -75,7 +75,9 @@ def render_failure(provider: providers.Provider, reason: str, detail: str = "",
     """The failure page for `reason` (FAILURES, or a caller's own status and message)."""
     code, title, text = FAILURES.get(reason, (status or 400, "That did not work", message or ""))
     values = {"label": provider.label, "detail": detail or reason}
-    log.info("%s connect failed: %s %s", provider.name, reason, detail)
+    # The reason only: `detail` may be the CRM's own words or a query parameter anyone can
+    # send, and either can carry a code, a token or a secret.
+    log.info("%s connect failed: %s", provider.name, reason)
     response = make_response(render_template(
         "connect/failed.html", label=provider.label, reason=reason, title=title.format(**values),
         message=(message or text).format(**values), retry_url=f"/install/{provider.name}"),
@@ -144,19 +146,29 @@ def callback(name):
         s.commit()
     except Exception as exc:  # noqa: BLE001 - any failure here is "could not store"
         s.rollback()
+        # The traceback helps; the engine hides SQL parameters (db.py), which hold the tokens.
         log.exception("storing the %s installation failed", provider.label)
-        return render_failure(provider, "storage_error", repr(exc))
+        return render_failure(provider, "storage_error", type(exc).__name__)
     installation_id = row.id
     jobs.enqueue("setup", installation_id)
     s.expire_all()
     row = s.get(Installation, installation_id)
-    response = make_response(render_template(
+    demo = name == "hubspot" and "localdemo" in current_app.blueprints
+    response = make_response()
+    csrf = _demo_csrf(response) if demo else None
+    response.set_data(render_template(
         "connect/installed.html", label=provider.label, row=row, api_key=api_key,
         status=setup_status(row), status_url=f"/connect/status/{_serializer().dumps(row.id)}",
-        demo=name == "hubspot" and "localdemo" in current_app.blueprints))
+        demo=demo, csrf=csrf))
     response.headers["Cache-Control"] = "no-store"
     response.delete_cookie(installations.BROWSER_COOKIE)
     return response
+
+
+def _demo_csrf(response) -> str:
+    from ..localdemo import issue_csrf  # local mode only; localdemo imports this module
+
+    return issue_csrf(response)
 
 
 def _serializer() -> URLSafeTimedSerializer:

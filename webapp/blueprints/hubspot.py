@@ -16,22 +16,23 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, g, jsonify, request
-from pydantic import BaseModel, ConfigDict, ValidationError
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import event, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.hubspot import MODE_DEAL, InvalidSignature, SignatureVerifier
 
-from .. import clock, jobs, plan_templates, plans, sharing, sync
+from .. import clock, jobs, plan_templates, plans, security, sharing, sync
 from ..db import session
 from ..errors import Invalid, ProblemError, Unauthorized
 from ..models import HubSpotEvent, Installation, Plan
-from ..schemas import DealRef, MilestonePatch, PlanCreate, PlanOut
+from ..schemas import DealRef, MilestonePatch, PlanCreate, PlanOut, RowId, ShortText, clean_line
 from ..web import keys, today
 
 log = logging.getLogger("mutualplan.hubspot")
@@ -86,6 +87,28 @@ def _check_signature() -> None:
 
 # ---- webhooks -----------------------------------------------------------------------------------
 
+_INTEGER = re.compile(r"[0-9]{1,20}")
+
+
+def _well_formed(event: dict) -> bool:
+    """HubSpot's ids are integers and its other values one-line text. An event with a NUL or a
+    non-numeric id (PostgreSQL refuses NUL in text: a 500) is not one HubSpot sent: it is
+    dropped, not stored. Webhooks are only hints (the reconcile poll backs them up), so
+    acknowledging the rest of the batch loses nothing and spares a retry storm."""
+    for name in ("portalId", "subscriptionId", "eventId", "objectId"):
+        value = event.get(name)
+        if value is not None and (isinstance(value, bool) or not _INTEGER.fullmatch(str(value))):
+            log.warning("webhook event dropped: %s is not an integer id", name)
+            return False
+    for name in ("occurredAt", "subscriptionType", "eventType", "changeSource", "sourceId"):
+        try:
+            clean_line(str(event.get(name, "")))
+        except ValueError:
+            log.warning("webhook event dropped: %s carries control characters", name)
+            return False
+    return True
+
+
 
 @bp.post("/webhooks/hubspot")
 def webhooks():
@@ -98,6 +121,7 @@ def webhooks():
         raise ProblemError("HubSpot sends a JSON array of events.")
     if len(events) > MAX_EVENTS:
         raise ProblemError(f"At most {MAX_EVENTS} events per request.")
+    events = [e for e in events if _well_formed(e)]
     s = session()
     portals = {str(e.get("portalId")) for e in events}
     rows = s.scalars(select(Installation).where(Installation.provider == PROVIDER,
@@ -166,9 +190,44 @@ def card(view):
                                reconnect_url=install_url())
         g.hs_installation = row
         g.hs_actor = "hubspot:" + (request.args.get("userEmail") or f"user {request.args.get('userId', '?')}")[:180]
-        return view(*args, **kwargs)
+        if request.method in ("GET", "HEAD"):
+            return view(*args, **kwargs)
+        return _once(s, view, *args, **kwargs)
 
     return wrapper
+
+
+class Replayed(ProblemError):
+    status, slug, title = 409, "replayed-request", "This signed request was already used"
+
+
+def _once(s, view, *args, **kwargs):
+    """Run a signed write once (issue 10, F9): a replay of the same signed request within the
+    window answers 409 and runs nothing. The claim commits with the view's own transaction
+    (or after a view that writes nothing, e.g. editor-link); a failed request releases it."""
+    guard = security.replay_guard()
+    v = verifier()
+    key = guard.key(request.headers.get("X-HubSpot-Signature-v3", ""),
+                    request.headers.get("X-HubSpot-Request-Timestamp", ""))
+    if not guard.claim(s, key, v.window + v.skew):
+        raise Replayed("This signed card request was already executed once; a replay of the "
+                       "same signature runs nothing. Send a newly signed request to do it again.")
+    committed = []  # a view that committed and then failed did change something: keep the claim
+
+    def on_commit(_s):
+        committed.append(True)
+
+    event.listen(s, "after_commit", on_commit)
+    try:
+        response = current_app.make_response(view(*args, **kwargs))
+        if response.status_code < 400:
+            s.commit()
+        return response
+    finally:
+        event.remove(s, "after_commit", on_commit)
+        if not committed:
+            s.rollback()
+            guard.release(key)
 
 
 def _iso(value):
@@ -233,14 +292,17 @@ def _plan(plan_id: str) -> Plan:
 
 class CardCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    template: str
-    title: str | None = None
+    template: ShortText
+    title: ShortText | None = None
+
+
+MAX_REORDER = 1_000  # ids per reorder (a stage holds far fewer milestones)
 
 
 class CardReorder(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    stage_id: str
-    milestone_ids: list[str]
+    stage_id: RowId
+    milestone_ids: list[RowId] = Field(max_length=MAX_REORDER)
 
 
 class CardBuyerLink(BaseModel):
