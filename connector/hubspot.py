@@ -34,12 +34,10 @@ import logging
 import random
 import re
 import time
-import urllib.parse
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
-import requests
 import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 from urllib3.util.retry import Retry
@@ -259,11 +257,13 @@ def _sdk(config: HubSpotConfig, access_token: str | None = None) -> HubSpot:
     return HubSpot(access_token=access_token, **kwargs)
 
 
-# HubSpot's OAuth endpoints, in one place (the 2026-03 date-versioned move changes only these).
+# HubSpot's OAuth endpoints, in one place: the date-versioned ones (spec
+# Auth/Oauth/Rollouts/279897/2026-03/oauth.json). The v1 token and token-info endpoints are
+# removed on 2027-02-16; the date-versioned ones take every parameter in the form body.
 ENDPOINTS = {
     "authorize": "{auth_base}/oauth/authorize",
-    "token": "{api_base}/oauth/v1/token",
-    "token_info": "{api_base}/oauth/v1/access-tokens/{token}",
+    "token": "{api_base}/oauth/2026-03/token",
+    "introspect": "{api_base}/oauth/2026-03/token/introspect",
 }
 
 
@@ -308,22 +308,11 @@ class HubSpotOAuth:
         return self._tokens(self.client.refresh(refresh_token, **self._bases), refresh_token, extra)
 
     def token_info(self, access_token: str) -> dict:
-        """hub_id, scopes, user and hub_domain of a token (the token response has none of them)."""
-        url = self.client.url("token_info", token=urllib.parse.quote(access_token, safe=""),
-                              **self._bases)
-        try:
-            with requests.Session() as http:
-                if self.config.ca_bundle:
-                    http.verify, http.trust_env = self.config.ca_bundle, False
-                response = http.get(url, timeout=self.config.timeout)
-        except (requests.RequestException, OSError) as exc:
-            raise Transient(f"HubSpot unreachable: {exc.__class__.__name__}") from exc
-        try:
-            info = response.json()
-        except ValueError:
-            info = {"message": response.text[:300]}
-        if response.status_code >= 400 or not isinstance(info, dict):
-            raise _token_error(response.status_code, info, dict(response.headers))
+        """hub_id, scopes, user and hub_domain of a token (the token response has none of them),
+        from the introspection endpoint."""
+        info = self.client.introspect(access_token, "access_token", **self._bases)
+        if info.get("active") is False:
+            raise AuthExpired("HubSpot says the access token is no longer active")
         return {"hub_id": str(info.get("hub_id")), "scopes": list(info.get("scopes") or []),
                 "user": info.get("user"), "user_id": info.get("user_id"),
                 "hub_domain": info.get("hub_domain"), "app_id": info.get("app_id")}

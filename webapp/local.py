@@ -19,7 +19,8 @@ def _start_hubspot(base: str):
     from sandboxes import hubspot as hs
 
     client_id, secret, app_id = "sandbox-client-id", "sandbox-client-secret", "1000001"
-    sandbox = hs.HubSpotSandbox(seed=False, contract="warn")
+    # v1_oauth=False: HubSpot removes the v1 OAuth API on 2027-02-16, so no v1 call may sneak back.
+    sandbox = hs.HubSpotSandbox(seed=False, contract="warn", v1_oauth=False)
     sandbox.add_app(app_id=int(app_id), client_id=client_id, client_secret=secret)
     sandbox.add_portal(portal_id=100001, tier="enterprise", name="Acme Enterprise (sandbox)")
     sandbox.add_portal(portal_id=100002, tier="professional", name="Globex Pro (sandbox)")
