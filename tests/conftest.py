@@ -15,6 +15,8 @@ from webapp.auth import create_key, ensure_tenant
 from webapp.db import Base, database, make_engine, session
 
 TODAY = date(2026, 11, 26)
+# A fixed Fernet key: create_app refuses to start on PostgreSQL (TEST_DATABASE_URL) without one.
+TOKEN_KEY = "kvI1sBRX3uNviRCg7dgpVb6Af4VPRt4jOgM7RHPOd64="
 
 
 def _reset_schema(url: str) -> None:
@@ -70,6 +72,7 @@ def app_config():
 def app(database_url, app_config):
     app = create_app({"DATABASE_URL": database_url, "TESTING": True, "TODAY": lambda: TODAY,
                       "LOG_LEVEL": "WARNING", "SECRET_KEY": "test-secret", "JOBS_MODE": "manual", "OUTBOX_DEBOUNCE": 0,
+                      "TOKEN_ENCRYPTION_KEYS": TOKEN_KEY,
                       **app_config})
     yield app
     _empty_tables(app)

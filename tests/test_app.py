@@ -4,6 +4,7 @@ import logging
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from conftest import TOKEN_KEY
 
 from webapp.cli import main
 from webapp.db import Base, database
@@ -21,7 +22,7 @@ def test_healthz_reports_a_dead_database(tmp_path):
     # JOBS_MODE manual: the embedded job thread would otherwise start with the request and keep
     # polling the dead database after the test (nothing stops it).
     app = create_app({"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "LOG_LEVEL": "CRITICAL",
-                      "SECRET_KEY": "x" * 32, "JOBS_MODE": "manual"})
+                      "SECRET_KEY": "x" * 32, "JOBS_MODE": "manual", "TOKEN_ENCRYPTION_KEYS": TOKEN_KEY})
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.json["status"] == "unavailable"
@@ -35,7 +36,34 @@ def test_production_database_needs_a_real_secret_key():
 
     with pytest.raises(RuntimeError, match="SECRET_KEY"):
         create_app({"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "SECRET_KEY": DEV_SECRET_KEY,
-                    "JOBS_MODE": "manual"})
+                    "JOBS_MODE": "manual", "TOKEN_ENCRYPTION_KEYS": TOKEN_KEY})
+
+
+PG_NOWHERE = "postgresql://nobody@127.0.0.1:1/none"
+
+
+def test_production_database_needs_token_encryption_keys():
+    import pytest
+
+    from webapp import create_app
+
+    for keys in ("", " , "):
+        with pytest.raises(RuntimeError, match="TOKEN_ENCRYPTION_KEYS"):
+            create_app({"DATABASE_URL": PG_NOWHERE, "SECRET_KEY": "x" * 32, "JOBS_MODE": "manual",
+                        "TOKEN_ENCRYPTION_KEYS": keys})
+    app = create_app({"DATABASE_URL": PG_NOWHERE, "SECRET_KEY": "x" * 32, "JOBS_MODE": "manual",
+                      "TOKEN_ENCRYPTION_KEYS": TOKEN_KEY})
+    assert app.config["TOKEN_ENCRYPTION_KEYS"] == TOKEN_KEY
+
+
+def test_sqlite_without_token_keys_derives_one_with_a_warning(tmp_path, capsys):
+    from webapp import create_app, installations
+
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "SECRET_KEY": "x" * 32,
+                      "JOBS_MODE": "manual", "TOKEN_ENCRYPTION_KEYS": ""})
+    cipher = installations.cipher(app)
+    assert cipher.decrypt(cipher.encrypt(b"t")) == b"t"
+    assert "TOKEN_ENCRYPTION_KEYS is not set" in capsys.readouterr().err  # the JSON log line
 
 
 def test_request_id_is_echoed_or_made(client):

@@ -70,13 +70,20 @@ def _start_salesforce():
     return handle
 
 
+def local_base_url(host: str, port: int) -> str:
+    """The address to advertise: `localhost` for a loopback bind, because HubSpot refuses IP
+    addresses in an OAuth redirect_uri (http://localhost is allowed for testing)."""
+    loopback = host in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "")
+    return f"http://{'localhost' if loopback else host}:{port}"
+
+
 def main() -> None:
     from dotenv import load_dotenv
 
     load_dotenv()
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "5000"))
-    base = os.environ.setdefault("PUBLIC_BASE_URL", f"http://{host}:{port}")
+    base = os.environ.setdefault("PUBLIC_BASE_URL", local_base_url(host, port))
     if not os.environ.get("HUBSPOT_CLIENT_ID"):
         _start_hubspot(base)
     if not os.environ.get("SALESFORCE_CLIENT_ID"):
