@@ -22,6 +22,7 @@ from connector.hubspot import MILESTONE_OBJECT, SignatureVerifier, InvalidSignat
 from sandboxes.hubspot import HubSpotSandbox, serve, sign_v3
 from conftest import Api
 from webapp import installations, jobs
+from webapp.blueprints import hubspot as blueprint
 from webapp.db import session
 from webapp.models import HubSpotEvent, Installation, Mirror, OAuthState, OutboxEntry, Plan
 
@@ -694,6 +695,59 @@ def test_card_shows_needs_reconnect(app, client, sb, served):
     env = sb.card_fetch(served + "/hubspot/card/deals/1/plan", portal_id=PRO, retry_once=False).json()
     assert env["connection"] == "needs_reconnect" and env["reconnect_url"].endswith("/install/hubspot")
     assert env["mode"] == "deal_properties"
+
+
+def _grow(api: Api, plan: dict, total: int, description: str = "") -> dict:
+    """Adds milestones, round-robin over the stages, until the plan has `total`."""
+    stages = [st["id"] for st in plan["stages"]]
+    for n in range(len(milestones(plan)), total):
+        r = api.post(f"/plans/{plan['id']}/milestones",
+                     json={"stage_id": stages[n % len(stages)], "title": f"Step {n + 1}",
+                           "description": description})
+        assert r.status_code == 201, r.json
+    return api.get(f"/plans/{plan['id']}").json
+
+
+def test_card_sends_at_most_50_milestones_in_plan_order(app, client, sb, served):
+    _, api = installed(app, client, sb, PRO)
+    deal = deal_id(sb, PRO)
+
+    def card_plan():
+        got = sb.card_fetch(served + f"/hubspot/card/deals/{deal}/plan", portal_id=PRO, retry_once=False)
+        assert got.status == 200, got.body
+        return got.json()["plan"]
+
+    full = _grow(api, new_plan(api, PRO, deal, twelve=False), 50)
+    at_limit = card_plan()
+    assert at_limit["milestones_truncated"] is False and at_limit["milestone_count"] == 50
+    assert [m["id"] for m in milestones(at_limit)] == [m["id"] for m in milestones(full)]
+    for field in ("value_summary", "objectives", "constraints", "resources", "stakeholders"):
+        assert field not in at_limit and field in full
+
+    full = _grow(api, full, 51)
+    over = card_plan()
+    in_plan_order = [m["id"] for st in sorted(full["stages"], key=lambda st: st["position"])
+                     for m in sorted(st["milestones"], key=lambda m: m["position"])]
+    assert [m["id"] for m in milestones(over)] == in_plan_order[:50]
+    assert over["milestones_truncated"] is True and over["milestone_count"] == 51
+    assert [st["milestone_count"] for st in over["stages"]] == [len(st["milestones"]) for st in full["stages"]]
+    assert over["progress"]["total"] == 51
+
+
+def test_card_answer_stays_under_the_budget_with_huge_milestones(app, client, sb, served):
+    _, api = installed(app, client, sb, PRO)
+    deal = deal_id(sb, PRO)
+    # 10,000 characters that JSON escapes to 6 bytes each: 60 KB a milestone, 3 MB for 50
+    plan = _grow(api, new_plan(api, PRO, deal, twelve=False), 50, description="é" * 10_000)
+    got = sb.card_fetch(served + f"/hubspot/card/deals/{deal}/plan", portal_id=PRO, retry_once=False)
+    assert got.status == 200
+    size = len(got.body)
+    assert size <= blueprint.CARD_PAYLOAD_BUDGET < 1_000_000
+    sent = got.json()["plan"]
+    assert sent["milestones_truncated"] is True and sent["milestone_count"] == 50
+    assert 10 <= len(milestones(sent)) < 50
+    assert size + 60_000 > blueprint.CARD_PAYLOAD_BUDGET  # as many as fit: one more would not
+    assert sent["progress"]["total"] == len(milestones(plan)) == 50
 
 
 # ---- the call path ------------------------------------------------------------------------------
