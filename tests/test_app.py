@@ -117,3 +117,27 @@ def test_keys_are_stored_hashed(app):
     with database(app).engine.connect() as conn:
         stored = [tuple(r) for r in conn.execute(select(ApiKey.prefix, ApiKey.key_hash))]
     assert all(key not in value for row in stored for value in row)
+
+
+def test_local_proxy_signing_is_refused_outside_local_development(tmp_path):
+    import pytest
+
+    from webapp import create_app
+
+    sqlite = f"sqlite:///{tmp_path / 'x.db'}"
+    common = {"SECRET_KEY": "x" * 32, "JOBS_MODE": "manual", "TOKEN_ENCRYPTION_KEYS": TOKEN_KEY,
+              "HUBSPOT_DEV_PROXY_SIGNING": True}
+    for database, base in ((PG_NOWHERE, "http://localhost:5000"),
+                           (sqlite, "https://plans.example.com")):
+        with pytest.raises(RuntimeError, match="HUBSPOT_DEV_PROXY_SIGNING"):
+            create_app({**common, "DATABASE_URL": database, "PUBLIC_BASE_URL": base})
+    app = create_app({**common, "DATABASE_URL": sqlite, "PUBLIC_BASE_URL": "http://localhost:5000"})
+    assert app.config["HUBSPOT_DEV_PROXY_SIGNING"] is True
+
+
+def test_local_proxy_signing_flag_from_the_environment(monkeypatch):
+    from webapp.config import Config
+
+    for raw, expected in (("1", True), ("true", True), ("0", False), ("", False)):
+        monkeypatch.setenv("HUBSPOT_DEV_PROXY_SIGNING", raw)
+        assert Config().HUBSPOT_DEV_PROXY_SIGNING is expected

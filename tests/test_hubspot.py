@@ -7,6 +7,10 @@ Every test ends with no contract violation against HubSpot's published OpenAPI s
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import os
 import re
 import threading
 import time
@@ -748,6 +752,43 @@ def test_card_answer_stays_under_the_budget_with_huge_milestones(app, client, sb
     assert 10 <= len(milestones(sent)) < 50
     assert size + 60_000 > blueprint.CARD_PAYLOAD_BUDGET  # as many as fit: one more would not
     assert sent["progress"]["total"] == len(milestones(plan)) == 50
+
+
+def _signed_like_the_local_proxy(url: str) -> requests.Response:
+    """A card GET signed as `hs project dev`'s local proxy signs it: over the URL as forwarded,
+    %40 and all, without HubSpot's decoding (hubspot_app/README.md)."""
+    ts = str(int(time.time() * 1000))
+    digest = hmac.new(SECRET.encode(), ("GET" + url + ts).encode(), hashlib.sha256).digest()
+    return requests.get(url, timeout=5, headers={"X-HubSpot-Signature-v3": base64.b64encode(digest).decode(),
+                                                 "X-HubSpot-Request-Timestamp": ts})
+
+
+def _proxied_card_url(base: str, portal: int) -> str:
+    query = urllib.parse.urlencode({"portalId": portal, "userId": 7, "userEmail": "rep@acme.test"})
+    assert "%40" in query
+    return f"{base}/hubspot/card/deals/1/plan?{query}"
+
+
+def test_local_proxy_signing_is_refused_by_default(app, client, sb, served):
+    installed(app, client, sb, PRO)
+    got = _signed_like_the_local_proxy(_proxied_card_url(served, PRO))
+    assert got.status_code == 401 and got.json()["type"].endswith("invalid-signature")
+
+
+@pytest.mark.skipif((os.environ.get("TEST_DATABASE_URL") or "sqlite").split(":")[0] != "sqlite",
+                    reason="the local proxy's signing is accepted with the SQLite database only")
+def test_local_proxy_signing_is_accepted_in_local_development_only(app, client, sb, served):
+    installed(app, client, sb, PRO)
+    app.config["HUBSPOT_DEV_PROXY_SIGNING"] = True
+    url = _proxied_card_url(served, PRO)
+    got = _signed_like_the_local_proxy(url)
+    assert got.status_code == 200, got.text
+    assert got.json()["mode"] == "deal_properties"
+    # HubSpot's own signing still works next to it
+    assert sb.card_fetch(served + "/hubspot/card/deals/1/plan", portal_id=PRO, retry_once=False).status == 200
+    # not on a public address, even with the flag set after start-up
+    app.config["PUBLIC_BASE_URL"] = "https://plans.example.com"
+    assert _signed_like_the_local_proxy(url).status_code == 401
 
 
 # ---- the call path ------------------------------------------------------------------------------
