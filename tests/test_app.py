@@ -127,10 +127,10 @@ def test_local_proxy_signing_is_refused_outside_local_development(tmp_path):
     sqlite = f"sqlite:///{tmp_path / 'x.db'}"
     common = {"SECRET_KEY": "x" * 32, "JOBS_MODE": "manual", "TOKEN_ENCRYPTION_KEYS": TOKEN_KEY,
               "HUBSPOT_DEV_PROXY_SIGNING": True}
-    for database, base in ((PG_NOWHERE, "http://localhost:5000"),
-                           (sqlite, "https://plans.example.com")):
+    for url, base in ((PG_NOWHERE, "http://localhost:5000"),
+                      (sqlite, "https://plans.example.com")):
         with pytest.raises(RuntimeError, match="HUBSPOT_DEV_PROXY_SIGNING"):
-            create_app({**common, "DATABASE_URL": database, "PUBLIC_BASE_URL": base})
+            create_app({**common, "DATABASE_URL": url, "PUBLIC_BASE_URL": base})
     app = create_app({**common, "DATABASE_URL": sqlite, "PUBLIC_BASE_URL": "http://localhost:5000"})
     assert app.config["HUBSPOT_DEV_PROXY_SIGNING"] is True
 
