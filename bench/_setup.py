@@ -45,6 +45,7 @@ def make_app(**config):
     migrate.upgrade(engine)
     engine.dispose()
     settings = {"DATABASE_URL": url, "LOG_LEVEL": "WARNING", "JOBS_MODE": "manual", "SECRET_KEY": "bench",
+                "TOKEN_ENCRYPTION_KEYS": "Toeo6joCMtQIZXRkJlZkrQ8fPDCsKW90rlq6kQKHLKw=",
                 "REDIS_URL": os.environ.get("REDIS_URL")}
     settings.update(config)
     return create_app(settings), url

@@ -34,6 +34,7 @@ SERVER_URL = os.environ.get("BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1
 DB_NAME = "mutualplan_bench_buyer"  # our own: other benchmarks drop `mutualplan_bench`
 CLIENTS = 32
 PROCESSES = 4
+TOKEN_KEY = "Toeo6joCMtQIZXRkJlZkrQ8fPDCsKW90rlq6kQKHLKw="  # bench-only Fernet key
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 SECRET = "bench-secret"
 
@@ -71,6 +72,7 @@ def _seed(url: str, base: str) -> tuple[str, dict]:
     migrate.upgrade(engine)
     engine.dispose()
     app = create_app({"DATABASE_URL": url, "SECRET_KEY": SECRET, "PUBLIC_BASE_URL": base,
+                      "TOKEN_ENCRYPTION_KEYS": TOKEN_KEY,
                       "LOG_LEVEL": "WARNING"})
     figures = {}
     with app.app_context():
@@ -196,6 +198,7 @@ def main() -> int:
     url = _fresh_database()
     path, figures = _seed(url, base)
     env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": SECRET, "PUBLIC_BASE_URL": base,
+           "TOKEN_ENCRYPTION_KEYS": TOKEN_KEY,
            "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
     env.pop("REDIS_URL", None)
 

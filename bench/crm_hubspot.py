@@ -177,7 +177,7 @@ def own_database() -> None:
 
 def main() -> None:
     own_database()
-    sb = HubSpotSandbox()
+    sb = HubSpotSandbox(v1_oauth=False)
     sb.server = serve(sb)
     try:
         app, url = make_app(**config(sb, "manual"))

@@ -1,10 +1,23 @@
-"""OAuth 2 for every CRM, on authlib: authorize URL, code exchange, refresh and revoke.
+"""OAuth 2 for every CRM, on authlib: authorize URL, code exchange, refresh, introspection
+and revoke.
 
 Per-CRM differences are data: the endpoint URL templates (`endpoints`, formatted with
 the bases the caller passes, e.g. `{auth_base}` or `{login_url}`), the scopes and extra
 authorize parameters, PKCE or not, and the function that turns a failed token response
 into the error taxonomy (each connector's `classify`). Nothing here knows Flask or the
 database.
+
+The API (stable; other flows such as sign-in build on it):
+    client = OAuthClient(client_id, secret, redirect_uri, endpoints, on_error, scope=..., pkce=...)
+    client.authorization_url(state, code_verifier=None, **where) -> str
+    client.exchange(code, code_verifier=None, **where) -> dict   # the token response
+    client.refresh(refresh_token, **where) -> dict
+    client.introspect(token, token_type_hint="access_token", **where) -> dict  # RFC 7662
+    client.revoke(token, **where) -> bool                         # never raises
+`endpoints` names: "authorize", "token" (required), "introspect", "revoke" (optional).
+Every request to the token, introspection and revocation endpoints carries its parameters
+and the client credentials in the form body (client_secret_post), never in the URL. A refused
+request raises what `on_error` returns; an unreachable endpoint raises Transient.
 """
 from __future__ import annotations
 
@@ -90,7 +103,14 @@ class OAuthClient:
     def _token(self, call: Callable[[OAuth2Session], Any]) -> dict:
         try:
             with self._session() as s:
-                return dict(call(s))
+                answer = call(s)
+                if isinstance(answer, requests.Response):  # introspection: no compliance hook
+                    if answer.status_code >= 400:
+                        raise self.on_error(answer.status_code, _body(answer), dict(answer.headers))
+                    answer = answer.json()
+                    if not isinstance(answer, dict):
+                        raise ValueError("not a JSON object")  # noqa: TRY004 (nonsense, as below)
+                return dict(answer)
         except CrmError:
             raise
         except OAuthError as exc:  # an error answered with 200 (never seen, but possible)
@@ -115,6 +135,13 @@ class OAuthClient:
         """The refresh grant; the answer keeps the old refresh token when none was rotated in."""
         return self._token(lambda s: s.refresh_token(
             self.url("token", **where), refresh_token=refresh_token, timeout=self.timeout))
+
+    def introspect(self, token: str, token_type_hint: str = "access_token", **where) -> dict:
+        """What the authorization server knows of a token (RFC 7662; the CRM may add fields,
+        e.g. HubSpot's hub_id and user_id). The token goes in the form body, never the URL."""
+        return self._token(lambda s: s.introspect_token(
+            self.url("introspect", **where), token=token, token_type_hint=token_type_hint,
+            timeout=self.timeout))
 
     def revoke(self, token: str, **where) -> bool:
         """Revoke a (refresh) token. True when the CRM confirmed it; never raises."""

@@ -16,6 +16,8 @@ from webapp.auth import create_key, ensure_tenant
 from webapp.db import Base, database, make_engine, session
 
 TODAY = date(2026, 11, 26)
+# A fixed Fernet key: create_app refuses to start on PostgreSQL (TEST_DATABASE_URL) without one.
+TOKEN_KEY = "kvI1sBRX3uNviRCg7dgpVb6Af4VPRt4jOgM7RHPOd64="
 
 
 def _reset_schema(url: str) -> None:
@@ -73,6 +75,7 @@ def app(database_url, app_config):
                       "LOG_LEVEL": "WARNING", "SECRET_KEY": "test-secret", "JOBS_MODE": "manual", "OUTBOX_DEBOUNCE": 0,
                       # rate-limit counters in Redis are per test, not shared across tests
                       "RATE_LIMIT_NAMESPACE": f"test-{secrets.token_hex(4)}",
+                      "TOKEN_ENCRYPTION_KEYS": TOKEN_KEY,
                       **app_config})
     yield app
     _empty_tables(app)

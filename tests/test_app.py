@@ -4,6 +4,7 @@ import logging
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from conftest import TOKEN_KEY
 
 from webapp.cli import main
 from webapp.db import Base, database
@@ -23,7 +24,7 @@ def test_healthz_reports_a_dead_database(tmp_path):
     # JOBS_MODE manual: the embedded job thread would otherwise start with the request and keep
     # polling the dead database after the test (nothing stops it).
     app = create_app({"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "LOG_LEVEL": "CRITICAL",
-                      "SECRET_KEY": "x" * 32, "JOBS_MODE": "manual"})
+                      "SECRET_KEY": "x" * 32, "JOBS_MODE": "manual", "TOKEN_ENCRYPTION_KEYS": TOKEN_KEY})
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.json["status"] == "unavailable"
@@ -37,7 +38,34 @@ def test_production_database_needs_a_real_secret_key():
 
     with pytest.raises(RuntimeError, match="SECRET_KEY"):
         create_app({"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "SECRET_KEY": DEV_SECRET_KEY,
-                    "JOBS_MODE": "manual"})
+                    "JOBS_MODE": "manual", "TOKEN_ENCRYPTION_KEYS": TOKEN_KEY})
+
+
+PG_NOWHERE = "postgresql://nobody@127.0.0.1:1/none"
+
+
+def test_production_database_needs_token_encryption_keys():
+    import pytest
+
+    from webapp import create_app
+
+    for keys in ("", " , "):
+        with pytest.raises(RuntimeError, match="TOKEN_ENCRYPTION_KEYS"):
+            create_app({"DATABASE_URL": PG_NOWHERE, "SECRET_KEY": "x" * 32, "JOBS_MODE": "manual",
+                        "TOKEN_ENCRYPTION_KEYS": keys})
+    app = create_app({"DATABASE_URL": PG_NOWHERE, "SECRET_KEY": "x" * 32, "JOBS_MODE": "manual",
+                      "TOKEN_ENCRYPTION_KEYS": TOKEN_KEY})
+    assert app.config["TOKEN_ENCRYPTION_KEYS"] == TOKEN_KEY
+
+
+def test_sqlite_without_token_keys_derives_one_with_a_warning(tmp_path, capsys):
+    from webapp import create_app, installations
+
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "SECRET_KEY": "x" * 32,
+                      "JOBS_MODE": "manual", "TOKEN_ENCRYPTION_KEYS": ""})
+    cipher = installations.cipher(app)
+    assert cipher.decrypt(cipher.encrypt(b"t")) == b"t"
+    assert "TOKEN_ENCRYPTION_KEYS is not set" in capsys.readouterr().err  # the JSON log line
 
 
 def test_request_id_is_echoed_or_made(client):
@@ -91,3 +119,27 @@ def test_keys_are_stored_hashed(app):
     with database(app).engine.connect() as conn:
         stored = [tuple(r) for r in conn.execute(select(ApiKey.prefix, ApiKey.key_hash))]
     assert all(key not in value for row in stored for value in row)
+
+
+def test_local_proxy_signing_is_refused_outside_local_development(tmp_path):
+    import pytest
+
+    from webapp import create_app
+
+    sqlite = f"sqlite:///{tmp_path / 'x.db'}"
+    common = {"SECRET_KEY": "x" * 32, "JOBS_MODE": "manual", "TOKEN_ENCRYPTION_KEYS": TOKEN_KEY,
+              "HUBSPOT_DEV_PROXY_SIGNING": True}
+    for url, base in ((PG_NOWHERE, "http://localhost:5000"),
+                      (sqlite, "https://plans.example.com")):
+        with pytest.raises(RuntimeError, match="HUBSPOT_DEV_PROXY_SIGNING"):
+            create_app({**common, "DATABASE_URL": url, "PUBLIC_BASE_URL": base})
+    app = create_app({**common, "DATABASE_URL": sqlite, "PUBLIC_BASE_URL": "http://localhost:5000"})
+    assert app.config["HUBSPOT_DEV_PROXY_SIGNING"] is True
+
+
+def test_local_proxy_signing_flag_from_the_environment(monkeypatch):
+    from webapp.config import Config
+
+    for raw, expected in (("1", True), ("true", True), ("0", False), ("", False)):
+        monkeypatch.setenv("HUBSPOT_DEV_PROXY_SIGNING", raw)
+        assert Config().HUBSPOT_DEV_PROXY_SIGNING is expected

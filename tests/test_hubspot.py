@@ -7,8 +7,12 @@ Every test ends with no contract violation against HubSpot's published OpenAPI s
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import hmac
 import logging
+import os
 
 import re
 import threading
@@ -26,6 +30,7 @@ from sandboxes.hubspot import HubSpotSandbox, serve, sign_v3
 from conftest import Api, snapshot
 from connector.errors import Rejected
 from webapp import installations, jobs, providers
+from webapp.blueprints import hubspot as blueprint
 from webapp.db import session
 from webapp.models import HubSpotEvent, Installation, Mirror, OAuthState, OutboxEntry, Plan
 
@@ -36,12 +41,13 @@ PUBLIC = "http://mutualplan.test"
 
 @pytest.fixture
 def sb():
-    sandbox = HubSpotSandbox()
+    sandbox = HubSpotSandbox(v1_oauth=False)  # as after 2027-02-16: a v1 OAuth call fails
     server = serve(sandbox)
     sandbox.server = server
     yield sandbox
     server.shutdown()
     sandbox.assert_no_contract_violations()
+    assert not sandbox.v1_oauth_calls
 
 
 @pytest.fixture
@@ -282,7 +288,7 @@ def test_callback_invalid_code(client, sb):
 
 
 def test_callback_metadata_lookup_failed(app, client, sb):
-    sb.inject("500", times=1, path_contains="/oauth/v1/access-tokens/")
+    sb.inject("500", times=1, path_contains="/oauth/2026-03/token/introspect")
     _, page = _callback_with(client, sb)
     assert page.status_code == 502 and reason(page) == "metadata_lookup_failed"
     with app.app_context():
@@ -379,7 +385,7 @@ def test_token_expiry_mid_push_refreshes_and_replays(app, client, sb):
     assert outbox(app)[-1].status == "done" or {r.status for r in outbox(app)} == {"done"}
     statuses = [c["status"] for c in sb.calls(ENT)]
     assert 401 in statuses and statuses[-1] == 200
-    assert "POST /oauth/v1/token" in sb.call_counts(ENT)
+    assert "POST /oauth/2026-03/token" in sb.call_counts(ENT)
     after = tokens(app, installation_id)
     assert after.access_token != before and after.expires_at > datetime.now(timezone.utc) + timedelta(minutes=20)
 
@@ -396,7 +402,7 @@ def test_proactive_refresh_before_expiry(app, client, sb):
     sb.reset_calls()
     run(app)
     statuses = [c["status"] for c in sb.calls(ENT)]
-    assert 401 not in statuses and sb.calls(ENT)[0]["endpoint"] == "POST /oauth/v1/token"
+    assert 401 not in statuses and sb.calls(ENT)[0]["endpoint"] == "POST /oauth/2026-03/token"
 
 
 def test_429_storm_defers_and_loses_nothing(app, client, sb):
@@ -699,6 +705,96 @@ def test_card_shows_needs_reconnect(app, client, sb, served):
     assert env["mode"] == "deal_properties"
 
 
+def _grow(api: Api, plan: dict, total: int, description: str = "") -> dict:
+    """Adds milestones, round-robin over the stages, until the plan has `total`."""
+    stages = [st["id"] for st in plan["stages"]]
+    for n in range(len(milestones(plan)), total):
+        r = api.post(f"/plans/{plan['id']}/milestones",
+                     json={"stage_id": stages[n % len(stages)], "title": f"Step {n + 1}",
+                           "description": description})
+        assert r.status_code == 201, r.json
+    return api.get(f"/plans/{plan['id']}").json
+
+
+def test_card_sends_at_most_50_milestones_in_plan_order(app, client, sb, served):
+    _, api = installed(app, client, sb, PRO)
+    deal = deal_id(sb, PRO)
+
+    def card_plan():
+        got = sb.card_fetch(served + f"/hubspot/card/deals/{deal}/plan", portal_id=PRO, retry_once=False)
+        assert got.status == 200, got.body
+        return got.json()["plan"]
+
+    full = _grow(api, new_plan(api, PRO, deal, twelve=False), 50)
+    at_limit = card_plan()
+    assert at_limit["milestones_truncated"] is False and at_limit["milestone_count"] == 50
+    assert [m["id"] for m in milestones(at_limit)] == [m["id"] for m in milestones(full)]
+    for field in ("value_summary", "objectives", "constraints", "resources", "stakeholders"):
+        assert field not in at_limit and field in full
+
+    full = _grow(api, full, 51)
+    over = card_plan()
+    in_plan_order = [m["id"] for st in sorted(full["stages"], key=lambda st: st["position"])
+                     for m in sorted(st["milestones"], key=lambda m: m["position"])]
+    assert [m["id"] for m in milestones(over)] == in_plan_order[:50]
+    assert over["milestones_truncated"] is True and over["milestone_count"] == 51
+    assert [st["milestone_count"] for st in over["stages"]] == [len(st["milestones"]) for st in full["stages"]]
+    assert over["progress"]["total"] == 51
+
+
+def test_card_answer_stays_under_the_budget_with_huge_milestones(app, client, sb, served):
+    _, api = installed(app, client, sb, PRO)
+    deal = deal_id(sb, PRO)
+    # 10,000 characters that JSON escapes to 6 bytes each: 60 KB a milestone, 3 MB for 50
+    plan = _grow(api, new_plan(api, PRO, deal, twelve=False), 50, description="é" * 10_000)
+    got = sb.card_fetch(served + f"/hubspot/card/deals/{deal}/plan", portal_id=PRO, retry_once=False)
+    assert got.status == 200
+    size = len(got.body)
+    assert size <= blueprint.CARD_PAYLOAD_BUDGET < 1_000_000
+    sent = got.json()["plan"]
+    assert sent["milestones_truncated"] is True and sent["milestone_count"] == 50
+    assert 10 <= len(milestones(sent)) < 50
+    assert size + 60_000 > blueprint.CARD_PAYLOAD_BUDGET  # as many as fit: one more would not
+    assert sent["progress"]["total"] == len(milestones(plan)) == 50
+
+
+def _signed_like_the_local_proxy(url: str) -> requests.Response:
+    """A card GET signed as `hs project dev`'s local proxy signs it: over the URL as forwarded,
+    %40 and all, without HubSpot's decoding (hubspot_app/README.md)."""
+    ts = str(int(time.time() * 1000))
+    digest = hmac.new(SECRET.encode(), ("GET" + url + ts).encode(), hashlib.sha256).digest()
+    return requests.get(url, timeout=5, headers={"X-HubSpot-Signature-v3": base64.b64encode(digest).decode(),
+                                                 "X-HubSpot-Request-Timestamp": ts})
+
+
+def _proxied_card_url(base: str, portal: int) -> str:
+    query = urllib.parse.urlencode({"portalId": portal, "userId": 7, "userEmail": "rep@acme.test"})
+    assert "%40" in query
+    return f"{base}/hubspot/card/deals/1/plan?{query}"
+
+
+def test_local_proxy_signing_is_refused_by_default(app, client, sb, served):
+    installed(app, client, sb, PRO)
+    got = _signed_like_the_local_proxy(_proxied_card_url(served, PRO))
+    assert got.status_code == 401 and got.json()["type"].endswith("invalid-signature")
+
+
+@pytest.mark.skipif((os.environ.get("TEST_DATABASE_URL") or "sqlite").split(":")[0] != "sqlite",
+                    reason="the local proxy's signing is accepted with the SQLite database only")
+def test_local_proxy_signing_is_accepted_in_local_development_only(app, client, sb, served):
+    installed(app, client, sb, PRO)
+    app.config["HUBSPOT_DEV_PROXY_SIGNING"] = True
+    url = _proxied_card_url(served, PRO)
+    got = _signed_like_the_local_proxy(url)
+    assert got.status_code == 200, got.text
+    assert got.json()["mode"] == "deal_properties"
+    # HubSpot's own signing still works next to it
+    assert sb.card_fetch(served + "/hubspot/card/deals/1/plan", portal_id=PRO, retry_once=False).status == 200
+    # not on a public address, even with the flag set after start-up
+    app.config["PUBLIC_BASE_URL"] = "https://plans.example.com"
+    assert _signed_like_the_local_proxy(url).status_code == 401
+
+
 # ---- the call path ------------------------------------------------------------------------------
 
 
@@ -725,7 +821,7 @@ def test_two_workers_refresh_once(app, client, sb):
         first.pipeline_stages("default")
         second.pipeline_stages("default")
         assert first._tokens.access_token == second._tokens.access_token
-    assert sb.call_counts(PRO)["POST /oauth/v1/token"] == 1
+    assert sb.call_counts(PRO)["POST /oauth/2026-03/token"] == 1
 
 
 def test_keep_alive_refreshes_due_tokens(app, client, sb):
@@ -757,7 +853,7 @@ def test_tls_with_an_extra_ca_bundle(app, tmp_path):
     ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
     bundle = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
-    tls = HubSpotSandbox()
+    tls = HubSpotSandbox(v1_oauth=False)
     server = serve(tls, ssl_context=context)
     try:
         assert server.url.startswith("https://localhost:")

@@ -38,3 +38,20 @@ def test_the_checker_sees_imports():
     """The walk above is not vacuous: it finds the one import it allows."""
     assert "sandboxes.salesforce" in _imported_modules(ROOT / "webapp" / "local.py")
     assert any((ROOT / "webapp").rglob("*.py")) and any((ROOT / "connector").rglob("*.py"))
+
+
+def _files_mentioning(needle: str) -> list[str]:
+    return sorted(path.relative_to(ROOT).as_posix()
+                  for package in ("webapp", "connector") for path in (ROOT / package).rglob("*")
+                  if path.is_file() and path.suffix in (".py", ".html", ".js", ".txt", ".json")
+                  and needle in path.read_text(encoding="utf-8", errors="replace"))
+
+
+def test_no_call_to_hubspot_oauth_v1_remains():
+    """HubSpot removes /oauth/v1/ on 2027-02-16; the app uses the date-versioned endpoints."""
+    assert _files_mentioning("/oauth/v1/") == []
+
+
+def test_the_oauth_grep_sees_what_it_looks_for():
+    """The walk above is not vacuous: it finds the endpoint the app does call."""
+    assert "connector/hubspot.py" in _files_mentioning("/oauth/2026-03/token")

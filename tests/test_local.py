@@ -67,3 +67,17 @@ def test_without_a_users_bundle_the_sandbox_ca_is_trusted_alone(tmp_path, monkey
         assert local.os.environ["CRM_CA_BUNDLE"] == salesforce.ca_path
     finally:
         salesforce.shutdown()
+
+
+def test_make_run_advertises_localhost_never_an_ip_address():
+    """HubSpot refuses IP addresses in redirect_uri; http://localhost is allowed for testing."""
+    assert local.local_base_url("127.0.0.1", 5000) == "http://localhost:5000"
+    assert local.local_base_url("0.0.0.0", 8000) == "http://localhost:8000"
+    assert local.local_base_url("plans.internal", 5000) == "http://plans.internal:5000"
+
+
+def test_the_default_public_base_url_is_localhost(monkeypatch):
+    from webapp.config import Config
+
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    assert Config().PUBLIC_BASE_URL == "http://localhost:5000"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import TODAY
+from conftest import TODAY, TOKEN_KEY
 
 from webapp import create_app
 from webapp.db import database
@@ -114,7 +114,7 @@ def _dispose_extra_apps():
 def _app(database_url, **config):
     app = create_app({"DATABASE_URL": database_url, "TESTING": True, "TODAY": lambda: TODAY,
                       "LOG_LEVEL": "WARNING", "SECRET_KEY": "test-secret", "JOBS_MODE": "manual",
-                      **config})
+                      "TOKEN_ENCRYPTION_KEYS": TOKEN_KEY, **config})
     _made.append(app)
     return app
 

@@ -9,13 +9,28 @@ from . import db, errors, logs, security
 from .config import DEV_SECRET_KEY, Config
 
 
-def create_app(config: Config | dict | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=False)
-    settings = config if isinstance(config, Config) else Config(**(config or {}))
-    if settings.SECRET_KEY == DEV_SECRET_KEY and not settings.DATABASE_URL.startswith("sqlite"):
+def refuse_unsafe_settings(settings: Config) -> None:
+    """Start-up checks: development conveniences never reach production (a database that is
+    not the embedded SQLite one), where each would silently weaken security."""
+    if settings.production and settings.SECRET_KEY == DEV_SECRET_KEY:
         # Editor links, buyer cookies and CSRF tokens are signed with it: a known key forges them.
         raise RuntimeError("SECRET_KEY must be set (long and random) when DATABASE_URL is not the "
                            "embedded SQLite database.")
+    if settings.production and not settings.token_keys:
+        # The fallback derives the key from SECRET_KEY: one leaked secret would open every stored
+        # CRM token, and rotating SECRET_KEY would lose them all.
+        raise RuntimeError("TOKEN_ENCRYPTION_KEYS must be set (comma-separated Fernet keys) when "
+                           "DATABASE_URL is not the embedded SQLite database.")
+    if settings.HUBSPOT_DEV_PROXY_SIGNING and not settings.local:
+        # It accepts a signature HubSpot's production servers never make: development only.
+        raise RuntimeError("HUBSPOT_DEV_PROXY_SIGNING is for local development only: it needs the "
+                           "embedded SQLite database and a localhost PUBLIC_BASE_URL.")
+
+
+def create_app(config: Config | dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=False)
+    settings = config if isinstance(config, Config) else Config(**(config or {}))
+    refuse_unsafe_settings(settings)
     app.config.from_mapping(settings.as_dict())
     app.json.sort_keys = False
 

@@ -1,6 +1,7 @@
 """Configuration comes from the environment only (12-factor); see .env.example."""
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -11,6 +12,13 @@ def _default_database_url() -> str:
 
 
 DEV_SECRET_KEY = "dev-only-secret-change-me"
+# HubSpot refuses IP addresses in an OAuth redirect_uri; http://localhost is allowed for testing.
+DEFAULT_PUBLIC_BASE_URL = "http://localhost:5000"
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _flag(raw: str | None) -> bool:
+    return (raw or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _count(name: str, raw: str) -> int:
@@ -27,12 +35,16 @@ class Config:
         self.REDIS_URL = env.get("REDIS_URL") or None
         self.SECRET_KEY = env.get("SECRET_KEY") or DEV_SECRET_KEY
         self.TOKEN_ENCRYPTION_KEYS = env.get("TOKEN_ENCRYPTION_KEYS", "")
-        self.PUBLIC_BASE_URL = (env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:5000").rstrip("/")
+        self.PUBLIC_BASE_URL = (env.get("PUBLIC_BASE_URL") or DEFAULT_PUBLIC_BASE_URL).rstrip("/")
         self.HUBSPOT_CLIENT_ID = env.get("HUBSPOT_CLIENT_ID", "")
         self.HUBSPOT_CLIENT_SECRET = env.get("HUBSPOT_CLIENT_SECRET", "")
         self.HUBSPOT_APP_ID = env.get("HUBSPOT_APP_ID", "")
         self.HUBSPOT_API_BASE = env.get("HUBSPOT_API_BASE", "https://api.hubapi.com")
         self.HUBSPOT_AUTH_BASE = env.get("HUBSPOT_AUTH_BASE", "https://app.hubspot.com")
+        # Development only (`hs project dev`): also accept the signature HubSpot's local proxy
+        # makes over the URL with %40 left encoded (hubspot_app/README.md). Refused at start-up
+        # unless the database is SQLite and PUBLIC_BASE_URL is localhost (create_app).
+        self.HUBSPOT_DEV_PROXY_SIGNING = _flag(env.get("HUBSPOT_DEV_PROXY_SIGNING"))
         self.SALESFORCE_CLIENT_ID = env.get("SALESFORCE_CLIENT_ID", "")
         self.SALESFORCE_CLIENT_SECRET = env.get("SALESFORCE_CLIENT_SECRET", "")
         self.SALESFORCE_LOGIN_URL = env.get("SALESFORCE_LOGIN_URL", "https://login.salesforce.com")
@@ -55,6 +67,20 @@ class Config:
         self.TESTING = False
         for key, value in overrides.items():
             setattr(self, key, value)
+
+    @property
+    def production(self) -> bool:
+        """Anything but the embedded SQLite database counts as production."""
+        return not self.DATABASE_URL.startswith("sqlite")
+
+    @property
+    def local(self) -> bool:
+        """Local development: the embedded database, served to this machine only."""
+        return not self.production and urlsplit(self.PUBLIC_BASE_URL).hostname in LOCAL_HOSTS
+
+    @property
+    def token_keys(self) -> list[str]:
+        return [k.strip() for k in (self.TOKEN_ENCRYPTION_KEYS or "").split(",") if k.strip()]
 
     def as_dict(self) -> dict:
         return {k: v for k, v in vars(self).items() if k.isupper()}

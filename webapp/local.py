@@ -32,7 +32,8 @@ def _start_hubspot(base: str):
     from sandboxes import hubspot as hs
 
     client_id, secret, app_id = "sandbox-client-id", "sandbox-client-secret", "1000001"
-    sandbox = hs.HubSpotSandbox(seed=False, contract="warn")
+    # v1_oauth=False: HubSpot removes the v1 OAuth API on 2027-02-16, so no v1 call may sneak back.
+    sandbox = hs.HubSpotSandbox(seed=False, contract="warn", v1_oauth=False)
     sandbox.add_app(app_id=int(app_id), client_id=client_id, client_secret=secret)
     sandbox.add_portal(portal_id=100001, tier="enterprise", name="Acme Enterprise (sandbox)")
     sandbox.add_portal(portal_id=100002, tier="professional", name="Globex Pro (sandbox)")
@@ -83,13 +84,20 @@ def _start_salesforce():
     return handle
 
 
+def local_base_url(host: str, port: int) -> str:
+    """The address to advertise: `localhost` for a loopback bind, because HubSpot refuses IP
+    addresses in an OAuth redirect_uri (http://localhost is allowed for testing)."""
+    loopback = host in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "")
+    return f"http://{'localhost' if loopback else host}:{port}"
+
+
 def main() -> None:
     from dotenv import load_dotenv
 
     load_dotenv()
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "5000"))
-    base = os.environ.setdefault("PUBLIC_BASE_URL", f"http://{host}:{port}")
+    base = os.environ.setdefault("PUBLIC_BASE_URL", local_base_url(host, port))
     if not os.environ.get("HUBSPOT_CLIENT_ID"):
         _start_hubspot(base)
     if not os.environ.get("SALESFORCE_CLIENT_ID"):

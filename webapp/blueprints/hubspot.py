@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from connector.hubspot import MODE_DEAL, InvalidSignature, SignatureVerifier
 
 from .. import clock, jobs, plan_templates, plans, security, sharing, sync
+from ..config import LOCAL_HOSTS
 from ..db import session
 from ..errors import Invalid, ProblemError, Unauthorized
 from ..models import HubSpotEvent, Installation, Plan
@@ -64,10 +65,20 @@ def signed_uri() -> str:
     return f"{base.scheme}://{base.netloc}{path}" + (f"?{query}" if query else "")
 
 
+def dev_proxy_signing() -> bool:
+    """HUBSPOT_DEV_PROXY_SIGNING, honoured only in local development (create_app refuses it
+    elsewhere; checked again here so that no later config change can turn it on in production)."""
+    c = current_app.config
+    local = (str(c.get("DATABASE_URL", "")).startswith("sqlite")
+             and urlsplit(c.get("PUBLIC_BASE_URL", "")).hostname in LOCAL_HOSTS)
+    return bool(c.get("HUBSPOT_DEV_PROXY_SIGNING")) and local
+
+
 def verifier() -> SignatureVerifier:
     clock = current_app.config.get("HUBSPOT_CLOCK")
     secret = current_app.config.get("HUBSPOT_CLIENT_SECRET") or ""
-    return SignatureVerifier(secret, clock=clock) if clock else SignatureVerifier(secret)
+    options = {"clock": clock} if clock else {}
+    return SignatureVerifier(secret, accept_undecoded=dev_proxy_signing(), **options)
 
 
 class BadSignature(Unauthorized):
@@ -256,6 +267,56 @@ def _buyer_link(s, plan: Plan | None):
     return None
 
 
+# A hubspot.fetch answer must stay under 1 MB, and the card shows a plan at a glance (the full
+# editor shows everything): at most CARD_MILESTONE_LIMIT milestones, fewer when the encoded body
+# would pass CARD_PAYLOAD_BUDGET (hubspot_app/src/app/cards/types.ts, `Plan`).
+CARD_MILESTONE_LIMIT = 50
+CARD_PAYLOAD_BUDGET = 900_000  # bytes of the UTF-8 JSON body, well under HubSpot's 1 MB
+# Plan fields the card never reads; each can be long, so they stay out of the card's answer.
+CARD_OMITTED_FIELDS = ("value_summary", "objectives", "constraints", "resources", "stakeholders")
+
+
+def fit_for_card(body: dict, dumps) -> str:
+    """The card envelope encoded with `dumps`, trimmed to fit: the plan's milestones in plan order
+    (stage position, then milestone position), the first CARD_MILESTONE_LIMIT that keep the body
+    within CARD_PAYLOAD_BUDGET bytes. `plan.milestone_count` and each stage's `milestone_count`
+    count every milestone, `milestones_truncated` says whether any were left out; `progress`
+    (computed on the whole plan) is untouched."""
+    plan = body.get("plan")
+    if not plan:
+        return dumps(body)
+    plan = {k: v for k, v in plan.items() if k not in CARD_OMITTED_FIELDS}
+    stages = sorted(plan["stages"], key=lambda st: st["position"])
+    ordered = [(i, m) for i, st in enumerate(stages)
+               for m in sorted(st["milestones"], key=lambda m: m["position"])]
+
+    def encode(kept: int) -> str:
+        shown = [{**st, "milestones": [], "milestone_count": len(st["milestones"])}
+                 for st in stages]
+        for i, m in ordered[:kept]:
+            shown[i]["milestones"].append(m)
+        return dumps({**body, "plan": {**plan, "stages": shown,
+                                       "milestones_truncated": kept < len(ordered),
+                                       "milestone_count": len(ordered)}})
+
+    def size(text: str) -> int:
+        return len(text.encode("utf-8"))
+
+    # Room left by the body without milestones; each milestone costs its encoding and a comma.
+    room = CARD_PAYLOAD_BUDGET - size(encode(0))
+    kept = 0
+    for _, m in ordered[:CARD_MILESTONE_LIMIT]:
+        room -= size(dumps(m)) + 1
+        if room < 0:
+            break
+        kept += 1
+    text = encode(kept)
+    while kept and size(text) > CARD_PAYLOAD_BUDGET:  # "false" is a byte longer than "true"
+        kept -= 1
+        text = encode(kept)
+    return text
+
+
 def envelope(plan: Plan | None, status: int = 200):
     s = session()
     row: Installation = g.hs_installation
@@ -273,8 +334,9 @@ def envelope(plan: Plan | None, status: int = 200):
         "sync": _sync(s, plan),
         "buyer_link": _buyer_link(s, plan),
     }
-    response = jsonify(body)
-    response.status_code = status
+    # Encoded here, once, so that what is measured is exactly what is sent.
+    response = current_app.response_class(fit_for_card(body, current_app.json.dumps),
+                                          status=status, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     return response
 
