@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-from conftest import make_api
+from conftest import TOKEN_KEY, make_api
 from sqlalchemy import select
 
 from webapp import create_app
@@ -60,7 +60,8 @@ def test_healthz_names_redis_when_it_is_down(client):
 
 def _dead_database_app():
     return create_app({"DATABASE_URL": f"postgresql://nobody@127.0.0.1:{closed_port()}/none",
-                       "LOG_LEVEL": "CRITICAL", "SECRET_KEY": "x" * 32, "JOBS_MODE": "manual"})
+                       "LOG_LEVEL": "CRITICAL", "SECRET_KEY": "x" * 32, "JOBS_MODE": "manual",
+                       "TOKEN_ENCRYPTION_KEYS": TOKEN_KEY})
 
 
 def test_the_api_answers_503_when_the_database_is_unreachable():
