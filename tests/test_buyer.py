@@ -500,3 +500,33 @@ def test_page_cache_drops_older_versions_and_refuses_late_renders():
     cache.put("link", (1, TODAY), ("dana", ""), b"v1 dana, rendered late")
     assert cache.get("link", (1, TODAY), ("dana", "")) is None
     assert len(cache) == 2 and cache.size == sum(len(p) + 256 for p in (b"v2 anonymous", b"other v1"))
+
+
+def test_pooled_connections_closed_by_the_server_are_replaced_unseen(app, client, page_path,
+                                                                     monkeypatch):
+    """The pool pings only connections idle for a while (webapp/db.py): those recover at
+    checkout; one used a moment ago fails its statement, and the buyer page reads again."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from webapp import db
+
+    engine = database(app).engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("needs a database server that can close our connections (TEST_DATABASE_URL)")
+
+    def close_pooled_connections():
+        with engine.connect() as conn:
+            pids = [pid for (pid,) in conn.execute(text("SELECT pg_backend_pid()"))]
+        with create_engine(engine.url, poolclass=NullPool).connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE pid = ANY(:pids)"), {"pids": pids})
+            admin.commit()
+
+    assert client.get(page_path).status_code == 200
+    close_pooled_connections()
+    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 1e9)  # no ping: the page's read fails, once
+    assert client.get(page_path).status_code == 200
+    close_pooled_connections()
+    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 0.0)  # idle: pinged, replaced at checkout
+    assert client.get("/healthz").status_code == 200

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import DBAPIError
 
 from .. import plans, sharing
 from ..auth import api_key_required
@@ -345,16 +345,25 @@ def _probe(token: str):
 
     Read in autocommit, outside the request's session: a transaction would cost a BEGIN and a
     ROLLBACK round trip around the one SELECT, which (with the pool's ping) made up most of a
-    page view that reuses a rendered page (bench/buyer_wrk.py).
+    page view that reuses a rendered page (bench/buyer_wrk.py). The pool pings only idle
+    connections (webapp/db.py), so a connection the server closed a moment ago is read
+    through once more.
     """
     ext = current_app.extensions
     if "mutualplan.autocommit" not in ext:
         ext["mutualplan.autocommit"] = database().engine.execution_options(
             isolation_level="AUTOCOMMIT")
-    with Session(ext["mutualplan.autocommit"]) as s:
-        link, version, _updated_at = sharing.resolve_version(s, token)
-        s.expunge(link)
-    return link, version
+    try:
+        return _read_version(ext["mutualplan.autocommit"], token)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return _read_version(ext["mutualplan.autocommit"], token)  # on a fresh connection
+
+
+def _read_version(engine, token: str):
+    with engine.connect() as conn:
+        return sharing.resolve_version(conn, token)
 
 
 # ---- pages ---------------------------------------------------------------------------
