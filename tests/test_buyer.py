@@ -6,7 +6,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import CSRF, TODAY, make_link, milestone, path_of, snapshot, tenant_of
+from conftest import CSRF, TODAY, make_link, milestone, milestones_of, path_of, snapshot, tenant_of
 from sqlalchemy import event, select
 
 from webapp import outbox, plans, sharing
@@ -415,3 +415,118 @@ def test_share_link_and_editor_link_responses_match_the_openapi_document(api, cl
     check("get", "/plans/{plan_id}/share-links", api.get(f"/plans/{pid}/share-links"))
     check("post", "/plans/{plan_id}/editor-link", api.post(f"/plans/{pid}/editor-link"))
     check("post", "/plans/{plan_id}/share-links", api.post(f"/plans/{pid}/share-links", json={"label": 5}))
+
+
+# ---- page speed and the page cache (issue 10, F2 and item 9) ------------------------
+
+
+def _plan_with(api, milestones: int) -> str:
+    """A quick-template plan with exactly `milestones` milestones, a stakeholder, and a link."""
+    plan = api.post("/plans", json={"title": f"{milestones} steps", "template": "quick",
+                                    "start_date": TODAY.isoformat()}).json
+    have = milestones_of(plan)
+    for m in have[milestones:]:
+        assert api.delete(f"/milestones/{m['id']}").status_code == 204
+    stage = plan["stages"][0]["id"]
+    for i in range(milestones - len(have)):
+        response = api.post(f"/plans/{plan['id']}/milestones", json={
+            "stage_id": stage, "title": f"Step {i}", "owner_side": "buyer",
+            "description": "What done looks like.", "due_date": "2027-01-05"})
+        assert response.status_code == 201, response.json
+    api.post(f"/plans/{plan['id']}/stakeholders", json={"name": "Pat", "side": "buyer"})
+    plan = api.get(f"/plans/{plan['id']}").json
+    assert len(milestones_of(plan)) == milestones
+    return path_of(make_link(api, plan["id"])["url"])
+
+
+def test_sql_statements_per_view_are_the_same_for_3_and_50_milestones(app, api, client):
+    small, big = _plan_with(api, 3), _plan_with(api, 50)
+    fresh = [_count_queries(app, client, small), _count_queries(app, client, big)]
+    reused = [_count_queries(app, client, small), _count_queries(app, client, big)]
+    assert fresh[0] == fresh[1] <= 7  # rendered: the link, the plan and its parts, no N+1
+    assert reused == [1, 1]  # unchanged plan: one statement, the link and the plan's version
+
+
+def _cache(app):
+    from webapp.blueprints.buyer import page_cache
+
+    with app.app_context():
+        return page_cache()
+
+
+def test_edit_view_rounds_keep_one_page_per_link(app, api, client, plan, page_path):
+    """The F2 attack: every edit is a new version; the cache keeps the newest page only."""
+    cache = _cache(app)
+    for i in range(6):
+        response = api.patch(f"/plans/{plan['id']}", json={"title": f"Take {i}"})
+        assert response.status_code == 200, response.json
+        assert f"Take {i}" in client.get(page_path).get_data(as_text=True)
+        assert len(cache) == 1
+    identify(client, page_path)  # a second viewer of the same version: a second variant
+    assert len(cache) == 2
+    assert api.patch(f"/plans/{plan['id']}", json={"title": "Final"}).status_code == 200
+    assert "Final" in client.get(page_path).get_data(as_text=True)
+    assert len(cache) == 1  # both pages of the old version went with it
+
+
+def test_page_cache_is_bounded_in_bytes_least_recently_used_first():
+    from webapp.blueprints.buyer import ENTRY_OVERHEAD, PageCache
+
+    cache = PageCache(max_bytes=8 * 1024)
+    page = b"x" * (1000 - ENTRY_OVERHEAD)  # 1,000 bytes with its overhead
+    for i in range(8):
+        cache.put(f"link{i}", (1, TODAY), (None, ""), page)
+    assert cache.get("link0", (1, TODAY), (None, "")) == page  # now the most recently used
+    cache.put("link8", (1, TODAY), (None, ""), page)
+    cache.put("link9", (1, TODAY), (None, ""), page)
+    assert cache.size <= 8 * 1024 and len(cache) == 8
+    assert cache.get("link1", (1, TODAY), (None, "")) is None  # least recently used: gone
+    assert cache.get("link0", (1, TODAY), (None, "")) == page
+    cache.put("huge", (1, TODAY), (None, ""), b"x" * 1025)  # over an eighth of the budget
+    assert cache.get("huge", (1, TODAY), (None, "")) is None
+
+
+def test_page_cache_drops_older_versions_and_refuses_late_renders():
+    from webapp.blueprints.buyer import PageCache
+
+    cache = PageCache()
+    cache.put("link", (1, TODAY), (None, ""), b"v1 anonymous")
+    cache.put("link", (1, TODAY), ("dana", ""), b"v1 dana")
+    cache.put("other", (1, TODAY), (None, ""), b"other v1")
+    cache.put("link", (2, TODAY), (None, ""), b"v2 anonymous")
+    assert cache.get("link", (1, TODAY), ("dana", "")) is None
+    assert cache.get("link", (1, TODAY), (None, "")) is None
+    assert cache.get("other", (1, TODAY), (None, "")) == b"other v1"
+    cache.put("link", (1, TODAY), ("dana", ""), b"v1 dana, rendered late")
+    assert cache.get("link", (1, TODAY), ("dana", "")) is None
+    assert len(cache) == 2 and cache.size == sum(len(p) + 256 for p in (b"v2 anonymous", b"other v1"))
+
+
+def test_pooled_connections_closed_by_the_server_are_replaced_unseen(app, client, page_path,
+                                                                     monkeypatch):
+    """The pool pings only connections idle for a while (webapp/db.py): those recover at
+    checkout; one used a moment ago fails its statement, and the buyer page reads again."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from webapp import db
+
+    engine = database(app).engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("needs a database server that can close our connections (TEST_DATABASE_URL)")
+
+    def close_pooled_connections():
+        with engine.connect() as conn:
+            pids = [pid for (pid,) in conn.execute(text("SELECT pg_backend_pid()"))]
+        with create_engine(engine.url, poolclass=NullPool).connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE pid = ANY(:pids)"), {"pids": pids})
+            admin.commit()
+
+    assert client.get(page_path).status_code == 200
+    close_pooled_connections()
+    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 1e9)  # no ping: the page's read fails, once
+    assert client.get(page_path).status_code == 200
+    close_pooled_connections()
+    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 0.0)  # idle: pinged, replaced at checkout
+    assert client.get("/healthz").status_code == 200

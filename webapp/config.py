@@ -56,6 +56,8 @@ class Config:
         self.LOG_FORMAT = env.get("LOG_FORMAT", "json")
         # Limits on what one request may carry; generous for humans, tight for abuse.
         self.MAX_CONTENT_LENGTH = int(env.get("MAX_CONTENT_LENGTH", 256 * 1024))
+        # Rendered buyer pages kept per process (webapp/blueprints/buyer.py), in bytes.
+        self.BUYER_PAGE_CACHE_BYTES = int(env.get("BUYER_PAGE_CACHE_BYTES", 32 * 1024 * 1024))
         # "rq" with REDIS_URL, else "thread"; tests use "inline" (run right after commit).
         self.JOBS_MODE = env.get("JOBS_MODE") or None
         self.OUTBOX_DEBOUNCE = float(env.get("OUTBOX_DEBOUNCE", 1.0))

@@ -7,11 +7,13 @@ tables.
 """
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from flask import Flask, current_app
 from sqlalchemy import DateTime, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -69,8 +71,37 @@ def make_engine(url: str) -> Engine:
         url = "postgresql://" + url[len("postgres://"):]
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
-                         hide_parameters=True)
+    engine = create_engine(url, pool_size=5, max_overflow=10, hide_parameters=True)
+    _ping_when_idle(engine)
+    return engine
+
+
+IDLE_PING_SECONDS = 10.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before use only when it sat idle for IDLE_PING_SECONDS.
+
+    `pool_pre_ping` pings on every checkout: one more round trip per request, half of
+    what a buyer page view that reuses its rendered page costs (bench/buyer_wrk.py).
+    The connections a database restart or an idle timeout may have closed are the idle
+    ones; one used a moment ago is alive, and should it die in between, the error marks
+    the pool invalid (SQLAlchemy's disconnect handling) and the next checkout reconnects.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn, record):
+        record.info["mutualplan.idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn, record, _proxy):
+        idle_since = record.info.get("mutualplan.idle_since")
+        if idle_since is not None and time.monotonic() - idle_since < IDLE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # the driver's own error type; the pool retries on this one
+            raise DisconnectionError("stale pooled connection") from exc
 
 
 class Database:

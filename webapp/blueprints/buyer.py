@@ -16,10 +16,11 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from .. import plans, sharing
 from ..auth import api_key_required
-from ..db import session
+from ..db import database, session
 from ..errors import DomainError, Invalid, NotFound, ProblemError, VersionConflict, describe
 from ..schemas import _EMAIL, ShareLinkCreated, ShareLinkIn, ShareLinkList
 from ..web import RateLimiter, json_body, keys, render, today
@@ -239,39 +240,75 @@ def build_view(s, plan, *, include_internal: bool, day: date) -> dict:
 
 
 CSRF_SLOT = "@@csrf-slot-7f3a@@"  # rendered into cached pages, replaced per browser
+_SLOT = CSRF_SLOT.encode()
+DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
+ENTRY_OVERHEAD = 256  # the key tuple, the dict slot and the bytes header, roughly
 
 
 class PageCache:
-    """Rendered buyer pages, keyed by the plan's version (bumped by every change, see
-    plans.touch and the plan row's version_id_col), the day, the link and the viewer.
+    """Rendered buyer pages (UTF-8 bytes), per process, bounded in bytes, least recently used
+    evicted first.
 
-    A page view that hits it costs one query (the link and the plan's version) and a
-    string replace; every change to the plan makes a new key, so nothing is ever stale.
-    Per process, bounded (LRU).
+    A page is cached under (link, generation, variant): the generation is the plan's version
+    (bumped by every change: plans.touch and the plan row's version_id_col) and the day; the
+    variant is the viewer and the notice shown. A view that hits costs one query (the link and
+    the plan's version) and a byte replace. Every change makes a new generation, so nothing is
+    ever served stale; caching a newer generation of a link drops all its older pages at once
+    (an edit/view loop keeps one page per link, not one per version), and a late render of an
+    older generation is not cached at all. A page larger than `max_entry` (an eighth of the
+    budget) is rendered every time rather than pushing out everything else.
     """
 
-    def __init__(self, size: int = 512):
-        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
+        self.max_bytes, self.max_entry = max_bytes, max_bytes // 8
+        self.items: OrderedDict[tuple, bytes] = OrderedDict()
+        self.links: dict[str, tuple[tuple, set]] = {}  # link id -> (generation, its keys)
+        self.size = 0
+        self.lock = threading.Lock()
 
-    def get(self, key):
+    def get(self, link_id: str, generation: tuple, variant: tuple) -> bytes | None:
+        key = (link_id, generation, variant)
         with self.lock:
-            html = self.items.get(key)
-            if html is not None:
+            page = self.items.get(key)
+            if page is not None:
                 self.items.move_to_end(key)
-            return html
+            return page
 
-    def put(self, key, html: str) -> None:
+    def put(self, link_id: str, generation: tuple, variant: tuple, page: bytes) -> None:
+        if len(page) + ENTRY_OVERHEAD > self.max_entry:
+            return
         with self.lock:
-            self.items[key] = html
-            self.items.move_to_end(key)
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
+            cached = self.links.get(link_id)
+            if cached is not None and generation != cached[0]:
+                if generation < cached[0]:
+                    return  # rendered from an older version than one already cached
+                for key in list(cached[1]):
+                    self._drop(key)
+            key = (link_id, generation, variant)
+            if key in self.items:
+                self._drop(key)
+            self.items[key] = page
+            self.links.setdefault(link_id, (generation, set()))[1].add(key)
+            self.size += len(page) + ENTRY_OVERHEAD
+            while self.size > self.max_bytes:
+                self._drop(next(iter(self.items)))
+
+    def _drop(self, key: tuple) -> None:
+        self.size -= len(self.items.pop(key)) + ENTRY_OVERHEAD
+        keys_of_link = self.links[key[0]][1]
+        keys_of_link.discard(key)
+        if not keys_of_link:
+            del self.links[key[0]]
+
+    def __len__(self) -> int:
+        return len(self.items)
 
 
 def page_cache() -> PageCache:
     ext = current_app.extensions
     if "mutualplan.buyer_pages" not in ext:
-        ext["mutualplan.buyer_pages"] = PageCache()
+        budget = int(current_app.config.get("BUYER_PAGE_CACHE_BYTES") or DEFAULT_CACHE_BYTES)
+        ext["mutualplan.buyer_pages"] = PageCache(budget)
     return ext["mutualplan.buyer_pages"]
 
 
@@ -289,12 +326,12 @@ def _page(link, plan, *, status: int = 200, error: str | None = None, error_fiel
     buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
     html = _render_page(session(), link, plan, buyer, error=error, error_field=error_field, form=form,
                         milestone_id=milestone_id)
-    return _respond(html, link, status)
+    return _respond(html.encode(), link, status)
 
 
-def _respond(html: str, link, status: int = 200):
-    html = html.replace(CSRF_SLOT, sharing.csrf_token(_nonce(), link.id, keys()))
-    return _set_cookies(Response(html, status=status, mimetype="text/html"))
+def _respond(page: bytes, link, status: int = 200):
+    page = page.replace(_SLOT, sharing.csrf_token(_nonce(), link.id, keys()).encode())
+    return _set_cookies(Response(page, status=status, mimetype="text/html"))
 
 
 def _load(token: str):
@@ -303,23 +340,52 @@ def _load(token: str):
     return s, link, plan
 
 
+def _probe(token: str):
+    """The link and its plan's version in one round trip.
+
+    Read in autocommit, outside the request's session: a transaction would cost a BEGIN and a
+    ROLLBACK round trip around the one SELECT, which (with the pool's ping) made up most of a
+    page view that reuses a rendered page (bench/buyer_wrk.py). The pool pings only idle
+    connections (webapp/db.py), so a connection the server closed a moment ago is read
+    through once more.
+    """
+    ext = current_app.extensions
+    if "mutualplan.autocommit" not in ext:
+        ext["mutualplan.autocommit"] = database().engine.execution_options(
+            isolation_level="AUTOCOMMIT")
+    try:
+        return _read_version(ext["mutualplan.autocommit"], token)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return _read_version(ext["mutualplan.autocommit"], token)  # on a fresh connection
+
+
+def _read_version(engine, token: str):
+    with engine.connect() as conn:
+        return sharing.resolve_version(conn, token)
+
+
 # ---- pages ---------------------------------------------------------------------------
 
 
 @bp.get("/p/<token>")
 def page(token):
-    s = session()
-    link, version, updated_at = sharing.resolve_version(s, token)
+    link, version = _probe(token)
     buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
     ok_code = request.args.get("ok", "")
     ok = OK_MESSAGES.get(ok_code)
-    key = (link.id, version, updated_at, today(), buyer, ok_code if ok else "")
+    variant = (buyer, ok_code if ok else "")
+    day = today()
+    use_cache = current_app.config.get("BUYER_PAGE_CACHE", True)
     cache = page_cache()
-    html = cache.get(key) if current_app.config.get("BUYER_PAGE_CACHE", True) else None
+    html = cache.get(link.id, (version, day), variant) if use_cache else None
     if html is None:
+        s = session()
         plan = sharing.load_plan_for_link(s, link)
-        html = _render_page(s, link, plan, buyer, ok=ok)
-        cache.put((link.id, plan.version, plan.updated_at, key[3], buyer, key[5]), html)
+        html = _render_page(s, link, plan, buyer, ok=ok).encode()
+        if use_cache:
+            cache.put(link.id, (plan.version, day), variant, html)
     return _respond(html, link)
 
 
