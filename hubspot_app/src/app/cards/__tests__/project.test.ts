@@ -39,13 +39,14 @@ describe('developer project', () => {
     expect(existsSync(join(root, 'src', card.config.entrypoint))).toBe(true);
   });
 
-  it('subscribes to deal stage, close date and deletion', () => {
+  it('subscribes to deal stage, close date, deletion and restore', () => {
     const subs = webhooks.config.subscriptions.legacyCrmObjects;
     expect(subs.map((s: { subscriptionType: string; propertyName?: string }) =>
       [s.subscriptionType, s.propertyName ?? null])).toEqual([
       ['deal.propertyChange', 'dealstage'],
       ['deal.propertyChange', 'closedate'],
       ['deal.deletion', null],
+      ['deal.restore', null],
     ]);
     expect(subs.every((s: { active: boolean }) => s.active)).toBe(true);
   });
