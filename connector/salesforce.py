@@ -323,6 +323,12 @@ def _parse_sf_datetime(value: str | None) -> datetime | None:
     return datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
 
 
+def _soql_like(word: str) -> str:
+    """A word for a SOQL LIKE string literal: backslash, quote, % and _ escaped."""
+    out = word.replace("\\", "\\\\").replace("'", "\\'")
+    return out.replace("%", "\\%").replace("_", "\\_")[:80]
+
+
 def _soql_datetime(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
@@ -541,6 +547,23 @@ class SalesforceConnector:
         return Deal(r["Id"], self._pipeline_of(r.get("RecordTypeId")), r["StageName"],
                     date.fromisoformat(r["CloseDate"]) if r.get("CloseDate") else None,
                     _parse_sf_datetime(r.get("SystemModstamp")))
+
+    def search_deals(self, query: str, limit: int = 10) -> list[Deal]:
+        """SOQL on Opportunity.Name: every word with LIKE '%word%' (quotes, backslashes and
+        LIKE's own wildcards escaped), most recently changed first."""
+        words = [_soql_like(w) for w in query.split()[:5]]
+        words = [w for w in words if w]
+        if not words:
+            return []
+        where = " AND ".join(f"Name LIKE '%{w}%'" for w in words)
+        result = self._call(lambda sf: sf.query(
+            "SELECT Id, Name, StageName, CloseDate, RecordTypeId, SystemModstamp FROM Opportunity "
+            f"WHERE {where} ORDER BY SystemModstamp DESC LIMIT {max(1, min(int(limit), 50))}"),
+            what="opportunity search")
+        return [Deal(r["Id"], self._pipeline_of(r.get("RecordTypeId")), r["StageName"],
+                     date.fromisoformat(r["CloseDate"]) if r.get("CloseDate") else None,
+                     _parse_sf_datetime(r.get("SystemModstamp")), r.get("Name") or "")
+                for r in result["records"]]
 
     def update_deal(self, update: DealUpdate) -> None:
         body = self._opportunity_body(update)
