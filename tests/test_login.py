@@ -9,8 +9,10 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from sandboxes.hubspot import HubSpotSandbox, serve as serve_hubspot
-from sandboxes.salesforce import SalesforceSandbox, serve as serve_salesforce
+from sandboxes.hubspot import HubSpotSandbox
+from sandboxes.hubspot import serve as serve_hubspot
+from sandboxes.salesforce import SalesforceSandbox
+from sandboxes.salesforce import serve as serve_salesforce
 from webapp import installations
 from webapp.db import session
 from webapp.models import Installation, User, UserSession
@@ -139,7 +141,7 @@ def test_sign_in_with_hubspot_as_a_rep_lands_on_next(app, client, hs):
     assert answer.headers["Location"] == "/app?filter=overdue"
     home = client.get("/app", headers=HTML)
     assert home.status_code == 200
-    admin, rep = users_of(app, "hubspot")
+    _admin, rep = users_of(app, "hubspot")
     assert (rep.role, rep.crm_user_id, rep.email) == ("rep", str(rep_id), f"rep@sandbox-{ENT}.test")
     with app.app_context():
         live = session().scalars(select(UserSession).where(UserSession.user_id == rep.id)).all()
@@ -216,3 +218,27 @@ def test_userinfo_needs_an_identity_scope(app, client, sf, org):
     refused = http.get(sf.handle.url + "/services/oauth2/userinfo",
                        headers={"Authorization": f"Bearer {tokens.access_token}"})
     assert refused.status_code == 403
+
+
+# ---- the home page of a local run ---------------------------------------------------------
+
+
+def test_a_local_home_shows_the_demo_plan_and_the_sign_in_choices(app, client, hs):
+    assert 'id="demo-plan"' not in client.get("/").text  # nothing seeded yet
+    from webapp.cli import seed_demo
+
+    with app.app_context():
+        seed_demo(session())
+    page = client.get("/").text
+    assert 'href="/login/hubspot"' in page and 'href="/login/salesforce"' in page
+    buyer = re_href(page, "demo-buyer")
+    editor = re_href(page, "demo-editor")
+    assert client.get(local(buyer)).status_code == 200
+    opened = client.get(local(editor), headers=HTML)
+    assert opened.status_code in (200, 302, 303), opened.status_code
+
+
+def re_href(page: str, element_id: str) -> str:
+    import re
+
+    return re.search(rf'id="{element_id}" href="([^"]+)"', page).group(1).replace("&amp;", "&")
