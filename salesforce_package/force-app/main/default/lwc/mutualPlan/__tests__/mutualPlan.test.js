@@ -647,7 +647,7 @@ describe('Open full editor', () => {
         }
     });
 
-    it('links to Sign in with Salesforce, then this opportunity\'s plan', async () => {
+    it("links to Sign in with Salesforce, then this opportunity's plan", async () => {
         const element = createElement('c-mutual-plan', { is: MutualPlan });
         element.recordId = OPPORTUNITY_ID;
         element.backendOrigin = 'https://plans.example.com/';
@@ -671,12 +671,17 @@ describe('Open full editor', () => {
     });
 
     it('refuses addresses that are not an https origin', () => {
-        expect(fullEditorUrl('http://plans.example.com', OPPORTUNITY_ID)).toBeNull();
+        expect(
+            fullEditorUrl('http://plans.example.com', OPPORTUNITY_ID)
+        ).toBeNull();
+        // eslint-disable-next-line no-script-url
         expect(fullEditorUrl('javascript:alert(1)', OPPORTUNITY_ID)).toBeNull();
-        expect(fullEditorUrl('https://plans.example.com/x', OPPORTUNITY_ID)).toBeNull();
+        expect(
+            fullEditorUrl('https://plans.example.com/x', OPPORTUNITY_ID)
+        ).toBeNull();
         expect(fullEditorUrl('https://plans.example.com', '')).toBeNull();
-        expect(fullEditorUrl('http://localhost:5000', OPPORTUNITY_ID)).toContain(
-            'http://localhost:5000/login/salesforce?next='
-        );
+        expect(
+            fullEditorUrl('http://localhost:5000', OPPORTUNITY_ID)
+        ).toContain('http://localhost:5000/login/salesforce?next=');
     });
 });
