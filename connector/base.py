@@ -143,6 +143,7 @@ class Deal:
     stage: str | None
     close_date: date | None = None
     modified_at: datetime | None = None
+    name: str = ""  # the deal's (opportunity's) name, when the call read it
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,10 @@ class CrmConnector(Protocol):
 
     def pull(self, since: datetime, cursor: str | None = None) -> Page:
         """Records changed at or after `since`, one page at a time."""
+
+    def search_deals(self, query: str, limit: int = 10) -> list[Deal]:
+        """Deals whose name contains every word of `query` (case-insensitive), at most `limit`,
+        with their names (the rep's "New plan" picks one). An empty query finds nothing."""
 
 
 def content_hash(fields: dict) -> str:

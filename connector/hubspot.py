@@ -840,6 +840,24 @@ class HubSpotConnector:
         p = self._call(lambda c: c.crm.pipelines.pipelines_api.get_by_id("deals", pipeline, **self._t))
         return _stages(p)
 
+    def search_deals(self, query: str, limit: int = 10) -> list[Deal]:
+        """CRM search on `dealname`: one CONTAINS_TOKEN filter per word (ANDed in one group;
+        `*word*` matches inside a token), newest first."""
+        words = [w.replace("*", "") for w in query.split()][:3]  # HubSpot: <= 6 filters/group
+        words = [w for w in words if w]
+        if not words:
+            return []
+        request = PublicObjectSearchRequest(
+            filter_groups=[FilterGroup(filters=[
+                Filter(property_name="dealname", operator="CONTAINS_TOKEN", value=f"*{w}*")
+                for w in words])],
+            sorts=["-hs_lastmodifieddate"],
+            properties=["dealname", "dealstage", "pipeline", "closedate", "hs_lastmodifieddate"],
+            limit=max(1, min(limit, 50)), after="0")
+        res = self._call(lambda c: c.crm.objects.search_api.do_search("deals", request, **self._t),
+                         search=True)
+        return [_deal(r) for r in res.results or []]
+
     # -- pull -----------------------------------------------------------------------------------
     def pull(self, since: datetime, cursor: str | None = None) -> Page:
         """Deals changed since `since` (those carrying our summary properties), then, in
@@ -947,7 +965,7 @@ def _next_after(res) -> str | None:
 def _deal(rec) -> Deal:
     p = rec.properties or {}
     return Deal(str(rec.id), p.get("pipeline"), p.get("dealstage"), _parse_date(p.get("closedate")),
-                _parse_dt(p.get("hs_lastmodifieddate")))
+                _parse_dt(p.get("hs_lastmodifieddate")), p.get("dealname") or "")
 
 
 def _stages(pipeline) -> list[PipelineStage]:

@@ -151,6 +151,16 @@ class MemoryConnector:
         self._check_deal(update)
         self._apply_deal(update)
 
+    def search_deals(self, query: str, limit: int = 10) -> list[Deal]:
+        self.crm._call("search_deals")
+        words = [w.lower() for w in query.split()]
+        if not words:
+            return []
+        found = [(i, d) for i, d in self.crm.deals.items()
+                 if all(w in str(d.get("name", "")).lower() for w in words)]
+        return [Deal(i, d["pipeline"], d["stage"], d["close_date"], d["modified_at"],
+                     str(d.get("name", ""))) for i, d in found[:limit]]
+
     def get_deal(self, deal_id: str) -> Deal:
         self.crm._call("get_deal")
         deal = self.crm.deals.get(deal_id)

@@ -75,6 +75,7 @@ API_VERSION = "66.0"
 PRODUCTION_LOGIN = "https://login.salesforce.com"
 SANDBOX_LOGIN = "https://test.salesforce.com"
 SCOPES = "api refresh_token"  # what the packaged External Client App grants (Api, RefreshToken)
+LOGIN_SCOPES = "openid profile email"  # "Sign in with Salesforce": OpenID Connect, no API access
 DAILY_DEFER_AT = 0.90  # share of the daily allocation after which non-urgent work waits
 DAILY_RETRY_AFTER = 3600.0  # the allocation is a rolling 24 h window: look again in an hour
 MAX_SUBREQUESTS = 25  # per Composite request
@@ -165,6 +166,7 @@ ENDPOINTS = {
     "authorize": "{base}/services/oauth2/authorize",
     "token": "{base}/services/oauth2/token",
     "revoke": "{base}/services/oauth2/revoke",
+    "userinfo": "{base}/services/oauth2/userinfo",
 }
 
 
@@ -177,6 +179,25 @@ class SalesforceOAuth(OAuthClient):
 
     def refresh(self, refresh_token: str, **where) -> dict:
         return self._verify(super().refresh(refresh_token, **where))
+
+    def userinfo(self, access_token: str, **where) -> dict:
+        """OpenID Connect UserInfo (user_id, organization_id, name, email) of an `openid`
+        token; `base` is the instance (or login host)."""
+        session = http_session(self.ca_bundle, self.timeout if isinstance(self.timeout, float)
+                               else TIMEOUT)
+        try:
+            response = session.get(self.url("userinfo", **where),
+                                   headers={"Authorization": f"Bearer {access_token}"})
+        except (requests.RequestException, OSError) as exc:
+            raise Transient(f"UserInfo unreachable: {exc.__class__.__name__}") from exc
+        finally:
+            session.close()
+        if response.status_code >= 400:
+            raise classify(response.status_code, response.text[:300], what="userinfo")
+        try:
+            return dict(response.json())
+        except ValueError as exc:
+            raise Rejected("UserInfo answered nonsense") from exc
 
     def _verify(self, token: dict) -> dict:
         if not signature_ok(token, self.client_secret):
@@ -300,6 +321,12 @@ def _parse_sf_datetime(value: str | None) -> datetime | None:
     if not value:
         return None
     return datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+
+
+def _soql_like(word: str) -> str:
+    """A word for a SOQL LIKE string literal: backslash, quote, % and _ escaped."""
+    out = word.replace("\\", "\\\\").replace("'", "\\'")
+    return out.replace("%", "\\%").replace("_", "\\_")[:80]
 
 
 def _soql_datetime(value: datetime) -> str:
@@ -520,6 +547,23 @@ class SalesforceConnector:
         return Deal(r["Id"], self._pipeline_of(r.get("RecordTypeId")), r["StageName"],
                     date.fromisoformat(r["CloseDate"]) if r.get("CloseDate") else None,
                     _parse_sf_datetime(r.get("SystemModstamp")))
+
+    def search_deals(self, query: str, limit: int = 10) -> list[Deal]:
+        """SOQL on Opportunity.Name: every word with LIKE '%word%' (quotes, backslashes and
+        LIKE's own wildcards escaped), most recently changed first."""
+        words = [_soql_like(w) for w in query.split()[:5]]
+        words = [w for w in words if w]
+        if not words:
+            return []
+        where = " AND ".join(f"Name LIKE '%{w}%'" for w in words)
+        result = self._call(lambda sf: sf.query(
+            "SELECT Id, Name, StageName, CloseDate, RecordTypeId, SystemModstamp FROM Opportunity "
+            f"WHERE {where} ORDER BY SystemModstamp DESC LIMIT {max(1, min(int(limit), 50))}"),
+            what="opportunity search")
+        return [Deal(r["Id"], self._pipeline_of(r.get("RecordTypeId")), r["StageName"],
+                     date.fromisoformat(r["CloseDate"]) if r.get("CloseDate") else None,
+                     _parse_sf_datetime(r.get("SystemModstamp")), r.get("Name") or "")
+                for r in result["records"]]
 
     def update_deal(self, update: DealUpdate) -> None:
         body = self._opportunity_body(update)

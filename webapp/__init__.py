@@ -1,7 +1,7 @@
 """MutualPlan's Flask application factory."""
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template
+from flask import Flask, current_app, jsonify, render_template
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -79,10 +79,11 @@ def create_app(config: Config | dict | None = None) -> Flask:
     @app.get("/")
     def home():
         local = ("http://127.0.0.1", "http://localhost", "https://127.0.0.1", "https://localhost")
-        return render_template(
-            "home.html",
-            hubspot_sandbox=app.config["HUBSPOT_API_BASE"].startswith(local),
-            salesforce_sandbox=app.config["SALESFORCE_LOGIN_URL"].startswith(local))
+        hubspot_sandbox = app.config["HUBSPOT_API_BASE"].startswith(local)
+        salesforce_sandbox = app.config["SALESFORCE_LOGIN_URL"].startswith(local)
+        demo = _demo_links() if hubspot_sandbox or salesforce_sandbox else None
+        return render_template("home.html", hubspot_sandbox=hubspot_sandbox,
+                               salesforce_sandbox=salesforce_sandbox, demo=demo)
 
     @app.get("/healthz")
     def healthz():
@@ -96,6 +97,28 @@ def create_app(config: Config | dict | None = None) -> Flask:
         return jsonify(status="ok" if ok else "unavailable", **report), 200 if ok else 503
 
     return app
+
+
+def _demo_links() -> dict | None:
+    """A local run's demo plan (`flask demo` seeds it): its buyer page and a fresh editor link
+    (single-use, 15 minutes, so minted per visit). Only with the sandboxes: no real account
+    has a plan on the "demo-deal-1" deal."""
+    from sqlalchemy import select
+
+    from . import plans, sharing
+    from .models import Plan
+
+    s = db.session()
+    plan = s.scalars(select(Plan).where(Plan.deal_account_id == "demo-portal",
+                                        Plan.deal_id == "demo-deal-1")).first()
+    if plan is None:
+        return None
+    keys = sharing.Keys.from_config(current_app.config)
+    buyer = sharing.current_or_new_link(s, plans.get_plan(s, plan.tenant_id, plan.id, full=False),
+                                        "demo-seed", keys)
+    s.commit()
+    editor, _ = sharing.editor_link(plan.tenant_id, plan.id, "demo rep", keys)
+    return {"title": plan.title, "buyer": buyer, "editor": editor}
 
 
 def _check_database(app: Flask) -> str:

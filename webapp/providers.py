@@ -13,6 +13,10 @@ A Provider says everything the app needs to know about a CRM besides its routes:
     webhooks           True when webhooks also say "this account may have changed"
     inbox              changes the webhooks recorded, handed to the next pull as RemoteChanges
     token_store        installation id -> TokenStore (one database-backed store for all)
+    person             after an exchange: who signed in (Person: account, CRM user id, email,
+                       name); used for "Sign in with <CRM>" and to make the installer an admin
+    login_oauth        the OAuth client for signing in (default: `oauth`); Salesforce's asks
+                       for OpenID Connect's `openid profile email` instead of API access
     rate               the per-account token bucket (rate/s, capacity), shared through Redis
 
 The shared parts run on these records: blueprints/connect.py (the one OAuth callback
@@ -47,6 +51,16 @@ def _ensure_setup(connector) -> dict:
 
 
 @dataclass(frozen=True)
+class Person:
+    """Who is behind a token: the CRM account, their CRM user id, email and name."""
+
+    account_id: str
+    user_id: str
+    email: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
 class Provider:
     name: str
     label: str
@@ -61,6 +75,11 @@ class Provider:
     setup: Callable[[Any], dict] = _ensure_setup
     rate: dict = field(default_factory=lambda: dict(ratelimit.DEFAULT))  # per-account token bucket
     token_store: Callable[[str], Any] = field(default=installations.InstallationTokenStore)
+    person: Callable[[TokenSet, dict], Person] | None = None
+    login_oauth: Callable[[], Any] | None = None
+
+    def sign_in_client(self):
+        return (self.login_oauth or self.oauth)()
 
     def connector_for(self, row: Installation):
         return self.connector(row, self.token_store(row.id))
@@ -157,6 +176,21 @@ def _hubspot_identify(tokens: TokenSet, data: dict) -> tuple[str, TokenSet, dict
     return portal_id, tokens, settings
 
 
+def _hubspot_person(tokens: TokenSet, data: dict) -> Person:
+    """The user of a token from HubSpot's introspection (2026-03): `user_id` and `user` (their
+    email). After an install, `identify` has already put that answer in the token's extra."""
+    info = tokens.extra if tokens.extra.get("hub_id") else None
+    if info is None:
+        try:
+            info = _hubspot_oauth().token_info(tokens.access_token)
+        except CrmError as exc:
+            raise OAuthFailure("metadata_lookup_failed", exc.detail) from exc
+    portal, user_id = str(info.get("hub_id") or ""), str(info.get("user_id") or "")
+    if portal in ("", "None") or user_id in ("", "None"):
+        raise OAuthFailure("metadata_lookup_failed", "no hub_id or user_id in the token metadata")
+    return Person(portal, user_id, str(info.get("user") or ""))
+
+
 INBOX_KINDS = ("deal.deletion", "deal.restore")
 
 
@@ -185,7 +219,7 @@ HUBSPOT = Provider(
     name="hubspot", label="HubSpot", connector=_hubspot_connector, oauth=_hubspot_oauth,
     begin=_hubspot_begin, exchange=_hubspot_exchange, identify=_hubspot_identify,
     pull_every=lambda row, now: HUBSPOT_RECONCILE, webhooks=True, inbox=hubspot_inbox,
-    rate=ratelimit.HUBSPOT)
+    rate=ratelimit.HUBSPOT, person=_hubspot_person)
 
 
 # ---- Salesforce ----------------------------------------------------------------------------
@@ -222,6 +256,29 @@ def _salesforce_oauth() -> salesforce.SalesforceOAuth:
     return salesforce.oauth_client(c.get("SALESFORCE_CLIENT_ID", ""),
                                    c.get("SALESFORCE_CLIENT_SECRET", ""), redirect_uri("salesforce"), ca_bundle=c.get("CRM_CA_BUNDLE"),
                                    timeout=float(c.get("SALESFORCE_TIMEOUT", 30.0)))
+
+
+def _salesforce_login_oauth() -> salesforce.SalesforceOAuth:
+    """Sign-in asks for OpenID Connect only (no API access, no refresh token)."""
+    return replace(_salesforce_oauth(), scope=salesforce.LOGIN_SCOPES)
+
+
+def _salesforce_person(tokens: TokenSet, data: dict) -> Person:
+    """The org and user from the identity URL of the token response; name and email from
+    the UserInfo endpoint when the token has the `openid` scope (sign-in). An install's
+    token (api refresh_token) gets the ids only: the installer's name arrives when they
+    sign in."""
+    extra = tokens.extra
+    if "openid" not in str(extra.get("scope", "")).split():
+        return Person(extra["org_id"], extra["user_id"])
+    try:
+        info = _salesforce_oauth().userinfo(tokens.access_token, base=extra["instance_url"])
+    except CrmError as exc:
+        raise OAuthFailure("metadata_lookup_failed", exc.detail) from exc
+    if str(info.get("user_id")) != extra["user_id"]:
+        raise OAuthFailure("metadata_lookup_failed", "UserInfo names another user")
+    return Person(extra["org_id"], extra["user_id"], str(info.get("email") or ""),
+                  str(info.get("name") or ""))
 
 
 def _salesforce(store, settings: dict | None = None) -> salesforce.SalesforceConnector:
@@ -275,7 +332,8 @@ SALESFORCE = Provider(
     name="salesforce", label="Salesforce", connector=_salesforce_connector,
     oauth=_salesforce_oauth, begin=_salesforce_begin, exchange=_salesforce_exchange,
     identify=_salesforce_identify,
-    pull_every=poll_interval, rate=ratelimit.SALESFORCE)
+    pull_every=poll_interval, rate=ratelimit.SALESFORCE, person=_salesforce_person,
+    login_oauth=_salesforce_login_oauth)
 
 
 def init_app(app: Flask) -> None:

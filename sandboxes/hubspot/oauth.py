@@ -134,6 +134,12 @@ class OAuthHandlers:
             f"{p.tier})</option>"
             for p in portals
         )
+        # Who is signed in to HubSpot: real HubSpot knows; here the tester picks a user of the
+        # chosen account (default: its first user, the admin), e.g. a rep for "Sign in".
+        people = "".join(
+            f'<option value="{uid}">{html.escape(email)}</option>'
+            for p in portals for uid, email in p.users
+        )
         scopes = "".join(f"<li><code>{html.escape(s)}</code></li>" for s in required)
         opt = "".join(f"<li><code>{html.escape(s)}</code> (optional)</li>" for s in optional)
         hidden = "".join(
@@ -144,6 +150,8 @@ class OAuthHandlers:
             f"<p><b>{html.escape(app.name)}</b> is requesting access to your HubSpot account."
             f'</p><ul>{scopes}{opt}</ul><form method=post action="/oauth/authorize">{hidden}'
             f"<label>Choose an account <select name=portal_id>{options}</select></label> "
+            f"<label>Signed in as <select name=user_id><option value=\"\">the account's "
+            f"first user</option>{people}</select></label> "
             f"<button name=action value=connect>Connect app</button> "
             f"<button name=action value=deny>Deny</button></form>"
         )
@@ -171,6 +179,9 @@ class OAuthHandlers:
                 portal_id = int(f.get("portal_id", ""))
                 if portal_id not in self.sb.portals:
                     raise ValueError("unknown account")
+                user_id = int(f["user_id"]) if f.get("user_id") else None
+                if user_id is not None and user_id not in dict(self.sb.portals[portal_id].users):
+                    raise ValueError("that user is not a user of this account")
                 params = {
                     "code": self.sb.authorize(
                         client_id=app.client_id,
@@ -178,6 +189,7 @@ class OAuthHandlers:
                         scopes=f.get("scope", "").split(),
                         optional_scopes=f.get("optional_scope", "").split(),
                         portal_id=portal_id,
+                        user_id=user_id,
                     )
                 }
             except ValueError as e:

@@ -304,9 +304,17 @@ class OAuthHandlers:
         })
 
     def userinfo(self, request: Request) -> Response:
+        """GET /services/oauth2/userinfo: OpenID Connect UserInfo of the token's user, only for
+        the current user (https://help.salesforce.com/HTViewHelpDoc?id=remoteaccess_using_
+        userinfo_endpoint.htm). A token without an identity scope (`openid`, or `id` and its
+        synonyms `profile`/`email`, or `full`) is refused, e.g. an install's `api
+        refresh_token`; "Sign in with Salesforce" asks for `openid profile email`
+        (scopes_supported in https://login.salesforce.com/.well-known/openid-configuration)."""
         s = self._bearer(request)
         if s is None:
             return Response("Bad_OAuth_Token", status=403, content_type="text/plain")
+        if not {"openid", "id", "profile", "email", "full"} & set(s.scope.split()):
+            return Response("Insufficient_Scope", status=403, content_type="text/plain")
         org = self.sb.orgs[s.org_id]
         user = org.users[s.user_id]
         first, _, last = user.name.partition(" ")

@@ -13,6 +13,15 @@
         -> job "setup" (bootstrap, then the first pull) and the installed page, which shows
            the API key once and polls GET /connect/status/<token> until setup is done.
 Every failure renders connect/failed.html from the one table below.
+
+Signing in (issue 12) is the same sequence: GET /login/<provider>?next=… keeps
+`purpose: "login"` and the page to go back to in the state, so each CRM keeps one
+redirect URI. The callback then, instead of saving an installation:
+        who signed in (provider.person)           metadata_lookup_failed | crm_unavailable
+        their account is installed and active     not_installed
+        -> users.upsert_user + users.sign_in, 303 to `next` (auth.safe_next).
+The tokens of a sign-in are not kept: they only said who the person is. The person who
+installs is recorded as an admin of the tenant in the install's transaction.
 """
 from __future__ import annotations
 
@@ -25,7 +34,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from connector.errors import CrmError, RateLimited, Transient
 from connector.oauth import OAuthFailure
 
-from .. import installations, jobs, providers
+from .. import installations, jobs, providers, users
+from ..auth import safe_next
 from ..db import session
 from ..errors import NotFound
 from ..models import Installation
@@ -65,13 +75,18 @@ FAILURES = {
                         "'MutualPlan User' permission set, then connect again."),
     "storage_error": (500, "We could not save the connection",
                       "Something went wrong on our side; nothing was connected. Try again."),
+    "not_installed": (403, "MutualPlan is not set up for this {label} account",
+                      "Your {label} account has not installed (or has disconnected) MutualPlan, "
+                      "so there is nothing to sign in to. Ask your {label} admin to install it "
+                      "first; the person who installs it becomes the first admin."),
     "not_configured": (503, "{label} is not configured",
                        "The {label} client id and secret are not set on this server."),
 }
 
 
 def render_failure(provider: providers.Provider, reason: str, detail: str = "",
-                   status: int | None = None, message: str | None = None):
+                   status: int | None = None, message: str | None = None,
+                   retry_url: str | None = None):
     """The failure page for `reason` (FAILURES, or a caller's own status and message)."""
     code, title, text = FAILURES.get(reason, (status or 400, "That did not work", message or ""))
     values = {"label": provider.label, "detail": detail or reason}
@@ -80,7 +95,8 @@ def render_failure(provider: providers.Provider, reason: str, detail: str = "",
     log.info("%s connect failed: %s", provider.name, reason)
     response = make_response(render_template(
         "connect/failed.html", label=provider.label, reason=reason, title=title.format(**values),
-        message=(message or text).format(**values), retry_url=f"/install/{provider.name}"),
+        message=(message or text).format(**values),
+        retry_url=retry_url or f"/install/{provider.name}"),
         status or code)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -95,16 +111,32 @@ def _provider(name: str) -> providers.Provider:
 
 @bp.get("/install/<name>")
 def install(name):
+    return _start(_provider(name), purpose="install")
+
+
+@bp.get("/login/<name>")
+def login(name):
+    """"Sign in with <CRM>": the same OAuth round trip, remembered as a sign-in."""
     provider = _provider(name)
+    if provider.person is None:
+        raise NotFound(f"Signing in with {provider.label} is not available.")
+    return _start(provider, purpose="login", next=safe_next(request.args.get("next")))
+
+
+def _start(provider: providers.Provider, purpose: str, **keep):
+    retry = f"/login/{provider.name}" if purpose == "login" else None
     try:
         data = provider.begin(request.args)
     except OAuthFailure as exc:
-        return render_failure(provider, exc.reason, exc.detail)
+        return render_failure(provider, exc.reason, exc.detail, retry_url=retry)
+    if purpose == "login":
+        data = {**data, "purpose": "login", **keep}
     browser = request.cookies.get(installations.BROWSER_COOKIE) or secrets.token_urlsafe(32)
     s = session()
-    state = installations.issue_state(s, name, browser, data)
+    state = installations.issue_state(s, provider.name, browser, data)
     s.commit()
-    url = provider.oauth().authorization_url(state, data.get("verifier"), **data.get("where", {}))
+    client = provider.sign_in_client() if purpose == "login" else provider.oauth()
+    url = client.authorization_url(state, data.get("verifier"), **data.get("where", {}))
     response = redirect(url, 302)
     response.set_cookie(installations.BROWSER_COOKIE, browser, max_age=600, httponly=True,
                         samesite="Lax",
@@ -132,9 +164,12 @@ def callback(name):
     code = request.args.get("code")
     if not code:
         return render_failure(provider, "invalid_code", "no code in the answer")
+    if data.get("purpose") == "login":
+        return _finish_login(provider, code, data)
     try:
         tokens = provider.exchange(code, data)
         account_id, tokens, settings = provider.identify(tokens, data)
+        installer = provider.person(tokens, data) if provider.person else None
     except OAuthFailure as exc:
         return render_failure(provider, exc.reason, exc.detail)
     except (Transient, RateLimited) as exc:
@@ -143,6 +178,9 @@ def callback(name):
         return render_failure(provider, "invalid_code", exc.detail)
     try:
         row, api_key = installations.save(s, name, account_id, tokens, settings)
+        if installer is not None:  # the person who installs is an admin (issue 12)
+            users.upsert_user(s, row.tenant_id, name, installer.user_id, email=installer.email,
+                              name=installer.name, role="admin")
         s.commit()
     except Exception as exc:  # noqa: BLE001 - any failure here is "could not store"
         s.rollback()
@@ -163,6 +201,29 @@ def callback(name):
     response.headers["Cache-Control"] = "no-store"
     response.delete_cookie(installations.BROWSER_COOKIE)
     return response
+
+
+def _finish_login(provider: providers.Provider, code: str, data: dict):
+    """The rest of a sign-in: who the person is, whether their account is ours, the session."""
+    retry = f"/login/{provider.name}?next={data.get('next') or '/app'}"
+    try:
+        person = provider.person(provider.exchange(code, data), data)
+    except OAuthFailure as exc:
+        return render_failure(provider, exc.reason, exc.detail, retry_url=retry)
+    except (Transient, RateLimited) as exc:
+        return render_failure(provider, "crm_unavailable", exc.detail, retry_url=retry)
+    except CrmError as exc:
+        return render_failure(provider, "invalid_code", exc.detail, retry_url=retry)
+    s = session()
+    row = installations.find(s, provider.name, person.account_id)
+    if row is None or row.status != "active":
+        return render_failure(provider, "not_installed", retry_url="/login")
+    user = users.upsert_user(s, row.tenant_id, provider.name, person.user_id,
+                             email=person.email, name=person.name)
+    response = redirect(safe_next(data.get("next")), 303)
+    response.delete_cookie(installations.BROWSER_COOKIE)
+    response.headers["Cache-Control"] = "no-store"
+    return users.sign_in(user, response)
 
 
 def _demo_csrf(response) -> str:

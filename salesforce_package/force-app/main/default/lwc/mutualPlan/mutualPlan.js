@@ -88,8 +88,33 @@ const NAME_MAX_LENGTH = 80;
  * Service only, so it keeps working when the MutualPlan backend is slow. The
  * backend notices these edits by polling SystemModstamp.
  */
+// The full editor lives on our backend: "Open full editor" signs the rep in with Salesforce
+// (OpenID Connect) and lands on this opportunity's plan. No token is kept in the org; the
+// backend's address is the admin's choice in Lightning App Builder (backendOrigin).
+const BY_DEAL_PATH = '/app/plans/by-deal/salesforce/current/';
+
+export function fullEditorUrl(origin, recordId) {
+    const base = String(origin || '')
+        .trim()
+        .replace(/\/+$/, '');
+    const secure =
+        /^https:\/\/[^/?#\s]+$/.test(base) ||
+        /^http:\/\/(localhost|127\.0\.0\.1)(:\d+)?$/.test(base);
+    if (!secure || !recordId) {
+        return null;
+    }
+    const next = encodeURIComponent(BY_DEAL_PATH + recordId);
+    return `${base}/login/salesforce?next=${next}`;
+}
+
 export default class MutualPlan extends LightningElement {
     @api recordId;
+    // Lightning App Builder design attribute (js-meta.xml): https origin of MutualPlan.
+    @api backendOrigin;
+
+    get fullEditorHref() {
+        return fullEditorUrl(this.backendOrigin, this.recordId);
+    }
 
     plansResult;
     planRecord;

@@ -1,5 +1,5 @@
 import { createElement } from '@lwc/engine-dom';
-import MutualPlan from 'c/mutualPlan';
+import MutualPlan, { fullEditorUrl } from 'c/mutualPlan';
 import { getRelatedListRecords } from 'lightning/uiRelatedListApi';
 import {
     createRecord,
@@ -637,5 +637,51 @@ describe('c-mutual-plan', () => {
         await settle();
 
         expect(refreshApex).toHaveBeenCalledTimes(2);
+    });
+});
+
+describe('Open full editor', () => {
+    afterEach(() => {
+        while (document.body.firstChild) {
+            document.body.removeChild(document.body.firstChild);
+        }
+    });
+
+    it("links to Sign in with Salesforce, then this opportunity's plan", async () => {
+        const element = createElement('c-mutual-plan', { is: MutualPlan });
+        element.recordId = OPPORTUNITY_ID;
+        element.backendOrigin = 'https://plans.example.com/';
+        document.body.appendChild(element);
+        await flushPromises();
+        const link = element.shadowRoot.querySelector('a.full-editor');
+        expect(link.textContent).toBe('Open full editor');
+        expect(link.getAttribute('href')).toBe(
+            'https://plans.example.com/login/salesforce?next=' +
+                encodeURIComponent(
+                    `/app/plans/by-deal/salesforce/current/${OPPORTUNITY_ID}`
+                )
+        );
+        expect(link.getAttribute('target')).toBe('_blank');
+        expect(link.getAttribute('rel')).toContain('noopener');
+    });
+
+    it('is hidden until an admin sets the backend address', async () => {
+        const element = await createComponent();
+        expect(element.shadowRoot.querySelector('a.full-editor')).toBeNull();
+    });
+
+    it('refuses addresses that are not an https origin', () => {
+        expect(
+            fullEditorUrl('http://plans.example.com', OPPORTUNITY_ID)
+        ).toBeNull();
+        // eslint-disable-next-line no-script-url
+        expect(fullEditorUrl('javascript:alert(1)', OPPORTUNITY_ID)).toBeNull();
+        expect(
+            fullEditorUrl('https://plans.example.com/x', OPPORTUNITY_ID)
+        ).toBeNull();
+        expect(fullEditorUrl('https://plans.example.com', '')).toBeNull();
+        expect(
+            fullEditorUrl('http://localhost:5000', OPPORTUNITY_ID)
+        ).toContain('http://localhost:5000/login/salesforce?next=');
     });
 });
