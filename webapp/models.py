@@ -72,6 +72,7 @@ class Plan(Base):
     deal_provider: Mapped[str | None] = mapped_column(String(20))
     deal_account_id: Mapped[str | None] = mapped_column(String(64))
     deal_id: Mapped[str | None] = mapped_column(String(64))
+    deal_name: Mapped[str | None] = mapped_column(String(200))  # as the CRM named it at creation
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # e.g. deal deleted
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

@@ -161,6 +161,11 @@ def _apply(row, changes: dict) -> dict:
     return diff
 
 
+def default_title(data: PlanCreate) -> str:
+    """A new plan is named like its deal unless the rep typed a title."""
+    return data.title or (data.deal and data.deal.name) or "Mutual action plan"
+
+
 def create_plan(s: Session, tenant_id: str, data: PlanCreate, actor: str, today: date) -> Plan:
     deal = data.deal
     if deal is not None:
@@ -173,11 +178,12 @@ def create_plan(s: Session, tenant_id: str, data: PlanCreate, actor: str, today:
     constraints = data.constraints.model_dump(mode="json")
     go_live = data.go_live_date or data.constraints.go_live_date
     plan = Plan(
-        tenant_id=tenant_id, title=data.title, value_summary=data.value_summary,
+        tenant_id=tenant_id, title=default_title(data), value_summary=data.value_summary,
         objectives=data.objectives.model_dump(mode="json"), constraints=constraints,
         resources=[r.model_dump(mode="json") for r in data.resources], template=data.template,
         start_date=start, deal_provider=deal and deal.provider,
         deal_account_id=deal and deal.account_id, deal_id=deal and deal.deal_id,
+        deal_name=deal and deal.name or None,
     )
     s.add(plan)
     if data.template:

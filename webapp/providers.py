@@ -59,6 +59,7 @@ class Provider:
     inbox: Callable[[Session, Installation], list[RemoteChange]] | None = None
     setup: Callable[[Any], dict] = _ensure_setup
     token_store: Callable[[str], Any] = field(default=installations.InstallationTokenStore)
+    record_url: Callable[[Installation, str], str | None] = lambda row, deal_id: None  # the deal in the CRM
 
     def connector_for(self, row: Installation):
         return self.connector(row, self.token_store(row.id))
@@ -175,7 +176,9 @@ def hubspot_inbox(s: Session, row: Installation) -> list[RemoteChange]:
 HUBSPOT = Provider(
     name="hubspot", label="HubSpot", connector=_hubspot_connector, oauth=_hubspot_oauth,
     begin=_hubspot_begin, exchange=_hubspot_exchange, identify=_hubspot_identify,
-    pull_every=lambda row, now: HUBSPOT_RECONCILE, webhooks=True, inbox=hubspot_inbox)
+    pull_every=lambda row, now: HUBSPOT_RECONCILE, webhooks=True, inbox=hubspot_inbox,
+    record_url=lambda row, deal_id: (f"{current_app.config.get('HUBSPOT_AUTH_BASE') or hubspot.AUTH_BASE}"
+                                     f"/contacts/{row.account_id}/record/0-3/{deal_id}"))
 
 
 # ---- Salesforce ----------------------------------------------------------------------------
@@ -265,7 +268,10 @@ SALESFORCE = Provider(
     name="salesforce", label="Salesforce", connector=_salesforce_connector,
     oauth=_salesforce_oauth, begin=_salesforce_begin, exchange=_salesforce_exchange,
     identify=_salesforce_identify,
-    pull_every=poll_interval)
+    pull_every=poll_interval,
+    record_url=lambda row, deal_id: (f"{(row.settings or {}).get('instance_url', '').rstrip('/')}"
+                                     f"/lightning/r/Opportunity/{deal_id}/view"
+                                     if (row.settings or {}).get("instance_url") else None))
 
 
 def init_app(app: Flask) -> None:

@@ -235,6 +235,7 @@ class CardCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     template: str
     title: str | None = None
+    deal_name: str | None = None  # the card knows it (the deal's `dealname`); the title defaults to it
 
 
 class CardReorder(BaseModel):
@@ -276,8 +277,9 @@ def card_create_plan(deal_id):
     row: Installation = g.hs_installation
     s = session()
     create = PlanCreate.model_validate({
-        "title": (data.title or "").strip() or "Mutual Action Plan", "template": data.template,
-        "deal": DealRef.model_validate({"provider": PROVIDER, "account_id": row.account_id, "deal_id": deal_id}),
+        "title": (data.title or "").strip() or None, "template": data.template,
+        "deal": DealRef.model_validate({"provider": PROVIDER, "account_id": row.account_id, "deal_id": deal_id,
+                                        "name": (data.deal_name or "").strip()[:200] or None}),
         "start_date": today()})
     plan = plans.create_plan(s, row.tenant_id, create, g.hs_actor, today())
     s.commit()
