@@ -55,6 +55,10 @@ def create_app(config: Config | dict | None = None) -> Flask:
     app.register_blueprint(account.bp)  # /login, /logout
     app.register_blueprint(workspace.bp)  # /app
 
+    from .blueprints import settings
+
+    app.register_blueprint(settings.bp)  # /settings, admins only
+
     from . import localdemo
 
     if localdemo.sandbox_url(app.config):  # `make run` against the local HubSpot sandbox

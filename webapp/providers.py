@@ -274,6 +274,20 @@ SALESFORCE = Provider(
                                      if (row.settings or {}).get("instance_url") else None))
 
 
+def disconnect(s: Session, row: Installation) -> bool:
+    """Revoke the installation's token at the CRM, where the CRM has a revoke endpoint
+    (Salesforce; HubSpot's app is removed from the portal by uninstalling it there), forget
+    the tokens and mark it uninstalled. True when the CRM confirmed the revocation."""
+    tokens = installations.tokens_of(row)
+    revoked = False
+    if tokens is not None:
+        revoked = get(row.provider).oauth().revoke(
+            tokens.refresh_token or tokens.access_token,
+            base=tokens.extra.get("instance_url") or salesforce.PRODUCTION_LOGIN)
+    installations.uninstall(s, row, "disconnected by an admin")
+    return revoked
+
+
 def init_app(app: Flask) -> None:
     """The registrations: one line per CRM."""
     register(app, HUBSPOT)

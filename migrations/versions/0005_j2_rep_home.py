@@ -1,7 +1,7 @@
 """rep home (editor and settings): the deal's name on a plan
 
 Revision ID: 0005_j2
-Revises: 0004
+Revises: 0005_j
 Create Date: 2026-11-28 10:00:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0005_j2'
-down_revision = '0004'
+down_revision = '0005_j'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,170 @@
+"""Settings for admins: guarded, CSRF on every form, nothing half-saved; connections,
+stage mapping with preview, team roles and API keys."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from connector.memory import MemoryCrm
+from webapp import jobs, providers
+from webapp.auth import hash_key
+from webapp.db import session
+from webapp.models import ApiKey, Installation, OutboxEntry, StageMapping, Tenant
+
+PAGES = ["/settings/connections", "/settings/mapping", "/settings/team", "/settings/keys"]
+
+
+def test_anonymous_go_to_login_and_reps_are_refused(client, sign_in):
+    for page in PAGES:
+        response = client.get(page, headers={"Accept": "text/html"})
+        assert response.status_code == 302 and "/login" in response.headers["Location"]
+    sign_in(role="rep")
+    for page in PAGES:
+        assert client.get(page, headers={"Accept": "text/html"}).status_code == 403
+
+
+@pytest.fixture
+def crm(app, api):
+    crm = MemoryCrm()
+    crm.add_deal("d1")
+    crm.add_deal("d2", stage="decisionmakerboughtin")
+    providers.override(app, "hubspot", connector=lambda inst, _store: crm.connector(inst.account_id))
+    with app.app_context():
+        s = session()
+        tenant = s.scalars(select(Tenant).where(Tenant.name == "acme")).one()
+        row = Installation(tenant_id=tenant.id, provider="hubspot", account_id="acct-1",
+                           settings={"mode": "deal_properties"})
+        s.add(row)
+        s.commit()
+        crm.installation_id = row.id
+    for deal in ("d1", "d2"):
+        assert api.post("/plans", json={"template": "enterprise", "deal": {
+            "provider": "hubspot", "account_id": "acct-1", "deal_id": deal, "name": f"Deal {deal}"}}).status_code == 201
+    with app.app_context():
+        jobs.TASKS["relay"]()
+    return crm
+
+
+def test_connections_show_state_and_disconnect_needs_csrf(app, client, sign_in, crm):
+    admin = sign_in(role="admin")
+    page = client.get("/settings/connections").get_data(as_text=True)
+    assert "HubSpot · acct-1" in page and "Connected" in page and "Deal properties only" in page
+    assert 'href="/install/hubspot"' in page
+    url = f"/settings/connections/{crm.installation_id}/disconnect"
+    assert client.post(url, data={"csrf": "forged"}).status_code == 403
+    with app.app_context():
+        assert session().get(Installation, crm.installation_id).status == "active"
+    response = client.post(url, data={"csrf": admin.csrf})
+    assert response.status_code == 303
+    with app.app_context():
+        assert session().get(Installation, crm.installation_id).status == "uninstalled"
+    assert "Disconnected" in client.get(response.headers["Location"]).get_data(as_text=True)
+
+
+def test_dead_letters_are_retried_from_the_page(app, client, sign_in, crm):
+    admin = sign_in(role="admin")
+    with app.app_context():
+        s = session()
+        for entry in s.scalars(select(OutboxEntry)):
+            entry.status, entry.last_error = "dead", "Rejected: property does not exist"
+        s.commit()
+    page = client.get("/settings/connections").get_data(as_text=True)
+    assert "could not be sent" in page and "property does not exist" in page
+    response = client.post(f"/settings/connections/{crm.installation_id}/retry", data={"csrf": admin.csrf})
+    assert response.status_code == 303
+    with app.app_context():
+        assert not session().scalars(select(OutboxEntry).where(OutboxEntry.status == "dead")).all()
+
+
+def _mapping_form(page: str, **choices) -> dict:
+    """The mapping form as the page renders it, with some gates changed by milestone title."""
+    form = {}
+    for i, title in re.findall(r'<label for="gate-(\d+)">([^<]+)</label>', page):
+        form[f"gate-{i}"] = choices.get(title.replace("&amp;", "&"), "")
+    return form
+
+
+def test_stage_mapping_preview_then_save_and_refusals_save_nothing(app, client, sign_in, crm):
+    admin = sign_in(role="admin")
+    response = client.get("/settings/mapping")
+    assert response.status_code == 302
+    url = response.headers["Location"]
+    page = client.get(url).get_data(as_text=True)
+    assert "Qualified to buy" in page  # the CRM's labels
+    assert "built-in default" in page
+    form = _mapping_form(page, **{"Discovery call": "presentationscheduled"})
+    # preview: d1's deal would move to "Presentation scheduled" once Discovery call is done
+    preview = client.post(url, data={**form, "csrf": admin.csrf, "action": "preview"}).get_data(as_text=True)
+    assert "Preview of this mapping" in preview
+    with app.app_context():
+        assert session().scalars(select(StageMapping)).all() == []
+    # a closed stage without the admin's permission is refused next to its field
+    closed = _mapping_form(page, **{"Discovery call": "closedwon"})
+    refused = client.post(url, data={**closed, "csrf": admin.csrf, "action": "save"})
+    assert refused.status_code == 422
+    assert "closes the deal" in refused.get_data(as_text=True)
+    assert client.post(url, data={**form, "csrf": "x", "action": "save"}).status_code == 403
+    with app.app_context():
+        assert session().scalars(select(StageMapping)).all() == []
+    saved = client.post(url, data={**form, "close_milestone": "Discovery call", "csrf": admin.csrf,
+                                   "action": "save"})
+    assert saved.status_code == 303
+    with app.app_context():
+        row = session().scalars(select(StageMapping)).one()
+        assert row.gates == {"Discovery call": "presentationscheduled"}
+        assert row.close_milestone == "Discovery call" and row.allow_closed is False
+
+
+def test_preview_says_where_each_deal_would_move(app, api, client, sign_in, crm):
+    admin = sign_in(role="admin")
+    plans = api.get("/plans").json["items"]
+    d1 = next(p for p in plans if p["title"] == "Deal d1")
+    full = api.get(f"/plans/{d1['id']}").json
+    m = next(m for st in full["stages"] for m in st["milestones"] if m["title"] == "Discovery call")
+    api.patch(f"/milestones/{m['id']}", json={"status": "done"})
+    url = client.get("/settings/mapping").headers["Location"]
+    form = _mapping_form(client.get(url).get_data(as_text=True), **{"Discovery call": "contractsent"})
+    page = client.post(url, data={**form, "csrf": admin.csrf, "action": "preview"}).get_data(as_text=True)
+    rows = page.split('id="preview"', 1)[1]
+    d1_row = rows.split("<td>Deal d1</td>", 1)[1].split("</tr>", 1)[0]
+    assert "<strong>Contract sent</strong>" in d1_row
+    d2_row = rows.split("<td>Deal d2</td>", 1)[1].split("</tr>", 1)[0]
+    assert "stays" in d2_row
+
+
+def test_team_roles_change_and_the_last_admin_stays(app, client, sign_in):
+    rep = sign_in(role="rep", name="Riley Rep")
+    admin = sign_in(role="admin", name="Ada Admin")
+    page = client.get("/settings/team").get_data(as_text=True)
+    assert "Riley Rep" in page and "Ada Admin (you)" in page
+    ok = client.post(f"/settings/team/{rep.user_id}/role", data={"csrf": admin.csrf, "role": "admin"})
+    assert ok.status_code == 303
+    refused = client.post(f"/settings/team/{rep.user_id}/role", data={"csrf": admin.csrf, "role": "owner"})
+    assert refused.status_code == 422 and "must be one of" in refused.get_data(as_text=True)
+
+
+def test_api_keys_are_shown_once_and_revoked(app, client, sign_in):
+    admin = sign_in(role="admin")
+    assert client.post("/settings/keys", data={"csrf": admin.csrf, "label": ""}).status_code == 422
+    response = client.post("/settings/keys", data={"csrf": admin.csrf, "label": "Zapier"})
+    assert response.status_code == 201 and response.headers["Cache-Control"] == "no-store"
+    key = re.search(r'id="new-key" class="url" type="text" readonly value="(mp_[^"]+)"', response.get_data(as_text=True))[1]
+    assert client.get("/api/v1/plans", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    listing = client.get("/settings/keys").get_data(as_text=True)
+    assert key not in listing and "Zapier" in listing
+    with app.app_context():
+        row = session().scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).one()
+    assert client.post(f"/settings/keys/{row.id}/revoke", data={"csrf": admin.csrf}).status_code == 303
+    assert client.get("/api/v1/plans", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+
+
+def test_another_tenants_rows_are_not_found(app, client, sign_in, crm):
+    admin = sign_in(tenant="globex", role="admin")
+    assert "acct-1" not in client.get("/settings/connections").get_data(as_text=True)
+    response = client.post(f"/settings/connections/{crm.installation_id}/disconnect", data={"csrf": admin.csrf},
+                           headers={"Accept": "text/html"})
+    assert response.status_code == 404
+    with app.app_context():
+        assert session().get(Installation, crm.installation_id).status == "active"
