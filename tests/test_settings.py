@@ -11,7 +11,7 @@ from connector.memory import MemoryCrm
 from webapp import jobs, providers
 from webapp.auth import hash_key
 from webapp.db import session
-from webapp.models import ApiKey, Installation, OutboxEntry, StageMapping, Tenant
+from webapp.models import ApiKey, Installation, OutboxEntry, PlanTemplate, StageMapping, Tenant
 
 PAGES = ["/settings/connections", "/settings/mapping", "/settings/team", "/settings/keys"]
 
@@ -168,3 +168,66 @@ def test_another_tenants_rows_are_not_found(app, client, sign_in, crm):
     assert response.status_code == 404
     with app.app_context():
         assert session().get(Installation, crm.installation_id).status == "active"
+
+
+TEMPLATE = """## Discovery
+Discovery call | both | start+0
+Security questionnaire | buyer | start+10 | internal
+## Close
+Order form signed | both | go-live-30 | close
+Kickoff | both | go-live+5
+"""
+
+
+def test_templates_create_warn_edit_copy_delete(app, client, sign_in):
+    admin = sign_in(role="admin")
+    bad = client.post("/settings/templates/new", data={
+        "csrf": admin.csrf, "name": "Mid-market", "description": "typed", "default_go_live_days": "60",
+        "stages": TEMPLATE + "Typo line | vendor | start+3\n"})
+    page = bad.get_data(as_text=True)
+    assert bad.status_code == 422
+    assert "line 7: the owner side is buyer, seller or both, not “vendor”" in page.replace("&#34;", '"')
+    assert "Typo line | vendor | start+3" in page and 'value="Mid-market"' in page
+    with app.app_context():
+        assert session().scalars(select(PlanTemplate)).all() == []
+    ok = client.post("/settings/templates/new", data={
+        "csrf": admin.csrf, "name": "Mid-market", "description": "", "default_go_live_days": "60",
+        "stages": TEMPLATE})
+    assert ok.status_code == 303
+    listing = client.get(ok.headers["Location"]).get_data(as_text=True)
+    assert "4 milestones: plans with fewer than 6" in listing  # the size warning
+    with app.app_context():
+        row = session().scalars(select(PlanTemplate)).one()
+        assert row.stages[0]["milestones"][1] == {
+            "title": "Security questionnaire", "owner_side": "buyer", "anchor": "start", "days": 10,
+            "description": "", "internal": True}
+        assert row.stages[1]["milestones"][0]["close"] is True
+    copy = client.get(f"/settings/templates/new?copy={row.id}").get_data(as_text=True)
+    assert 'value="Copy of Mid-market"' in copy and "Order form signed | both | go-live-30 | close" in copy
+    builtin = client.get("/settings/templates/new?copy=enterprise").get_data(as_text=True)
+    assert "Commercial agreement | both | go-live-45 | close" in builtin
+    assert client.post(f"/settings/templates/{row.id}/delete", data={"csrf": "x"}).status_code == 403
+    assert client.post(f"/settings/templates/{row.id}/delete", data={"csrf": admin.csrf}).status_code == 303
+    with app.app_context():
+        assert session().scalars(select(PlanTemplate)).all() == []
+
+
+def test_a_tenant_template_dates_a_plan_from_its_start_and_go_live(app, api, client, sign_in, plan):
+    from test_editor import Editor, open_editor
+    admin = sign_in(role="admin")
+    client.post("/settings/templates/new", data={
+        "csrf": admin.csrf, "name": "Mid-market", "default_go_live_days": "60", "stages": TEMPLATE})
+    with app.app_context():
+        template_id = session().scalars(select(PlanTemplate.id)).one()
+    fresh = api.post("/plans", json={"title": "Relative dates", "start_date": "2027-01-04",
+                                     "go_live_date": "2027-04-01"}).json
+    editor = Editor(client, open_editor(api, client, fresh["id"]))
+    assert "Mid-market (2 stages, 4 milestones)" in editor.html()
+    editor.do("template", template=template_id)
+    got = {m["title"]: (m["due_date"], m["internal"]) for st in api.get(f"/plans/{fresh['id']}").json["stages"]
+           for m in st["milestones"]}
+    assert got == {"Discovery call": ("2027-01-04", False), "Security questionnaire": ("2027-01-14", True),
+                   "Order form signed": ("2027-03-02", False), "Kickoff": ("2027-04-06", False)}
+    # another tenant cannot apply it
+    other = sign_in(tenant="globex", role="admin")
+    assert other and template_id not in client.get("/settings/templates").get_data(as_text=True)

@@ -159,6 +159,21 @@ class Plan(Base):
     )
 
 
+class PlanTemplate(Base):
+    """A tenant's own plan template (webapp/plan_templates.py); the built-in ones are code."""
+
+    __tablename__ = "plan_templates"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(Text, default="")
+    default_go_live_days: Mapped[int] = mapped_column(Integer, default=90)
+    stages: Mapped[list] = mapped_column(JSON, default=list)  # the built-in templates' shape
+    default_for_pipeline: Mapped[str | None] = mapped_column(String(64))  # the default there
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
 class Stage(Base):
     __tablename__ = "stages"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

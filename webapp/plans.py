@@ -187,7 +187,7 @@ def create_plan(s: Session, tenant_id: str, data: PlanCreate, actor: str, today:
     )
     s.add(plan)
     if data.template:
-        go_live = _add_template(plan, data.template, start, go_live)
+        go_live = _add_template(plan, plan_templates.TEMPLATES[data.template], start, go_live)
     if go_live:
         plan.constraints = {**constraints, "go_live_date": go_live.isoformat()}
     for i, person in enumerate(data.stakeholders):
@@ -197,10 +197,10 @@ def create_plan(s: Session, tenant_id: str, data: PlanCreate, actor: str, today:
     return plan
 
 
-def _add_template(plan: Plan, key: str, start: date, go_live: date | None) -> date:
-    """Append template `key`'s stages and milestones after the plan's own; returns the
+def _add_template(plan: Plan, template: dict, start: date, go_live: date | None) -> date:
+    """Append the template's stages and milestones after the plan's own; returns the
     go-live date the template's dates were computed from."""
-    go_live, stages = plan_templates.expand(key, start, go_live)
+    go_live, stages = plan_templates.expand_template(template, start, go_live)
     offset = len(plan.stages)
     for si, stage in enumerate(stages):
         st = Stage(tenant_id=plan.tenant_id, name=stage["name"], position=offset + si)
@@ -217,12 +217,13 @@ def apply_template(s: Session, plan: Plan, key: str, actor: str, today: date) ->
     Dates count from the plan's start date (today when it has none) and its go-live
     date; a plan without a go-live date gets the template's default one.
     """
-    if key not in plan_templates.TEMPLATES:
+    template = plan_templates.resolve(s, plan.tenant_id, key)
+    if template is None:
         raise Invalid("template", "pick one of the templates")
     constraints = plan.constraints or {}
     go_live = constraints.get("go_live_date")
     go_live = date.fromisoformat(go_live) if go_live else None
-    new_go_live = _add_template(plan, key, plan.start_date or today, go_live)
+    new_go_live = _add_template(plan, template, plan.start_date or today, go_live)
     if go_live is None and new_go_live:
         plan.constraints = {**constraints, "go_live_date": new_go_live.isoformat()}
     if not plan.template:

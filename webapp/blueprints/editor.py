@@ -221,7 +221,7 @@ def _render(ed: dict, *, status=200, error=None, ok=None, posted: Posted | None 
         "editor/plan.html", v=view, plan=plan, links=links, slips=slip_rows, titles=titles,
         activity=activity, csrf=sharing.csrf_token(ed["n"], plan.id, signing),
         actor=ed["a"], ok=ok, error=error, fmt=fmt_date, posted=posted or Posted(),
-        crm=crm_panel(s, plan), templates=plan_templates.summaries(),
+        crm=crm_panel(s, plan), templates=plan_templates.summaries(s, plan.tenant_id),
         stages=[sv["stage"] for sv in view["stages"]],
         buyer_events=[a for a in activity if a.actor.startswith("buyer:")],
         slip_count=sum(1 for r in slip_rows if r.old_date and r.new_date and r.new_date > r.old_date))

@@ -16,11 +16,21 @@ from connector.errors import CrmError
 from .. import auth, clock, mirror, outbox, plan_templates, providers, sync, users
 from ..db import session
 from ..errors import Conflict, DomainError, Invalid, NotFound
-from ..models import ApiKey, Installation, Mirror, OutboxEntry, Plan, StageMapping, Tenant
+from ..models import (
+    ApiKey,
+    Installation,
+    Mirror,
+    OutboxEntry,
+    Plan,
+    PlanTemplate,
+    StageMapping,
+    Tenant,
+)
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
 PAGES = [("settings.connections", "Connections"), ("settings.mapping", "Stage mapping"),
+         ("settings.templates", "Templates"),
          ("settings.team", "Team"), ("settings.keys", "API keys")]
 
 
@@ -227,6 +237,126 @@ def mapping(installation_id=None, pipeline=None):
                  allow_closed=current.allow_closed, errors=errors, is_default=is_default,
                  previewing=request.method == "POST",
                  preview=preview(s, row, pipeline, stages, current))
+
+
+# ---- templates ----------------------------------------------------------------------------
+
+
+def _template(template_id: str) -> PlanTemplate:
+    row = session().get(PlanTemplate, template_id)
+    if row is None or row.tenant_id != g.user.tenant_id:
+        raise NotFound("No template with this id.")
+    return row
+
+
+def _pipelines() -> list[tuple[str, str]]:
+    """(pipeline id, label) of every connected account's cached pipelines."""
+    out = []
+    for row in _installations():
+        for pid in sorted(((row.settings or {}).get("pipelines") or {}).keys()):
+            out.append((pid, f"{providers.get(row.provider).label} {row.account_id} · {pid}"))
+    return out
+
+
+def _template_page(row: PlanTemplate | None, form: dict, errors: dict, status: int = 200):
+    stages = None
+    if not errors.get("stages"):
+        try:
+            stages = plan_templates.parse(form.get("stages", ""))
+        except ValueError:
+            stages = None
+    return _page("settings/template.html", status=status, row=row, form=form, errors=errors,
+                 pipelines=_pipelines(), warning=stages and plan_templates.size_warning(stages))
+
+
+@bp.get("/templates")
+@auth.admin_required
+def templates():
+    s = session()
+    own = plan_templates.tenant_templates(s, g.user.tenant_id)
+    return _page("settings/templates.html", builtin=plan_templates.summaries(),
+                 own=[{"row": r, "count": plan_templates.milestone_count(r.stages),
+                       "warning": plan_templates.size_warning(r.stages)} for r in own])
+
+
+@bp.get("/templates/new")
+@bp.get("/templates/<template_id>")
+@auth.admin_required
+def template(template_id=None):
+    s = session()
+    source = request.args.get("copy")
+    if template_id:
+        row = _template(template_id)
+        base = plan_templates.as_template(row)
+    elif source:
+        base = plan_templates.resolve(s, g.user.tenant_id, source)
+        if base is None:
+            raise NotFound("No template with this id.")
+        base = {**base, "name": f"Copy of {base['name']}"[:120], "default_for_pipeline": None}
+        row = None
+    else:
+        row, base = None, {"name": "", "description": "", "default_go_live_days": 90, "stages": [],
+                           "default_for_pipeline": None}
+    form = {"name": base["name"], "description": base["description"],
+            "default_go_live_days": str(base["default_go_live_days"]),
+            "stages": plan_templates.as_text(base["stages"]) if base["stages"] else
+            "## Discovery\nDiscovery call | both | start+0\n",
+            "default_for_pipeline": base.get("default_for_pipeline") or ""}
+    return _template_page(row if template_id else None, form, {})
+
+
+@bp.post("/templates/new")
+@bp.post("/templates/<template_id>")
+@auth.admin_required
+def save_template(template_id=None):
+    _checked_form()
+    s = session()
+    row = _template(template_id) if template_id else None
+    form = {k: (request.form.get(k) or "").strip() for k in
+            ("name", "description", "default_go_live_days", "stages", "default_for_pipeline")}
+    errors = {}
+    if not 1 <= len(form["name"]) <= 120:
+        errors["name"] = "a name of 1 to 120 characters"
+    if len(form["description"]) > 2000:
+        errors["description"] = "at most 2,000 characters"
+    days = form["default_go_live_days"]
+    if not (days.isdigit() and 1 <= int(days) <= 730):
+        errors["default_go_live_days"] = "a number of days between 1 and 730"
+    try:
+        stages = plan_templates.parse(form["stages"])
+    except ValueError as exc:
+        errors["stages"] = str(exc)
+    pipeline = form["default_for_pipeline"] or None
+    if pipeline and pipeline not in {p for p, _ in _pipelines()}:
+        errors["default_for_pipeline"] = "pick one of the pipelines listed"
+    if errors:
+        return _template_page(row, form, errors, status=422)
+    if row is None:
+        row = PlanTemplate(tenant_id=g.user.tenant_id)
+        s.add(row)
+    if pipeline:  # one default per pipeline: this one replaces the previous
+        for other in plan_templates.tenant_templates(s, g.user.tenant_id):
+            if other is not row and other.default_for_pipeline == pipeline:
+                other.default_for_pipeline = None
+    row.name, row.description, row.stages = form["name"], form["description"], stages
+    row.default_go_live_days, row.default_for_pipeline = int(days), pipeline
+    row.updated_at = clock.now()
+    s.commit()
+    warning = plan_templates.size_warning(stages)
+    return redirect(url_for("settings.templates", ok=f"Template “{row.name}” saved."
+                            + (f" Note: {warning}" if warning else "")), 303)
+
+
+@bp.post("/templates/<template_id>/delete")
+@auth.admin_required
+def delete_template(template_id):
+    _checked_form()
+    s = session()
+    row = _template(template_id)
+    s.delete(row)
+    s.commit()
+    return redirect(url_for("settings.templates", ok=f"Template “{row.name}” deleted. Plans made "
+                            "from it keep their milestones."), 303)
 
 
 # ---- team ---------------------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""Settings in headless Chromium: an admin writes a template with relative dates and a new
+plan gets the right due dates."""
+from __future__ import annotations
+
+from conftest import signed_in
+
+from webapp import sharing, users
+
+
+def admin_page(browser, app, base):
+    """A browser signed in as an admin of "acme" (a real session row; its cookie set)."""
+    who = signed_in(app.test_client(), "acme", "admin", name="Ada Admin")
+    ctx = browser.context()
+    ctx.add_cookies([{"name": users.COOKIE, "value": who.token, "url": base}])
+    return ctx.new_page()
+
+
+def test_a_template_with_relative_dates_gives_a_new_plan_the_right_due_dates(browser, app, api, live_server):
+    page = admin_page(browser, app, live_server)
+    page.goto(live_server + "/settings/templates")
+    page.get_by_role("link", name="New template").click()
+    page.get_by_label("Name").fill("Mid-market")
+    page.get_by_label("Stages and milestones").fill(
+        "## Discovery\nDiscovery call | both | start+0\nSecurity review | buyer | start+10 | internal\n"
+        "## Close\nOrder form signed | both | go-live-30 | close\nKickoff | both | go-live+5")
+    page.get_by_role("button", name="Save template").click()
+    notice = page.locator(".notice.ok").inner_text()
+    assert "Template “Mid-market” saved." in notice and "fewer than 6" in notice
+
+    plan = api.post("/plans", json={"title": "Relative dates", "start_date": "2027-01-04",
+                                    "go_live_date": "2027-04-01"}).json
+    with app.app_context():
+        url, _ = sharing.editor_link(_tenant(app), plan["id"], "rep@seller",
+                                     sharing.Keys.from_config(app.config))
+    rep = browser.page()
+    rep.goto(url)
+    rep.locator("summary", has_text="Apply a template").click()
+    rep.get_by_label("Template").select_option(label="Mid-market (2 stages, 4 milestones)")
+    rep.get_by_role("button", name="Apply template").click()
+    rep.wait_for_selector(".notice.ok")
+
+    def due(title):
+        item = rep.locator("li.ms", has=rep.locator("h4", has_text=title))
+        return item.locator(".ms-meta dd").nth(1).inner_text()
+
+    assert due("Discovery call") == "4 Jan 2027"
+    assert due("Security review") == "14 Jan 2027"
+    assert due("Order form signed") == "2 Mar 2027"
+    assert due("Kickoff") == "6 Apr 2027"
+
+
+def _tenant(app):
+    from sqlalchemy import select
+
+    from webapp.db import session
+    from webapp.models import Tenant
+    return session().scalars(select(Tenant.id).where(Tenant.name == "acme")).one()
