@@ -55,3 +55,21 @@ def _tenant(app):
     from webapp.db import session
     from webapp.models import Tenant
     return session().scalars(select(Tenant.id).where(Tenant.name == "acme")).one()
+
+
+def test_axe_finds_no_serious_violations_on_the_settings_pages(browser, app, api, live_server):
+    from axe_playwright_python.sync_playwright import Axe
+
+    from tests.browser.test_buyer_browser import _serious
+
+    axe = Axe()
+    page = admin_page(browser, app, live_server)
+    for name in ("connections", "mapping", "templates", "templates/new", "team", "keys"):
+        page.goto(f"{live_server}/settings/{name}")
+        assert _serious(axe.run(page)) == [], name
+    page.goto(f"{live_server}/settings/templates/new")
+    page.get_by_label("Stages and milestones").fill("Discovery call | both | start+0")
+    page.get_by_role("button", name="Save template").click()
+    assert "start with a stage" in page.locator("#t-stages-err").inner_text()
+    assert page.get_by_label("Stages and milestones").input_value() == "Discovery call | both | start+0"
+    assert _serious(axe.run(page)) == []

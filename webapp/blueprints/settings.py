@@ -231,6 +231,7 @@ def mapping(installation_id=None, pipeline=None):
                                                          StageMapping.pipeline_id == pipeline)).first() is None
     close_key = next(iter(current.close_milestones), None)
     return _page("settings/mapping.html", status=status, rows=rows, row=row, pipeline=pipeline,
+                 provider_label=providers.get(row.provider).label,
                  pipelines=sorted(((row.settings or {}).get("pipelines") or {}).keys()) or [pipeline],
                  stages=stages, titles=titles, gates={t: current.gates.get(mirror.key(t), "") for t in titles},
                  close=next((t for t in titles if mirror.key(t) == close_key), None),
