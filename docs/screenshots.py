@@ -76,7 +76,7 @@ def main() -> None:
                                       is_mobile=bool(suffix), has_touch=bool(suffix))
             ctx.add_cookies([{"name": users.COOKIE, "value": admin_token, "url": base}])
             page = ctx.new_page()
-            for name in ("connections", "mapping", "templates", "team", "keys"):
+            for name in ("connections", "mapping", "templates", "branding", "team", "keys"):
                 page.goto(f"{base}/settings/{name}")
                 page.screenshot(path=str(out / f"settings-{name}{suffix}.png"), full_page=not suffix)
                 written.append(f"settings-{name}{suffix}.png")

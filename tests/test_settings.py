@@ -11,7 +11,15 @@ from connector.memory import MemoryCrm
 from webapp import jobs, providers
 from webapp.auth import hash_key
 from webapp.db import session
-from webapp.models import ApiKey, Installation, OutboxEntry, PlanTemplate, StageMapping, Tenant
+from webapp.models import (
+    ApiKey,
+    Branding,
+    Installation,
+    OutboxEntry,
+    PlanTemplate,
+    StageMapping,
+    Tenant,
+)
 
 PAGES = ["/settings/connections", "/settings/mapping", "/settings/team", "/settings/keys"]
 
@@ -231,3 +239,33 @@ def test_a_tenant_template_dates_a_plan_from_its_start_and_go_live(app, api, cli
     # another tenant cannot apply it
     other = sign_in(tenant="globex", role="admin")
     assert other and template_id not in client.get("/settings/templates").get_data(as_text=True)
+
+
+def test_contrast_is_computed_as_wcag_says():
+    from webapp.branding import contrast
+    assert round(contrast("#000000", "#ffffff"), 1) == 21.0
+    assert round(contrast("#777777", "#ffffff"), 2) == 4.48  # the classic just-fails grey
+    assert round(contrast("#1d4ed8", "#ffffff"), 2) == 6.7
+
+
+def test_branding_refuses_a_low_contrast_accent_and_shows_on_the_buyer_page(app, api, client, sign_in, plan):
+    from conftest import make_link, path_of
+    admin = sign_in(role="admin")
+    form = {"csrf": admin.csrf, "company_name": "Seller Inc", "accent": "#7dd3fc",
+            "contact_name": "Riley Chen", "contact_title": "Account executive",
+            "contact_email": "riley@seller.example"}
+    refused = client.post("/settings/branding", data=form)
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 422
+    assert "contrast of 1.67:1" in page and "at least 4.5:1" in page
+    assert 'value="Riley Chen"' in page  # kept
+    with app.app_context():
+        assert session().get(Branding, admin.tenant_id) is None
+    assert client.post("/settings/branding", data={**form, "accent": "#0f766e"}).status_code == 303
+    link = make_link(api, plan["id"])
+    buyer = client.get(path_of(link["url"])).get_data(as_text=True)
+    assert "Seller Inc · Mutual action plan" in buyer and "Riley Chen" in buyer
+    css = next(h for h in re.findall(r'href="(/brand/[^"]+\.css)"', buyer))
+    response = client.get(css)
+    assert response.status_code == 200 and "--brand: #0f766e" in response.get_data(as_text=True)
+    assert "immutable" in response.headers["Cache-Control"]

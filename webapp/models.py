@@ -174,6 +174,19 @@ class PlanTemplate(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
+class Branding(Base):
+    """A tenant's branding on the buyer page (webapp/branding.py)."""
+
+    __tablename__ = "brandings"
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    company_name: Mapped[str] = mapped_column(String(120), default="")
+    accent: Mapped[str | None] = mapped_column(String(7))  # #rrggbb, AA against white
+    contact_name: Mapped[str] = mapped_column(String(200), default="")
+    contact_title: Mapped[str] = mapped_column(String(200), default="")
+    contact_email: Mapped[str] = mapped_column(String(254), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
 class Stage(Base):
     __tablename__ = "stages"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

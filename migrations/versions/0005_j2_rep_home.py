@@ -30,9 +30,21 @@ def upgrade():
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index('ix_plan_templates_tenant_id', 'plan_templates', ['tenant_id'], unique=False)
+    op.create_table('brandings',
+    sa.Column('tenant_id', sa.String(length=36), nullable=False),
+    sa.Column('company_name', sa.String(length=120), nullable=False),
+    sa.Column('accent', sa.String(length=7), nullable=True),
+    sa.Column('contact_name', sa.String(length=200), nullable=False),
+    sa.Column('contact_title', sa.String(length=200), nullable=False),
+    sa.Column('contact_email', sa.String(length=254), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('tenant_id')
+    )
 
 
 def downgrade():
+    op.drop_table('brandings')
     op.drop_index('ix_plan_templates_tenant_id', table_name='plan_templates')
     op.drop_table('plan_templates')
     op.drop_column('plans', 'deal_name')

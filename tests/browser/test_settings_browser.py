@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from conftest import signed_in
 
+from tests.browser.test_buyer_browser import demo  # noqa: F401  (the fixture)
 from webapp import sharing, users
 
 
@@ -73,3 +74,32 @@ def test_axe_finds_no_serious_violations_on_the_settings_pages(browser, app, api
     assert "start with a stage" in page.locator("#t-stages-err").inner_text()
     assert page.get_by_label("Stages and milestones").input_value() == "Discovery call | both | start+0"
     assert _serious(axe.run(page)) == []
+
+
+def test_branding_shows_on_the_buyer_page_without_contrast_violations(browser, app, demo):  # noqa: F811
+    from axe_playwright_python.sync_playwright import Axe
+
+    page = admin_page(browser, app, demo["base"])
+    page.goto(demo["base"] + "/settings/branding")
+    page.get_by_label("Company name").fill("Seller Inc")
+    page.get_by_label("Accent colour").fill("#fbbf24")  # amber: unreadable under white text
+    page.get_by_label("Contact’s name").fill("Riley Chen")
+    page.get_by_label("Contact’s title").fill("Account executive")
+    page.get_by_label("Contact’s email").fill("riley@seller.example")
+    page.get_by_role("button", name="Save branding").click()
+    assert "at least 4.5:1" in page.locator("#b-accent-err").inner_text()
+    assert page.get_by_label("Contact’s name").input_value() == "Riley Chen"
+    page.get_by_label("Accent colour").fill("#0f766e")
+    page.get_by_role("button", name="Save branding").click()
+    page.wait_for_selector(".notice.ok")
+
+    buyer = browser.page()
+    buyer.goto(demo["url"])
+    assert "Seller Inc · Mutual action plan" in buyer.locator("header.top .eyebrow").text_content()
+    card = buyer.locator(".contact-card")
+    assert "Riley Chen" in card.inner_text() and "riley@seller.example" in card.inner_text()
+    link = card.get_by_role("link", name="riley@seller.example")
+    assert link.evaluate("a => getComputedStyle(a).color") == "rgb(15, 118, 110)"  # the accent
+    results = Axe().run(buyer)
+    contrast = [v for v in results.response["violations"] if v["id"] == "color-contrast"]
+    assert contrast == []

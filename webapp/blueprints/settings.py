@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from connector.errors import CrmError
 
-from .. import auth, clock, mirror, outbox, plan_templates, providers, sync, users
+from .. import auth, branding as brand, clock, mirror, outbox, plan_templates, providers, sync, users
 from ..db import session
 from ..errors import Conflict, DomainError, Invalid, NotFound
 from ..models import (
@@ -30,7 +30,7 @@ from ..models import (
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
 PAGES = [("settings.connections", "Connections"), ("settings.mapping", "Stage mapping"),
-         ("settings.templates", "Templates"),
+         ("settings.templates", "Templates"), ("settings.branding", "Branding"),
          ("settings.team", "Team"), ("settings.keys", "API keys")]
 
 
@@ -358,6 +358,28 @@ def delete_template(template_id):
     s.commit()
     return redirect(url_for("settings.templates", ok=f"Template “{row.name}” deleted. Plans made "
                             "from it keep their milestones."), 303)
+
+
+# ---- branding -----------------------------------------------------------------------------
+
+
+@bp.route("/branding", methods=["GET", "POST"])
+@auth.admin_required
+def branding():
+    s = session()
+    row = brand.get(s, g.user.tenant_id)
+    form = {k: getattr(row, k) or "" if row else "" for k in (*brand.FIELDS, "accent")}
+    if request.method == "GET":
+        return _page("settings/branding.html", form=form, errors={})
+    _checked_form()
+    form = {k: request.form.get(k, "") for k in form}
+    try:
+        brand.save(s, g.user.tenant_id, form)
+        s.commit()
+    except Invalid as exc:
+        s.rollback()
+        return _page("settings/branding.html", status=422, form=form, errors={exc.field: exc.message})
+    return redirect(url_for("settings.branding", ok="Branding saved; buyers see it on their next visit."), 303)
 
 
 # ---- team ---------------------------------------------------------------------------------
