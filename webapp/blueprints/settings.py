@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from connector.errors import CrmError
 
-from .. import auth, branding as brand, clock, mirror, outbox, plan_templates, providers, sync, users
+from .. import auth, clock, mirror, outbox, plan_templates, providers, sync, users
+from .. import branding as brand
 from ..db import session
 from ..errors import Conflict, DomainError, Invalid, NotFound
 from ..models import (
