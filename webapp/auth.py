@@ -117,3 +117,21 @@ def admin_required(view):
         return view(*args, **kwargs)
 
     return login_required(check)
+
+
+def revoke_key(s: Session, tenant_id: str, key_id: str) -> ApiKey:
+    """Revoke an API key of the tenant, and end the editor sessions its links opened
+    (issue 10, F8). Sessions also check their key on every request, so a key revoked
+    any other way ends them too. The caller commits."""
+    from .clock import now
+    from .domain_errors import NotFound
+    from .users import revoke_sessions
+
+    row = s.scalars(select(ApiKey).where(ApiKey.tenant_id == tenant_id,
+                                         ApiKey.id == key_id)).one_or_none()
+    if row is None:
+        raise NotFound("No API key with this id.")
+    if row.revoked_at is None:
+        row.revoked_at = now()
+    revoke_sessions(s, tenant_id=tenant_id, api_key_id=row.id)
+    return row

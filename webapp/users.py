@@ -42,7 +42,7 @@ from . import clock
 from .db import database
 from .db import session as db_session
 from .domain_errors import Conflict, Invalid, NotFound
-from .models import ROLES, User, UserSession
+from .models import ROLES, ApiKey, Plan, UsedLink, User, UserSession
 
 COOKIE = "mp_session"  # the sign-in session, path /
 EDITOR_COOKIE = "mp_editor"  # editor sessions, one per plan, path /editor/plans/<id>
@@ -136,13 +136,80 @@ def start_session(s: Session, *, tenant_id: str, actor: str, user: User | None =
 
 
 def find_session(s: Session, token: str | None) -> UserSession | None:
-    """The live session of a cookie value, or None (unknown, revoked, expired)."""
+    """The live session of a cookie value, or None (unknown, revoked, expired, or minted by
+    an API key revoked since). One query: the key's state comes in the same row."""
     if not token or len(token) > 100:
         return None
-    row = s.scalars(select(UserSession).where(UserSession.token_hash == hash_token(token))).one_or_none()
-    if row is None or row.revoked_at is not None or row.expires_at <= clock.now():
+    found = s.execute(
+        select(UserSession, ApiKey.revoked_at)
+        .outerjoin(ApiKey, ApiKey.id == UserSession.api_key_id)
+        .where(UserSession.token_hash == hash_token(token))).one_or_none()
+    if found is None:
+        return None
+    row, key_revoked_at = found
+    if row.revoked_at is not None or row.expires_at <= clock.now() or key_revoked_at is not None:
         return None
     return row
+
+
+class LinkAlreadyUsed(Exception):
+    """An editor link opened a second time (links are single-use)."""
+
+
+def open_editor_link(s: Session, link_token: str, data: dict) -> tuple[UserSession, str]:
+    """Spend a verified editor link (sharing.load_editor_link's `data`) on a new editor
+    session for its plan; returns (session row, cookie token). The caller commits; a
+    second opening of the same link fails at that commit (the `used_links` primary key),
+    so two browsers racing with one link cannot both win.
+
+    Raises LinkAlreadyUsed when the link was opened before, NotFound when the API key
+    that minted it has been revoked or the person is gone."""
+    link_hash = hash_token(link_token)
+    if s.get(UsedLink, link_hash) is not None:
+        raise LinkAlreadyUsed()
+    key_id = data.get("k")
+    if key_id is not None:
+        key = s.get(ApiKey, key_id)
+        if key is None or key.revoked_at is not None or key.tenant_id != data["t"]:
+            raise NotFound("The API key that made this link has been revoked.")
+    user = None
+    if data.get("u"):
+        user = s.scalars(select(User).where(User.tenant_id == data["t"],
+                                            User.id == data["u"])).one_or_none()
+        if user is None:
+            raise NotFound("The person this link was made for is no longer on the team.")
+    now = clock.now()
+    s.add(UsedLink(token_hash=link_hash, used_at=now,
+                   expires_at=now + timedelta(minutes=15)))
+    return start_session(s, tenant_id=data["t"], actor=actor_of(user) if user else data["a"],
+                         user=user, plan_id=data["p"], api_key_id=key_id)
+
+
+def claim_plan(s: Session, plan: Plan, user: User | None, actor: str) -> None:
+    """Record who made a plan (and owns it, until the CRM says who owns the deal). Not a
+    change of the plan's content: no new version, no activity, no push."""
+    values = {"created_by": actor[:200], "owner_user_id": user.id if user else None}
+    s.flush()
+    s.execute(update(Plan).where(Plan.id == plan.id, Plan.tenant_id == plan.tenant_id)
+              .values(**values).execution_options(synchronize_session=False))
+    for name, value in values.items():
+        set_committed_value(plan, name, value)
+
+
+def may_edit(s: Session, user: User | None, plan_id: str) -> bool:
+    """A signed-in user edits the plans they own; an admin every plan of the tenant.
+    Another tenant's plan is never theirs (the query filters by the user's tenant)."""
+    if user is None:
+        return False
+    owner = s.execute(select(Plan.owner_user_id).where(
+        Plan.tenant_id == user.tenant_id, Plan.id == plan_id)).one_or_none()
+    return owner is not None and (user.role == "admin" or owner[0] == user.id)
+
+
+def editor_session(s: Session, token: str | None, plan_id: str) -> UserSession | None:
+    """The live editor session of a cookie value for this plan, or None."""
+    row = find_session(s, token)
+    return row if row is not None and row.plan_id == plan_id else None
 
 
 def revoke_sessions(s: Session, *, tenant_id: str, user_id: str | None = None,
