@@ -269,3 +269,6 @@ def test_branding_refuses_a_low_contrast_accent_and_shows_on_the_buyer_page(app,
     response = client.get(css)
     assert response.status_code == 200 and "--brand: #0f766e" in response.get_data(as_text=True)
     assert "immutable" in response.headers["Cache-Control"]
+    # a page rendered (and cached) before a change of branding shows the new one at once
+    client.post("/settings/branding", data={**form, "accent": "#0f766e", "company_name": "Seller Group"})
+    assert "Seller Group · Mutual action plan" in client.get(path_of(link["url"])).get_data(as_text=True)

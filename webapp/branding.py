@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from flask import Blueprint, Response, abort
+from flask import Blueprint, Response, abort, g
 from sqlalchemy.orm import Session
 
 from . import clock
@@ -76,11 +76,23 @@ def version(row: Branding) -> str:
 
 
 def for_page(tenant_id: str) -> dict | None:
-    """What the buyer page shows (a Jinja global: the buyer blueprint stays as it is)."""
-    row = get(session(), tenant_id)
-    if row is None:
-        return None
-    return {"row": row, "css": f"/brand/{tenant_id}/{version(row)}.css" if row.accent else None}
+    """What the buyer page shows (a Jinja global: the buyer blueprint stays as it is); one
+    query per rendered page, none when the buyer page cache serves it."""
+    memo = g.setdefault("branding", {})
+    if tenant_id not in memo:
+        row = get(session(), tenant_id)
+        memo[tenant_id] = row and {"row": row, "css": f"/brand/{tenant_id}/{version(row)}.css"
+                                   if row.accent else None}
+    return memo[tenant_id]
+
+
+def forget_rendered_pages() -> None:
+    """Rendered buyer pages are cached by plan version (blueprints/buyer.py), which branding
+    does not change: drop this process's copies so the new branding shows at once."""
+    from .blueprints.buyer import page_cache
+    cache = page_cache()
+    with cache.lock:
+        cache.items.clear()
 
 
 @bp.get("/brand/<tenant_id>/<ver>.css")

@@ -377,6 +377,7 @@ def branding():
     try:
         brand.save(s, g.user.tenant_id, form)
         s.commit()
+        brand.forget_rendered_pages()
     except Invalid as exc:
         s.rollback()
         return _page("settings/branding.html", status=422, form=form, errors={exc.field: exc.message})
