@@ -39,6 +39,8 @@ COLUMN_SOURCES: dict[str, list[tuple[type[BaseModel], str]] | str] = {
     "plan_templates.default_for_pipeline": "settings form (one of the cached pipeline ids)",
     "brandings.tenant_id": "the signed-in admin", "brandings.company_name": "branding.save (120)",
     "brandings.accent": "branding.save (#rrggbb)", "brandings.contact_name": "branding.save (200)",
+    "brandings.logo_type": "branding.image_type (a constant)",
+    "brandings.photo_type": "branding.image_type (a constant)",
     "brandings.contact_title": "branding.save (200)", "brandings.contact_email": "branding.save (254)",
     "stages.id": "new_id()", "stages.tenant_id": "the plan", "stages.plan_id": "the plan",
     "stages.name": [(schemas.StageIn, "name"), (schemas.StagePatch, "name")],

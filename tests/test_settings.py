@@ -272,3 +272,53 @@ def test_branding_refuses_a_low_contrast_accent_and_shows_on_the_buyer_page(app,
     # a page rendered (and cached) before a change of branding shows the new one at once
     client.post("/settings/branding", data={**form, "accent": "#0f766e", "company_name": "Seller Group"})
     assert "Seller Group · Mutual action plan" in client.get(path_of(link["url"])).get_data(as_text=True)
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+CLEAN_SVG = b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><rect width="10" height="10" fill="#0f766e"/></svg>'
+BAD_SVGS = {
+    b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>': "<script>",
+    b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>': "event handlers",
+    b'<svg xmlns="http://www.w3.org/2000/svg" xmlns:x="http://www.w3.org/1999/xlink"><a x:href="https://evil.example">x</a></svg>': "links",
+    b'<!DOCTYPE svg [<!ENTITY x "y">]><svg xmlns="http://www.w3.org/2000/svg"/>': "DOCTYPE",
+    b'<svg xmlns="http://www.w3.org/2000/svg"><rect style="fill:url(https://evil.example/x)"/></svg>': "references",
+}
+
+
+def test_images_are_typed_by_content_and_svg_with_active_content_is_refused():
+    from webapp.branding import MAX_IMAGE, image_type
+    assert image_type(PNG) == "image/png"
+    assert image_type(b"\xff\xd8\xff\xe0" + b"\x00" * 20) == "image/jpeg"
+    assert image_type(CLEAN_SVG) == "image/svg+xml"
+    for svg, words in BAD_SVGS.items():
+        with pytest.raises(ValueError, match=re.escape(words)):
+            image_type(svg)
+    with pytest.raises(ValueError, match="PNG, JPEG or SVG"):
+        image_type(b"<html><script>alert(1)</script></html>")  # whatever the file's name said
+    with pytest.raises(ValueError, match="at most 200 KB"):
+        image_type(PNG + b"\x00" * MAX_IMAGE)
+
+
+def test_logo_upload_is_checked_kept_out_when_refused_and_served_safely(app, api, client, sign_in, plan):
+    import io
+
+    from conftest import make_link, path_of
+    admin = sign_in(role="admin")
+    base = {"csrf": admin.csrf, "company_name": "Seller Inc", "accent": "", "contact_name": "Riley",
+            "contact_title": "", "contact_email": ""}
+    refused = client.post("/settings/branding", content_type="multipart/form-data", data={
+        **base, "logo": (io.BytesIO(next(iter(BAD_SVGS))), "logo.svg")})
+    assert refused.status_code == 422 and "scripts and external content are refused" in refused.get_data(as_text=True)
+    with app.app_context():
+        assert session().get(Branding, admin.tenant_id) is None  # nothing half-saved
+    ok = client.post("/settings/branding", content_type="multipart/form-data", data={
+        **base, "logo": (io.BytesIO(CLEAN_SVG), "logo.svg"), "photo": (io.BytesIO(PNG), "me.png")})
+    assert ok.status_code == 303
+    buyer = client.get(path_of(make_link(api, plan["id"])["url"])).get_data(as_text=True)
+    logo = re.search(r'class="brand-logo" src="([^"]+)"', buyer)[1]
+    photo = re.search(r'class="contact-photo" src="([^"]+)"', buyer)[1]
+    served = client.get(logo)
+    assert served.status_code == 200 and served.mimetype == "image/svg+xml" and served.data == CLEAN_SVG
+    assert "sandbox" in served.headers["Content-Security-Policy"]
+    assert client.get(photo).mimetype == "image/png"
+    assert client.get(logo.replace(".svg", ".png")).status_code == 404

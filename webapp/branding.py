@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import xml.etree.ElementTree as ET
 
 from flask import Blueprint, Response, abort, g
 from sqlalchemy.orm import Session
@@ -20,6 +21,9 @@ from .domain_errors import Invalid
 from .models import Branding
 
 AA = 4.5
+MAX_IMAGE = 200 * 1024  # bytes, for the logo and the contact's photo
+IMAGES = ("logo", "photo")
+EXT = {"image/png": "png", "image/jpeg": "jpg", "image/svg+xml": "svg"}
 HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 FIELDS = {"company_name": 120, "contact_name": 200, "contact_title": 200, "contact_email": 254}
@@ -41,12 +45,64 @@ def contrast(a: str, b: str) -> float:
     return (hi + 0.05) / (lo + 0.05)
 
 
+def image_type(data: bytes) -> str:
+    """The media type of an uploaded image by its content (never its name or the browser's
+    claim): PNG, JPEG, or an SVG that is plain drawing. Refusals are ValueErrors in plain words."""
+    if len(data) > MAX_IMAGE:
+        raise ValueError(f"at most {MAX_IMAGE // 1024} KB; this file is {len(data) // 1024} KB")
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    head = data[:512].lstrip().lower()
+    if head.startswith(b"<") and b"<svg" in data[:2048].lower():
+        check_svg(data)
+        return "image/svg+xml"
+    raise ValueError("a PNG, JPEG or SVG image")
+
+
+def check_svg(data: bytes) -> None:
+    """Refuse, rather than clean, an SVG with scripts, event handlers, external references,
+    embedded HTML or a DOCTYPE (entities): a logo needs none of them."""
+    text = data.decode("utf-8", "replace")
+    if re.search(r"<!(DOCTYPE|ENTITY)", text, re.IGNORECASE):
+        raise ValueError("an SVG without a DOCTYPE or entities")
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError:
+        raise ValueError("a well-formed SVG file") from None
+    if root.tag.rsplit("}", 1)[-1] != "svg":
+        raise ValueError("an SVG image (the file's root is not <svg>)")
+    for el in root.iter():
+        tag = el.tag.rsplit("}", 1)[-1].lower()
+        if tag in ("script", "foreignobject", "iframe", "embed", "object", "use", "image"):
+            raise ValueError(f"an SVG without <{tag}> elements (scripts and external content are refused)")
+        for name, value in el.attrib.items():
+            local = name.rsplit("}", 1)[-1].lower()
+            if local.startswith("on"):
+                raise ValueError(f"an SVG without event handlers ({local})")
+            if local == "href" and not value.strip().startswith("#"):
+                raise ValueError("an SVG without links to other files")
+            if "url(" in value.replace(" ", "").lower() and "url(#" not in value.replace(" ", "").lower():
+                raise ValueError("an SVG without references to other files")
+        if tag == "style" and re.search(r"@import|url\((?!\s*#)", el.text or "", re.IGNORECASE):
+            raise ValueError("an SVG without references to other files")
+
+
 def get(s: Session, tenant_id: str) -> Branding | None:
     return s.get(Branding, tenant_id)
 
 
-def save(s: Session, tenant_id: str, form: dict) -> Branding:
-    """Validate everything first, then write: a refusal (Invalid) stores nothing."""
+def save(s: Session, tenant_id: str, form: dict, files: dict | None = None) -> Branding:
+    """Validate everything first, then write: a refusal (Invalid) stores nothing.
+    `files` maps "logo"/"photo" to uploaded bytes (absent: keep; `remove_<name>`: drop)."""
+    uploads = {}
+    for name, data in (files or {}).items():
+        if data:
+            try:
+                uploads[name] = (data, image_type(data))
+            except ValueError as exc:
+                raise Invalid(name, str(exc)) from None
     values = {k: (form.get(k) or "").strip() for k in (*FIELDS, "accent")}
     for name, limit in FIELDS.items():
         if len(values[name]) > limit:
@@ -66,6 +122,13 @@ def save(s: Session, tenant_id: str, form: dict) -> Branding:
     for name in FIELDS:
         setattr(row, name, values[name])
     row.accent = accent or None
+    for name in IMAGES:
+        if name in uploads:
+            setattr(row, name, uploads[name][0])
+            setattr(row, f"{name}_type", uploads[name][1])
+        elif form.get(f"remove_{name}") == "1":
+            setattr(row, name, None)
+            setattr(row, f"{name}_type", None)
     row.updated_at = clock.now()
     s.flush()
     return row
@@ -81,9 +144,28 @@ def for_page(tenant_id: str) -> dict | None:
     memo = g.setdefault("branding", {})
     if tenant_id not in memo:
         row = get(session(), tenant_id)
-        memo[tenant_id] = row and {"row": row, "css": f"/brand/{tenant_id}/{version(row)}.css"
-                                   if row.accent else None}
+        memo[tenant_id] = row and {
+            "row": row, "css": f"/brand/{tenant_id}/{version(row)}.css" if row.accent else None,
+            **{name: image_url(row, name) for name in IMAGES}}
     return memo[tenant_id]
+
+
+def image_url(row: Branding, name: str) -> str | None:
+    kind = getattr(row, f"{name}_type")
+    return f"/brand/{row.tenant_id}/{name}-{version(row)}.{EXT[kind]}" if kind else None
+
+
+@bp.get("/brand/<tenant_id>/<name>-<ver>.<ext>")
+def image(tenant_id, name, ver, ext):
+    row = get(session(), tenant_id)
+    if name not in IMAGES or row is None or ver != version(row) or image_url(row, name) is None \
+            or not image_url(row, name).endswith(f".{ext}"):
+        abort(404)
+    response = Response(getattr(row, name), mimetype=getattr(row, f"{name}_type"))
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def forget_rendered_pages() -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -184,6 +185,10 @@ class Branding(Base):
     contact_name: Mapped[str] = mapped_column(String(200), default="")
     contact_title: Mapped[str] = mapped_column(String(200), default="")
     contact_email: Mapped[str] = mapped_column(String(254), default="")
+    logo: Mapped[bytes | None] = mapped_column(LargeBinary)  # checked by branding.image_type
+    logo_type: Mapped[str | None] = mapped_column(String(20))
+    photo: Mapped[bytes | None] = mapped_column(LargeBinary)  # the contact's photo
+    photo_type: Mapped[str | None] = mapped_column(String(20))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 

@@ -37,6 +37,10 @@ def upgrade():
     sa.Column('contact_name', sa.String(length=200), nullable=False),
     sa.Column('contact_title', sa.String(length=200), nullable=False),
     sa.Column('contact_email', sa.String(length=254), nullable=False),
+    sa.Column('logo', sa.LargeBinary(), nullable=True),
+    sa.Column('logo_type', sa.String(length=20), nullable=True),
+    sa.Column('photo', sa.LargeBinary(), nullable=True),
+    sa.Column('photo_type', sa.String(length=20), nullable=True),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('tenant_id')

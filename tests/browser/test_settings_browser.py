@@ -90,12 +90,19 @@ def test_branding_shows_on_the_buyer_page_without_contrast_violations(browser, a
     assert "at least 4.5:1" in page.locator("#b-accent-err").inner_text()
     assert page.get_by_label("Contact’s name").input_value() == "Riley Chen"
     page.get_by_label("Accent colour").fill("#0f766e")
+    page.get_by_label("Logo").set_input_files(files=[{
+        "name": "logo.svg", "mimeType": "image/svg+xml",
+        "buffer": b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 120 30">'
+                  b'<rect width="120" height="30" fill="#0f766e"/></svg>'}])
     page.get_by_role("button", name="Save branding").click()
     page.wait_for_selector(".notice.ok")
 
     buyer = browser.page()
     buyer.goto(demo["url"])
     assert "Seller Inc · Mutual action plan" in buyer.locator("header.top .eyebrow").text_content()
+    logo = buyer.locator("img.brand-logo")
+    assert logo.get_attribute("alt") == "Seller Inc"
+    assert logo.evaluate("img => img.complete && img.naturalWidth > 0")
     card = buyer.locator(".contact-card")
     assert "Riley Chen" in card.inner_text() and "riley@seller.example" in card.inner_text()
     link = card.get_by_role("link", name="riley@seller.example")

@@ -364,6 +364,10 @@ def delete_template(template_id):
 # ---- branding -----------------------------------------------------------------------------
 
 
+def _images(row) -> dict:
+    return {name: row and brand.image_url(row, name) for name in brand.IMAGES}
+
+
 @bp.route("/branding", methods=["GET", "POST"])
 @auth.admin_required
 def branding():
@@ -371,16 +375,20 @@ def branding():
     row = brand.get(s, g.user.tenant_id)
     form = {k: getattr(row, k) or "" if row else "" for k in (*brand.FIELDS, "accent")}
     if request.method == "GET":
-        return _page("settings/branding.html", form=form, errors={})
+        return _page("settings/branding.html", form=form, errors={}, images=_images(row))
     _checked_form()
     form = {k: request.form.get(k, "") for k in form}
+    files = {name: request.files[name].read(brand.MAX_IMAGE + 1) for name in brand.IMAGES
+             if name in request.files and request.files[name].filename}
     try:
-        brand.save(s, g.user.tenant_id, form)
+        brand.save(s, g.user.tenant_id, {**form, **{f"remove_{n}": request.form.get(f"remove_{n}")
+                                                  for n in brand.IMAGES}}, files)
         s.commit()
         brand.forget_rendered_pages()
     except Invalid as exc:
         s.rollback()
-        return _page("settings/branding.html", status=422, form=form, errors={exc.field: exc.message})
+        return _page("settings/branding.html", status=422, form=form, errors={exc.field: exc.message},
+                     images=_images(brand.get(s, g.user.tenant_id)))
     return redirect(url_for("settings.branding", ok="Branding saved; buyers see it on their next visit."), 303)
 
 
