@@ -15,9 +15,11 @@ from werkzeug.serving import make_server
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from webapp import create_app, migrate, sharing
+from connector.memory import DEFAULT_PIPELINE
+from webapp import clock, create_app, migrate, mirror, sharing, users
 from webapp.cli import seed_demo
 from webapp.db import make_engine, session
+from webapp.models import Installation, Mirror
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -36,9 +38,17 @@ def main() -> None:
     with app.app_context():
         s = session()
         _, plan = seed_demo(s)
-        _, link = sharing.create_link(s, plan, "docs")
+        keys = sharing.Keys.from_config(app.config)
+        _, link = sharing.create_link(s, plan, "docs", keys)
         s.commit()
-        editor, _ = sharing.editor_link(plan.tenant_id, plan.id, "riley@mutualplan.example")
+        _connect_demo(s, plan)
+        admin = users.upsert_user(s, plan.tenant_id, "hubspot", "42", email="ada@seller.example",
+                                  name="Ada Admin", role="admin")
+        _, admin_token = users.start_session(s, tenant_id=plan.tenant_id, actor=users.actor_of(admin),
+                                             user=admin)
+        s.commit()
+        editor, _ = sharing.editor_link(plan.tenant_id, plan.id, "riley@mutualplan.example", keys)
+        base = app.config["PUBLIC_BASE_URL"]
     out = ROOT / "docs"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
@@ -52,9 +62,47 @@ def main() -> None:
         rep = browser.new_page(viewport={"width": 1280, "height": 900})
         rep.goto(editor)
         rep.screenshot(path=str(out / "editor.png"))
+        rep.locator("#crm").screenshot(path=str(out / "editor-crm-panel.png"))
+        rep_phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                                     is_mobile=True, has_touch=True)
+        written = ["buyer-desktop.png", "buyer-phone.png", "editor.png", "editor-crm-panel.png"]
+        with app.app_context():  # editor links are single-use: a second one for the phone
+            phone_link, _ = sharing.editor_link(plan.tenant_id, plan.id, "riley@mutualplan.example", keys)
+        rep_phone.goto(phone_link)
+        rep_phone.locator("#crm").screenshot(path=str(out / "editor-crm-panel-phone.png"))
+        written.append("editor-crm-panel-phone.png")
+        for viewport, suffix in (({"width": 1280, "height": 900}, ""), ({"width": 390, "height": 844}, "-phone")):
+            ctx = browser.new_context(viewport=viewport, device_scale_factor=2 if suffix else 1,
+                                      is_mobile=bool(suffix), has_touch=bool(suffix))
+            ctx.add_cookies([{"name": users.COOKIE, "value": admin_token, "url": base}])
+            page = ctx.new_page()
+            for name in ("connections", "mapping", "templates", "branding", "team", "keys"):
+                page.goto(f"{base}/settings/{name}")
+                page.screenshot(path=str(out / f"settings-{name}{suffix}.png"), full_page=not suffix)
+                written.append(f"settings-{name}{suffix}.png")
+            ctx.close()
         browser.close()
     server.shutdown()
-    print("wrote docs/buyer-desktop.png, docs/buyer-phone.png, docs/editor.png")
+    print("wrote " + ", ".join(f"docs/{name}" for name in written))
+
+
+def _connect_demo(s, plan) -> None:
+    """The demo plan as if its HubSpot portal were connected and its deal already further
+    along than the plan (so the editor's CRM panel shows its advice); no CRM is called."""
+    stages = list(DEFAULT_PIPELINE)
+    s.add(Installation(id="demo-installation", tenant_id=plan.tenant_id, provider="hubspot",
+                       account_id=plan.deal_account_id,
+                       settings={"mode": "deal_properties", "default_pipeline": "default",
+                                 "pipelines": {"default": [vars(st) for st in stages]}},
+                       last_pulled_at=clock.now()))
+    plan.deal_name = "Acme Corp: sales platform rollout"
+    decision = mirror.decide([mirror.MilestoneState(m.title, m.status == "done", m.due_date)
+                              for m in plan.milestones], mirror.default_mapping(stages), stages,
+                             mirror.DealState("decisionmakerboughtin"), mirror.LastWrite(), {})
+    s.add(Mirror(plan_id=plan.id, tenant_id=plan.tenant_id, installation_id="demo-installation",
+                 remote_ids={}, pushed_hashes={}, pushed_deal={}, deal_pipeline="default",
+                 deal_stage="decisionmakerboughtin", pushed_at=clock.now(), mismatch=decision.mismatch))
+    s.flush()
 
 
 if __name__ == "__main__":

@@ -80,7 +80,24 @@ def test_rep_ahead_of_the_plan_is_a_mismatch_not_a_move():
     ms = [MilestoneState("Requirements", True), MilestoneState("Exec demo", False)]
     d = mirror.decide(ms, GATES, PIPELINE, DealState("decisionmakerboughtin"), LastWrite(), {})
     assert d.stage is None
-    assert d.mismatch == {"kind": "ahead", "deal_stage": "decisionmakerboughtin", "expected_stage": "qualifiedtobuy"}
+    assert d.mismatch == {"kind": "ahead", "deal_stage": "decisionmakerboughtin", "expected_stage": "qualifiedtobuy",
+                          "open_milestones": ["Exec demo"]}
+    advice = mirror.advice(d.mismatch, {"decisionmakerboughtin": "Decision maker bought-in"})
+    assert "“Exec demo”" in advice[0] and "never moves a deal back" in advice[0]
+    assert "move the deal back" not in advice[0]
+
+
+def test_plan_started_on_a_deal_further_along_advises_marking_done_not_moving_back():
+    ms = [MilestoneState("Requirements", False), MilestoneState("Exec demo", False),
+          MilestoneState("Contract", False)]
+    d = mirror.decide(ms, GATES, PIPELINE, DealState("decisionmakerboughtin"), LastWrite(), {})
+    assert d.stage is None
+    assert d.mismatch["expected_stage"] is None
+    assert d.mismatch["open_milestones"] == ["Requirements", "Exec demo"]  # not Contract: its stage is later
+    [text] = mirror.advice(d.mismatch, {"decisionmakerboughtin": "Decision maker bought-in"})
+    assert "already at “Decision maker bought-in”" in text
+    assert "mark them done" in text and "“Requirements”, “Exec demo”" in text
+    assert "None" not in text
 
 
 def test_rep_moved_back_is_not_fought_until_a_new_gate_is_reached():

@@ -71,6 +71,14 @@ def create_app(config: Config | dict | None = None) -> Flask:
     app.register_blueprint(account.bp)  # /login, /logout
     app.register_blueprint(workspace.bp)  # /app
 
+    from .blueprints import settings
+
+    app.register_blueprint(settings.bp)  # /settings, admins only
+
+    from . import branding
+
+    branding.init_app(app)  # /brand/<tenant>/<version>.css, branding_for() in templates
+
     from . import localdemo
 
     if localdemo.sandbox_url(app.config):  # `make run` against the local HubSpot sandbox

@@ -107,8 +107,8 @@ def _stage(milestones, mapping, pipeline, deal, last):
     for m in milestones:
         gate = mapping.gates.get(key(m.title))
         if gate in rank and (mapping.allow_closed or gate not in closed):
-            gated.append((rank[gate], gate, m.done))
-    reached = max(((r, s) for r, s, done in gated if done), default=None)
+            gated.append((rank[gate], gate, m.done, m.title))
+    reached = max(((r, s) for r, s, done, _ in gated if done), default=None)
     target = reached[1] if reached else None
     current = deal.stage
     if current is None:
@@ -129,10 +129,46 @@ def _stage(milestones, mapping, pipeline, deal, last):
 def _ahead(gated, rank, current, target):
     """The deal sits at or past a gate whose milestone is not done yet."""
     floor = rank[target] if target else -1
-    open_beyond = [(r, s) for r, s, done in gated if not done and r > floor]
+    open_beyond = [(r, title) for r, _, done, title in gated if not done and r > floor]
     if open_beyond and rank[current] >= min(open_beyond)[0]:
-        return {"kind": "ahead", "deal_stage": current, "expected_stage": target}
+        passed = sorted((r, title) for r, title in open_beyond if r <= rank[current])
+        return {"kind": "ahead", "deal_stage": current, "expected_stage": target,
+                "open_milestones": [title for _, title in passed]}
     return None
+
+
+def advice(mismatch: dict | None, labels: dict) -> list[str]:
+    """What the rep should do about a mismatch, one sentence per disagreement.
+
+    `labels` maps stage ids to the CRM's labels. The app never moves a deal back, so
+    the advice never says to: a deal ahead of the plan (e.g. a plan started on a deal
+    already well along) is fixed by marking done what already happened.
+    """
+    if not mismatch:
+        return []
+    out = []
+    label = lambda stage: f"“{labels.get(stage, stage)}”"
+    kind, deal, expected = mismatch.get("kind"), mismatch.get("deal_stage"), mismatch.get("expected_stage")
+    names = ", ".join(f"“{t}”" for t in mismatch.get("open_milestones") or [])
+    if kind == "ahead" and expected is None:
+        out.append(f"The deal is already at {label(deal)}, further along than the plan: no milestone "
+                   f"that moves the deal is done yet. If {names or 'those milestones'} already happened, "
+                   "mark them done. Leave the deal where it is; MutualPlan never moves a deal back.")
+    elif kind == "ahead":
+        out.append(f"The deal is at {label(deal)}, past {label(expected)} where the completed milestones "
+                   f"put it. Still open: {names or 'the milestones for the stages in between'}. Mark them "
+                   "done if they happened; MutualPlan never moves a deal back.")
+    elif kind == "behind":
+        out.append(f"Someone moved the deal back to {label(deal)}, but the completed milestones put it at "
+                   f"{label(expected)}. MutualPlan does not undo a rep's move: if the deal belongs at "
+                   f"{label(expected)}, move it in the CRM; if a milestone is not really done, mark it "
+                   "not done here.")
+    close = mismatch.get("close_date")
+    if close:
+        out.append(f"The close date was changed in the CRM to {close.get('deal') or 'nothing'}, but the "
+                   f"close milestone is due {close.get('expected')}. MutualPlan leaves the CRM's date alone; "
+                   "change the milestone's due date or the deal's close date so they agree.")
+    return out
 
 
 def _close_date(milestones, mapping, pipeline, deal, last):

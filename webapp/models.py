@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -134,6 +135,7 @@ class Plan(Base):
     deal_provider: Mapped[str | None] = mapped_column(String(20))
     deal_account_id: Mapped[str | None] = mapped_column(String(64))
     deal_id: Mapped[str | None] = mapped_column(String(64))
+    deal_name: Mapped[str | None] = mapped_column(String(200))  # as the CRM named it at creation
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # e.g. deal deleted
     # Who the plan belongs to (the rep's dashboard): the deal owner when the CRM says so,
     # else the person who created it. Null for plans made through the API or by the system.
@@ -160,6 +162,38 @@ class Plan(Base):
     stakeholders: Mapped[list["Stakeholder"]] = relationship(
         back_populates="plan", order_by="Stakeholder.position", cascade="all, delete-orphan"
     )
+
+
+class PlanTemplate(Base):
+    """A tenant's own plan template (webapp/plan_templates.py); the built-in ones are code."""
+
+    __tablename__ = "plan_templates"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(Text, default="")
+    default_go_live_days: Mapped[int] = mapped_column(Integer, default=90)
+    stages: Mapped[list] = mapped_column(JSON, default=list)  # the built-in templates' shape
+    default_for_pipeline: Mapped[str | None] = mapped_column(String(64))  # the default there
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class Branding(Base):
+    """A tenant's branding on the buyer page (webapp/branding.py)."""
+
+    __tablename__ = "brandings"
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    company_name: Mapped[str] = mapped_column(String(120), default="")
+    accent: Mapped[str | None] = mapped_column(String(7))  # #rrggbb, AA against white
+    contact_name: Mapped[str] = mapped_column(String(200), default="")
+    contact_title: Mapped[str] = mapped_column(String(200), default="")
+    contact_email: Mapped[str] = mapped_column(String(254), default="")
+    logo: Mapped[bytes | None] = mapped_column(LargeBinary)  # checked by branding.image_type
+    logo_type: Mapped[str | None] = mapped_column(String(20))
+    photo: Mapped[bytes | None] = mapped_column(LargeBinary)  # the contact's photo
+    photo_type: Mapped[str | None] = mapped_column(String(20))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
 class Stage(Base):

@@ -217,6 +217,11 @@ def _apply(row, changes: dict) -> dict:
     return diff
 
 
+def default_title(data: PlanCreate) -> str:
+    """A new plan is named like its deal unless the rep typed a title."""
+    return data.title or (data.deal and data.deal.name) or "Mutual action plan"
+
+
 def create_plan(s: Session, tenant_id: str, data: PlanCreate, actor: str, today: date) -> Plan:
     deal = data.deal
     if deal is not None:
@@ -229,15 +234,16 @@ def create_plan(s: Session, tenant_id: str, data: PlanCreate, actor: str, today:
     constraints = data.constraints.model_dump(mode="json")
     go_live = data.go_live_date or data.constraints.go_live_date
     plan = Plan(
-        tenant_id=tenant_id, title=data.title, value_summary=data.value_summary,
+        tenant_id=tenant_id, title=default_title(data), value_summary=data.value_summary,
         objectives=data.objectives.model_dump(mode="json"), constraints=constraints,
         resources=[r.model_dump(mode="json") for r in data.resources], template=data.template,
         start_date=start, deal_provider=deal and deal.provider,
         deal_account_id=deal and deal.account_id, deal_id=deal and deal.deal_id,
+        deal_name=deal and deal.name or None,
     )
     s.add(plan)
     if data.template:
-        go_live = _add_template(plan, data.template, start, go_live)
+        go_live = _add_template(plan, plan_templates.TEMPLATES[data.template], start, go_live)
     if go_live:
         plan.constraints = {**constraints, "go_live_date": go_live.isoformat()}
     for i, person in enumerate(data.stakeholders):
@@ -253,10 +259,10 @@ def _check_plan_size(plan: Plan) -> None:
     check_limit("milestones_per_plan", sum(len(st.milestones) for st in plan.stages))
 
 
-def _add_template(plan: Plan, key: str, start: date, go_live: date | None) -> date:
-    """Append template `key`'s stages and milestones after the plan's own; returns the
+def _add_template(plan: Plan, template: dict, start: date, go_live: date | None) -> date:
+    """Append the template's stages and milestones after the plan's own; returns the
     go-live date the template's dates were computed from."""
-    go_live, stages = plan_templates.expand(key, start, go_live)
+    go_live, stages = plan_templates.expand_template(template, start, go_live)
     offset = len(plan.stages)
     for si, stage in enumerate(stages):
         st = Stage(tenant_id=plan.tenant_id, name=stage["name"], position=offset + si)
@@ -273,12 +279,13 @@ def apply_template(s: Session, plan: Plan, key: str, actor: str, today: date) ->
     Dates count from the plan's start date (today when it has none) and its go-live
     date; a plan without a go-live date gets the template's default one.
     """
-    if key not in plan_templates.TEMPLATES:
+    template = plan_templates.resolve(s, plan.tenant_id, key)
+    if template is None:
         raise Invalid("template", "pick one of the templates")
     constraints = plan.constraints or {}
     go_live = constraints.get("go_live_date")
     go_live = date.fromisoformat(go_live) if go_live else None
-    new_go_live = _add_template(plan, key, plan.start_date or today, go_live)
+    new_go_live = _add_template(plan, template, plan.start_date or today, go_live)
     if go_live is None and new_go_live:
         plan.constraints = {**constraints, "go_live_date": new_go_live.isoformat()}
     if not plan.template:

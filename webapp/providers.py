@@ -80,6 +80,7 @@ class Provider:
 
     def sign_in_client(self):
         return (self.login_oauth or self.oauth)()
+    record_url: Callable[[Installation, str], str | None] = lambda row, deal_id: None  # the deal in the CRM
 
     def connector_for(self, row: Installation):
         return self.connector(row, self.token_store(row.id))
@@ -219,7 +220,9 @@ HUBSPOT = Provider(
     name="hubspot", label="HubSpot", connector=_hubspot_connector, oauth=_hubspot_oauth,
     begin=_hubspot_begin, exchange=_hubspot_exchange, identify=_hubspot_identify,
     pull_every=lambda row, now: HUBSPOT_RECONCILE, webhooks=True, inbox=hubspot_inbox,
-    rate=ratelimit.HUBSPOT, person=_hubspot_person)
+    rate=ratelimit.HUBSPOT, person=_hubspot_person,
+    record_url=lambda row, deal_id: (f"{current_app.config.get('HUBSPOT_AUTH_BASE') or hubspot.AUTH_BASE}"
+                                     f"/contacts/{row.account_id}/record/0-3/{deal_id}"))
 
 
 # ---- Salesforce ----------------------------------------------------------------------------
@@ -333,7 +336,24 @@ SALESFORCE = Provider(
     oauth=_salesforce_oauth, begin=_salesforce_begin, exchange=_salesforce_exchange,
     identify=_salesforce_identify,
     pull_every=poll_interval, rate=ratelimit.SALESFORCE, person=_salesforce_person,
-    login_oauth=_salesforce_login_oauth)
+    login_oauth=_salesforce_login_oauth,
+    record_url=lambda row, deal_id: (f"{(row.settings or {}).get('instance_url', '').rstrip('/')}"
+                                     f"/lightning/r/Opportunity/{deal_id}/view"
+                                     if (row.settings or {}).get("instance_url") else None))
+
+
+def disconnect(s: Session, row: Installation) -> bool:
+    """Revoke the installation's token at the CRM, where the CRM has a revoke endpoint
+    (Salesforce; HubSpot's app is removed from the portal by uninstalling it there), forget
+    the tokens and mark it uninstalled. True when the CRM confirmed the revocation."""
+    tokens = installations.tokens_of(row)
+    revoked = False
+    if tokens is not None:
+        revoked = get(row.provider).oauth().revoke(
+            tokens.refresh_token or tokens.access_token,
+            base=tokens.extra.get("instance_url") or salesforce.PRODUCTION_LOGIN)
+    installations.uninstall(s, row, "disconnected by an admin")
+    return revoked
 
 
 def init_app(app: Flask) -> None:

@@ -165,6 +165,7 @@ class DealRef(In):
     provider: Provider
     account_id: ExternalId
     deal_id: ExternalId
+    name: ShortText | None = Field(None, description="the deal's name; the plan's title defaults to it")
 
 
 class StakeholderIn(In):
@@ -185,7 +186,7 @@ class StakeholderPatch(In):
 
 
 class PlanCreate(In):
-    title: Title
+    title: Title | None = Field(None, description="defaults to the deal's name")
     template: Literal["enterprise", "quick"] | None = None
     deal: DealRef | None = None
     start_date: Day | None = None

@@ -24,7 +24,9 @@ from flask import Blueprint, Response, g, redirect, render_template, request, ur
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
-from .. import clock, plan_templates, plans, sharing, users
+from connector.base import PipelineStage
+
+from .. import clock, mirror, outbox, plan_templates, plans, providers, sharing, sync, users
 from ..auth import api_key_required
 from ..db import session
 from ..errors import (
@@ -36,9 +38,10 @@ from ..errors import (
     VersionConflict,
     describe,
 )
-from ..models import Activity, Milestone, Stage
+from ..models import Activity, Milestone, Mirror, Stage
 from ..schemas import (
     Constraints,
+    DatedConstraint,
     EditorLinkOut,
     MilestoneIn,
     MilestonePatch,
@@ -146,10 +149,81 @@ def _origin_ok() -> bool:
     return origin.rstrip("/") in {request.host_url.rstrip("/"), f"{base.scheme}://{base.netloc}"}
 
 
+# ---- the CRM panel ------------------------------------------------------------------
+
+
+def crm_panel(s, plan) -> dict | None:
+    """The deal this plan belongs to, from our database only (no CRM call on a page view):
+    its name and stage label, a link to it, which milestones move which stage, sync status
+    and what to do about a mismatch."""
+    if not plan.deal_id:
+        return None
+    installation = outbox.installation_for(s, plan)
+    state = s.get(Mirror, plan.id)
+    status = sync.status(s, plan)
+    provider = providers.get(plan.deal_provider) if installation else None
+    pipeline = (state and state.deal_pipeline) or (installation and (installation.settings or {})
+                                                   .get("default_pipeline")) or "default"
+    cached = ((installation.settings or {}).get("pipelines", {}) if installation else {}).get(pipeline, [])
+    stages = [PipelineStage(**st) for st in cached]
+    labels = {st.id: st.label for st in stages}
+    gates = []
+    if installation is not None:
+        mapping = sync.stage_map(s, installation, pipeline, stages)
+        rank = {st.id: i for i, st in enumerate(stages)}
+        for m in plan.milestones:
+            stage = mapping.gates.get(mirror.key(m.title))
+            if stage is not None:
+                gates.append({"milestone": m, "stage": labels.get(stage, stage),
+                              "rank": rank.get(stage, len(rank)),
+                              "close": mirror.key(m.title) in mapping.close_milestones})
+        gates.sort(key=lambda g: (g["rank"], g["milestone"].position))
+    stage = state.deal_stage if state else None
+    return {
+        "provider": provider.label if provider else plan.deal_provider,
+        "name": plan.deal_name or f"Deal {plan.deal_id}", "deal_id": plan.deal_id,
+        "url": provider.record_url(installation, plan.deal_id) if provider else None,
+        "stage": labels.get(stage, stage) if stage else None,
+        "gates": gates, "status": status,
+        "advice": mirror.advice(status["mismatch"], labels),
+    }
+
+
 # ---- the page -------------------------------------------------------------------
 
 
-def _render(ed: dict, *, status=200, error=None, ok=None):
+class Posted:
+    """The rejected form, so the page shows what was typed and the message beside its field.
+
+    Only the form that was sent (same `op`, same milestone/stage/stakeholder) gets the
+    typed values back; every other form on the page shows the stored ones.
+    """
+
+    IDS = ("milestone_id", "stage_id", "stakeholder_id")
+
+    def __init__(self, form=None, errors=None):
+        self.form = dict(form or {})
+        self.errors = dict(errors or {})
+
+    def mine(self, op: str, ident: str | None = None) -> bool:
+        if self.form.get("op") != op:
+            return False
+        return ident is None or any(self.form.get(k) == ident for k in self.IDS)
+
+    def value(self, op, name, default, ident=None):
+        return self.form.get(name, "") if self.mine(op, ident) else default
+
+    def checked(self, op, name, default, ident=None) -> bool:
+        return self.form.get(name) == "1" if self.mine(op, ident) else bool(default)
+
+    def error(self, op, name, ident=None) -> str | None:
+        return self.errors.get(name) if self.mine(op, ident) else None
+
+    def open(self, op, ident=None) -> bool:
+        return bool(self.form) and self.mine(op, ident)
+
+
+def _render(ed: dict, *, status=200, error=None, ok=None, posted: Posted | None = None):
     s = session()
     plan = plans.get_plan(s, ed["t"], ed["p"])
     view = build_view(s, plan, include_internal=True, day=today())
@@ -162,7 +236,8 @@ def _render(ed: dict, *, status=200, error=None, ok=None):
     html = render_template(
         "editor/plan.html", v=view, plan=plan, links=links, slips=slip_rows, titles=titles,
         activity=activity, csrf=sharing.csrf_token(ed["n"], plan.id, signing),
-        actor=ed["a"], ok=ok, error=error, fmt=fmt_date, templates=plan_templates.summaries(),
+        actor=ed["a"], ok=ok, error=error, fmt=fmt_date, posted=posted or Posted(),
+        crm=crm_panel(s, plan), templates=plan_templates.summaries(s, plan.tenant_id),
         stages=[sv["stage"] for sv in view["stages"]],
         buyer_events=[a for a in activity if a.actor.startswith("buyer:")],
         slip_count=sum(1 for r in slip_rows if r.old_date and r.new_date and r.new_date > r.old_date))
@@ -238,18 +313,51 @@ def _stage(s, plan, sid) -> Stage:
     return st
 
 
+def plain(message: str) -> str:
+    """A pydantic message in the words a rep would use."""
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if message.startswith("String should have at most"):
+        return message.replace("String should have", "write").replace("characters", "characters or fewer")
+    if message.startswith("String should have at least"):
+        return "this cannot be empty"
+    if message.startswith("List should have at most"):
+        return message.replace("List should have", "keep it to").replace("items after validation, not", "lines, not")
+    if "valid date" in message:
+        return "use a date like 2026-12-31"
+    if message.startswith("Input should be"):
+        return "choose " + message.removeprefix("Input should be ").replace("'", "“", 1).replace("'", "”", 1)
+    return message[:1].lower() + message[1:]
+
+
+def _valid(field: str, model, data, line: str | None = None):
+    """Validate one form field's part; a refusal names that field, in plain words."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        message = plain(exc.errors(include_url=False)[0]["msg"])
+        if line is not None:
+            message = f"“{line[:60]}”: {message}"
+        raise Invalid(field, message) from None
+
+
 # ---- operations --------------------------------------------------------------------
 
 
 def op_plan(s, plan, actor):
-    constraints = Constraints.model_validate({
-        "budget": _text("budget", 200) or None, "go_live_date": _date("go_live_date"),
-        "dates": [{"label": label, "date": value} for label, value in _pairs("dates")]})
+    _valid("budget", Constraints, {"budget": _text("budget", 200) or None})
+    dates = [_valid("dates", DatedConstraint, {"label": label, "date": value}, f"{label} | {value}")
+             for label, value in _pairs("dates")]
+    constraints = _valid("dates", Constraints, {
+        "budget": _text("budget", 200) or None, "go_live_date": _date("go_live_date"), "dates": dates})
+    objectives = {k: _valid(k, Objectives, {k: _lines(k)}) for k in ("challenges", "ideal_results", "deliverables")}
+    resources = [_valid("resources", Resource, {"title": t, "url": u}, f"{t} | {u}")
+                 for t, u in _pairs("resources")]
+    _valid("title", PlanPatch, {"title": _text("title", 200)})
+    _valid("value_summary", PlanPatch, {"value_summary": _text("value_summary")})
     patch = PlanPatch.model_validate({
         "title": _text("title", 200), "value_summary": _text("value_summary"),
-        "objectives": Objectives.model_validate({k: _lines(k) for k in ("challenges", "ideal_results", "deliverables")}),
-        "constraints": constraints,
-        "resources": [Resource.model_validate({"title": t, "url": u}) for t, u in _pairs("resources")],
+        "objectives": Objectives.model_validate({k: getattr(v, k) for k, v in objectives.items()}),
+        "constraints": constraints, "resources": resources,
         "start_date": _date("start_date"), "version": _int("version")})
     plans.update_plan(s, plan, patch, actor)
     return "saved", "details"
@@ -301,6 +409,14 @@ def op_milestone_edit(s, plan, actor):
     if _text("stage_id", 36) and _text("stage_id", 36) != m.stage_id:
         fields["stage_id"] = _text("stage_id", 36)
     plans.update_milestone(s, m, MilestonePatch.model_validate(fields), actor)
+    return "milestone", f"m-{m.id}"
+
+
+def op_milestone_done(s, plan, actor):
+    """One click: done, or back to in progress (the status a reopened milestone is in)."""
+    m = _milestone(s, plan, _text("milestone_id", 36))
+    status = "done" if request.form.get("done") == "1" else "in_progress"
+    plans.update_milestone(s, m, MilestonePatch(status=status, version=_int("version")), actor)
     return "milestone", f"m-{m.id}"
 
 
@@ -393,11 +509,18 @@ def op_link_revoke(s, plan, actor):
     return "revoked", "links"
 
 
+LABELS = {
+    "value_summary": "Value summary", "ideal_results": "Ideal results", "go_live_date": "Go-live date",
+    "start_date": "Start date", "dates": "Other key dates", "resources": "Linked resources",
+    "due_date": "Due date", "owner_side": "Owner side", "expires_in_days": "Expires after",
+    "body": "Comment", "name": "Name", "title": "Title", "email": "Email",
+}
+
 OPS = {
     "plan": op_plan, "stage-add": op_stage_add, "stage-rename": op_stage_rename,
     "stage-move": op_stage_move, "stage-delete": op_stage_delete,
     "milestone-add": op_milestone_add, "milestone-edit": op_milestone_edit,
-    "milestone-move": op_milestone_move, "milestone-delete": op_milestone_delete,
+    "milestone-move": op_milestone_move, "milestone-done": op_milestone_done, "milestone-delete": op_milestone_delete,
     "person-add": op_person_add, "person-edit": op_person_edit, "person-delete": op_person_delete,
     "template": op_template, "decide": op_decide, "comment": op_comment,
     "link-create": op_link_create, "link-revoke": op_link_revoke,
@@ -423,16 +546,25 @@ def do(plan_id):
     except (ProblemError, DomainError, ValidationError) as exc:
         s.rollback()
         s.expire_all()
+        errors = {}
         if isinstance(exc, ValidationError):
-            errs = exc.errors(include_url=False)
-            message = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'form'}: {e['msg']}" for e in errs[:3])
+            for e in exc.errors(include_url=False):
+                field = next((str(p) for p in reversed(e["loc"]) if str(p) in request.form), None)
+                errors.setdefault(field or "form", plain(e["msg"]))
             status = 422
+            message = "; ".join(f"{LABELS.get(k, k.replace('_', ' '))}: {v}" for k, v in errors.items())
         elif isinstance(exc, VersionConflict):
             status, message = 409, ("Someone else changed this first; the page now shows the current "
                                     "version. Apply your change again.")
+            return _render(ed, status=status, error=message)
+        elif isinstance(exc, Invalid):
+            errors = {exc.field: exc.message}
+            status = 422
+            message = f"{LABELS.get(exc.field, exc.field.replace('_', ' '))}: {exc.message}"
         else:
             status, message = describe(exc).status, exc.detail
-        return _render(ed, status=status, error=message)
+        message += " Everything you typed is still in the form."
+        return _render(ed, status=status, error=message, posted=Posted(request.form, errors))
     return redirect(url_for("editor.page", plan_id=plan_id, ok=code) + f"#{anchor}", code=303)
 
 

@@ -356,6 +356,7 @@ class CardCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     template: ShortText
     title: ShortText | None = None
+    deal_name: ShortText | None = None  # the card knows it (the deal's `dealname`); the title defaults to it
 
 
 MAX_REORDER = 1_000  # ids per reorder (a stage holds far fewer milestones)
@@ -400,8 +401,9 @@ def card_create_plan(deal_id):
     row: Installation = g.hs_installation
     s = session()
     create = PlanCreate.model_validate({
-        "title": (data.title or "").strip() or "Mutual Action Plan", "template": data.template,
-        "deal": DealRef.model_validate({"provider": PROVIDER, "account_id": row.account_id, "deal_id": deal_id}),
+        "title": (data.title or "").strip() or None, "template": data.template,
+        "deal": DealRef.model_validate({"provider": PROVIDER, "account_id": row.account_id, "deal_id": deal_id,
+                                        "name": (data.deal_name or "").strip()[:200] or None}),
         "start_date": today()})
     plan = plans.create_plan(s, row.tenant_id, create, g.hs_actor, today())
     users.claim_plan(s, plan, _card_user(), g.hs_actor)

@@ -26,7 +26,7 @@
   document.querySelectorAll("input[data-due]").forEach(function (input) {
     var box = document.getElementById(input.getAttribute("data-due"));
     if (!box) { return; }
-    var original = input.value;
+    var original = input.hasAttribute("data-was") ? input.getAttribute("data-was") : input.value;
     var sync = function () { box.hidden = input.value === original; };
     sync();
     input.addEventListener("input", sync);
