@@ -258,6 +258,9 @@ def classify(status: int | None, body: Any = None, *, exc: BaseException | None 
 
 # Org-wide usage seen in the last Sforce-Limit-Info header, per org (every response refreshes it).
 _USAGE: dict[str, tuple[int, int]] = {}
+# Whether the org's Opportunity has a RecordTypeId column (describe), per org: a real org has it
+# only once a record type is defined, and selecting a missing column fails the whole query.
+_RECORD_TYPE_COLUMN: dict[str, bool] = {}
 
 OPPORTUNITY_SUMMARY = {  # DealUpdate.properties key -> (Opportunity field, kind)
     "progress_percent": ("MAP_Progress__c", "number"),
@@ -460,6 +463,9 @@ class SalesforceConnector:
         webapp/sync.pipeline_stages caches: {"pipelines": {id: [vars(PipelineStage)]}, ...}."""
         settings = self.check_package()
         settings.update(self._learn_pipelines())
+        self.settings.pop("record_type_column", None)
+        _RECORD_TYPE_COLUMN.pop(self.org_id, None)  # setup re-reads describe
+        settings["record_type_column"] = self.has_record_type_column()
         self.settings.update(settings)
         return settings
 
@@ -504,6 +510,21 @@ class SalesforceConnector:
             self.settings["pipelines"] = cached
         return [PipelineStage(**s) for s in cached.get(pipeline or "default", cached["default"])]
 
+    def has_record_type_column(self) -> bool:
+        """Does the org's Opportunity have RecordTypeId? From settings (ensure_setup) or one
+        describe per org and process; an org without record types has no such column."""
+        if "record_type_column" in self.settings:
+            return bool(self.settings["record_type_column"])
+        if self.org_id not in _RECORD_TYPE_COLUMN:
+            described = self._call(lambda sf: sf.Opportunity.describe(), what="describe")
+            _RECORD_TYPE_COLUMN[self.org_id] = any(
+                f.get("name") == "RecordTypeId" for f in described.get("fields", []))
+        self.settings["record_type_column"] = _RECORD_TYPE_COLUMN[self.org_id]
+        return self.settings["record_type_column"]
+
+    def _record_type_select(self) -> str:
+        return "RecordTypeId, " if self.has_record_type_column() else ""
+
     def _pipeline_of(self, record_type_id: str | None) -> str:
         return (self.settings.get("record_type_pipelines") or {}).get(record_type_id or "", "default")
 
@@ -512,8 +533,8 @@ class SalesforceConnector:
         if not re.fullmatch(r"[a-zA-Z0-9]{15,18}", deal_id or ""):
             raise NotFound(f"{deal_id!r} is not a Salesforce record id")
         result = self._call(lambda sf: sf.query(
-            "SELECT Id, StageName, CloseDate, RecordTypeId, SystemModstamp FROM Opportunity "
-            f"WHERE Id = '{deal_id}'"), what="opportunity")
+            f"SELECT Id, StageName, CloseDate, {self._record_type_select()}SystemModstamp "
+            f"FROM Opportunity WHERE Id = '{deal_id}'"), what="opportunity")
         if not result["records"]:
             raise NotFound(f"opportunity {deal_id} not found")
         r = result["records"][0]
@@ -562,10 +583,14 @@ class SalesforceConnector:
             body[n("Opportunity__c")] = plan.deal_id
         return body
 
-    def _milestone_record(self, m: MilestoneDoc, plan_ref: str) -> dict:
+    def _milestone_record(self, m: MilestoneDoc, plan_ref: str | None) -> dict:
+        """plan_ref None: the record exists in the org, so the master-detail Plan__c is left out
+        (a non-reparentable master-detail is createable, not updateable; DESIGN §5)."""
         n = self.n
         record = {"attributes": {"type": n(MILESTONE)}, n("Milestone_UUID__c"): m.uuid,
-                  n("Plan__c"): plan_ref, "Name": (m.title or "Milestone")[:80]}
+                  "Name": (m.title or "Milestone")[:80]}
+        if plan_ref is not None:
+            record[n("Plan__c")] = plan_ref
         for name, sf_field in MILESTONE_MAP.items():
             value = getattr(m, name)
             if name in _TEXT_LIMITS:
@@ -588,7 +613,9 @@ class SalesforceConnector:
         plan_sub = {"method": "PATCH", "url": plan_url, "referenceId": "plan",
                     "body": self._plan_body(plan)}
         milestone_subs = []
-        records = [self._milestone_record(m, "@{plan.id}") for m in plan.milestones]
+        known = plan.remote_ids or {}
+        records = [self._milestone_record(m, None if known.get(m.uuid) else "@{plan.id}")
+                   for m in plan.milestones]
         for i in range(0, len(records), MAX_COLLECTION):
             milestone_subs.append({
                 "method": "PATCH", "referenceId": f"ms{i // MAX_COLLECTION}",
@@ -616,9 +643,30 @@ class SalesforceConnector:
             heavy += is_heavy
         chunks.append(current)
         remote_ids: dict = {}
+        uuids = [m.uuid for m in plan.milestones]
+        existing: list = []
         for chunk in chunks:
-            remote_ids.update(self._composite(chunk, plan, [m.uuid for m in plan.milestones]))
-        return PushResult(remote_ids=remote_ids, calls=len(chunks))
+            found, refused = self._composite(chunk, plan, uuids)
+            remote_ids.update(found)
+            existing += refused
+        calls = len(chunks)
+        if existing:  # records we did not know were there (an earlier push half-failed): update
+            remote_ids.update(self._update_existing(plan, existing))
+            calls += 1
+        return PushResult(remote_ids=remote_ids, calls=calls)
+
+    def _update_existing(self, plan: PlanDoc, uuids: list) -> dict:
+        """Upsert milestones that exist in the org without the master-detail field."""
+        n = self.n
+        docs = [m for m in plan.milestones if m.uuid in set(uuids)]
+        sub = {"method": "PATCH", "referenceId": "ms0",
+               "url": self._path(f"composite/sobjects/{n(MILESTONE)}/{n('Milestone_UUID__c')}"),
+               "body": {"allOrNone": False,
+                        "records": [self._milestone_record(m, None) for m in docs]}}
+        found, refused = self._composite([sub], plan, [m.uuid for m in docs])
+        if refused:
+            raise Rejected(f"milestones {refused} refused an update without Plan__c")
+        return found
 
     def _composite(self, subs: list, plan: PlanDoc, milestone_uuids: list) -> dict:
         # The sub-responses are checked inside the call, so a lock error (Transient) is retried
@@ -627,10 +675,15 @@ class SalesforceConnector:
             "allOrNone": False, "compositeRequest": subs}), subs, plan, milestone_uuids),
             what=f"push of plan {plan.uuid}")
 
-    def _check_composite(self, response: dict, subs: list, plan: PlanDoc, milestone_uuids: list) -> dict:
-        """Composite answers 200 when parts fail: look at every sub-response and record."""
+    def _check_composite(self, response: dict, subs: list, plan: PlanDoc,
+                         milestone_uuids: list) -> tuple[dict, list]:
+        """Composite answers 200 when parts fail: look at every sub-response and record.
+
+        Returns (uuid -> record id, uuids of milestones refused only because they already
+        exist and we sent the master-detail Plan__c: the caller updates them without it)."""
         failures: list[CrmError] = []
         remote_ids: dict = {}
+        refused: list = []
         by_ref = {s["referenceId"]: s for s in subs}
         for part in response.get("compositeResponse", []):
             ref, status, body = part["referenceId"], part["httpStatusCode"], part.get("body")
@@ -648,11 +701,13 @@ class SalesforceConnector:
                     uuid = milestone_uuids[start + offset] if start + offset < len(milestone_uuids) else "?"
                     if result.get("success"):
                         remote_ids[uuid] = result.get("id")
+                    elif _master_detail_refused(result.get("errors"), self.n("Plan__c")):
+                        refused.append(uuid)
                     else:
                         failures.append(classify(400, result.get("errors"), what=f"milestone {uuid}"))
         if failures:
             raise _worst(failures)
-        return remote_ids
+        return remote_ids, refused
 
     @staticmethod
     def _describe_sub(ref: str, plan: PlanDoc) -> str:
@@ -670,11 +725,10 @@ class SalesforceConnector:
         return (f"SELECT {', '.join(fields)} FROM {n(MILESTONE)} "
                 f"WHERE SystemModstamp >= {_soql_datetime(since)} ORDER BY SystemModstamp, Id")
 
-    @staticmethod
-    def _opportunity_soql(since: datetime) -> str:
-        return ("SELECT Id, IsDeleted, SystemModstamp, StageName, CloseDate, RecordTypeId "
-                f"FROM Opportunity WHERE SystemModstamp >= {_soql_datetime(since)} "
-                "ORDER BY SystemModstamp, Id")
+    def _opportunity_soql(self, since: datetime) -> str:
+        return (f"SELECT Id, IsDeleted, SystemModstamp, StageName, CloseDate, "
+                f"{self._record_type_select()}LastModifiedBy.Name FROM Opportunity "
+                f"WHERE SystemModstamp >= {_soql_datetime(since)} ORDER BY SystemModstamp, Id")
 
     def pull(self, since: datetime, cursor: str | None = None) -> Page:
         """Changed milestones and Opportunities since `since`, deletions included.
@@ -764,6 +818,12 @@ class SalesforceConnector:
                 "close_date": date.fromisoformat(r["CloseDate"]) if r.get("CloseDate") else None,
             }, modified))
         return out
+
+
+def _master_detail_refused(errors, field: str) -> bool:
+    """Is this the refusal of an update that set the non-updateable master-detail field?"""
+    return any(isinstance(e, dict) and e.get("statusCode") == "INVALID_FIELD_FOR_INSERT_UPDATE"
+               and field in (e.get("fields") or []) for e in errors or [])
 
 
 def _next_url(result: dict) -> str | None:
