@@ -1,9 +1,11 @@
+# ruff: noqa: F811  (pytest fixtures imported from test_salesforce)
 """Issue 11, the Salesforce side: orgs with and without record types, master-detail on insert
 only, plans and milestones born in the org (Lightning Data Service), deletes and restores both
 ways, no echo writes, the pull error policy. Through simple-salesforce over HTTPS against the
 strict sandbox (no RecordTypeId column without record types, non-updateable master-detail)."""
 from __future__ import annotations
 
+import pytest
 from test_salesforce import (  # noqa: F401  (fixtures)
     app_config,
     calls,
@@ -83,3 +85,52 @@ def test_a_half_failed_push_recovers_although_the_records_exist(app, connected, 
     with app.app_context():
         state = session().get(Mirror, plan["id"])
         assert all(state.remote_ids.get(m["id"]) for s in plan["stages"] for m in s["milestones"])
+
+
+# ---- 6. the relay survives state transitions ----------------------------------------------
+
+
+def _in_flight_with_a_newer_pending_row(app, connected, plan):
+    """Row A claimed (in flight), then an edit queues row B for the same plan."""
+    from webapp import outbox
+
+    connected.patch(f"/milestones/{milestone(plan, 'Discovery call')['id']}",
+                    json={"risk": "at_risk"})
+    with app.app_context():
+        s = session()
+        for row in rows(app, status="pending"):  # due now, not after the debounce
+            s.get(type(row), row.id).next_attempt_at = row.created_at
+        s.commit()
+        [claimed] = outbox.claim(s, "test-worker")
+    connected.patch(f"/milestones/{milestone(plan, 'Discovery call')['id']}",
+                    json={"status": "in_progress"})
+    assert len(rows(app, status="pending")) == 1
+    return claimed
+
+
+@pytest.mark.parametrize("fault,times", [("503", 3), ("request_limit", 1)])
+def test_a_failed_or_deferred_row_merges_into_the_newer_pending_one(
+        app, connected, sandbox, org, opportunity, fault, times):
+    from webapp import sync
+
+    plan = new_plan(connected, org, opportunity)
+    run(app, "relay")
+    claimed = _in_flight_with_a_newer_pending_row(app, connected, plan)
+    sandbox.inject(fault, times=times)
+    with app.app_context():
+        outcome = sync.push_entry(session(), claimed)  # raised IntegrityError before
+    assert outcome in ("retry", "deferred")
+    [pending] = rows(app, status="pending")
+    assert pending.id != claimed and pending.last_error
+    [merged] = [r for r in rows(app) if r.id == claimed]
+    assert merged.status == "done" and merged.last_error == f"merged into {pending.id}"
+    assert connected.get(f"/plans/{plan['id']}/sync").json["state"] == "pending"
+    if fault == "503":  # due after the backoff; a relay then makes the CRM and status match
+        with app.app_context():
+            s = session()
+            s.get(type(pending), pending.id).next_attempt_at = pending.created_at
+            s.commit()
+        run(app, "relay")
+        assert connected.get(f"/plans/{plan['id']}/sync").json["state"] == "synced"
+        m = milestone(plan, "Discovery call")
+        assert sf_milestones(sandbox, org)[m["id"]]["Status__c"] == "in_progress"
