@@ -134,3 +134,40 @@ def test_a_failed_or_deferred_row_merges_into_the_newer_pending_one(
         assert connected.get(f"/plans/{plan['id']}/sync").json["state"] == "synced"
         m = milestone(plan, "Discovery call")
         assert sf_milestones(sandbox, org)[m["id"]]["Status__c"] == "in_progress"
+
+
+# ---- 5. one pull error policy ---------------------------------------------------------------
+
+
+def _installation_status(connected) -> dict:
+    [row] = connected.get("/installations").json["items"]
+    return row
+
+
+@pytest.mark.parametrize("fault,times,at_least", [("503", 3, 15), ("request_limit", 1, 3600)])
+def test_a_failed_pull_is_visible_rescheduled_and_retried(app, connected, sandbox, org,
+                                                          opportunity, fault, times, at_least):
+    from datetime import timedelta
+
+    from webapp import clock
+
+    plan = new_plan(connected, org, opportunity)
+    run(app, "relay")
+    sandbox.clock.advance(2)
+    sandbox.rep_change_stage(org, opportunity, "Value Proposition")
+    sandbox.inject(fault, times=times)
+    inst_id = installation(app).id
+    assert run(app, "pull", inst_id) == 0  # no exception escapes the job
+    status = _installation_status(connected)
+    assert status["last_pull_error"].startswith(("Transient", "RateLimited"))
+    row = installation(app)
+    wait = (clock.aware(row.next_pull_at) - clock.now()).total_seconds()
+    assert wait >= at_least - 2
+    with app.app_context():
+        provider = providers.get("salesforce")
+    assert not provider.is_due(row, clock.now())
+    assert provider.is_due(row, clock.now() + timedelta(seconds=wait + 1))
+    assert run(app, "pull", inst_id) >= 1  # the retry applies what the failed pull missed
+    status = _installation_status(connected)
+    assert status["last_pull_error"] == "" and status["next_pull_at"] is None
+    assert connected.get(f"/plans/{plan['id']}/sync").json["deal_stage"] == "Value Proposition"

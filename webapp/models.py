@@ -194,6 +194,11 @@ class Installation(Base):
     pull_state: Mapped[dict] = mapped_column(JSON, default=dict)  # {"since": iso, "cursor": str|None}
     last_pulled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The pull error policy (sync.pull_installation): what the last pull failed with, how many
+    # pulls in a row failed, and the earliest time the clock may pull again (None: schedule).
+    last_pull_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    pull_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_pull_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 

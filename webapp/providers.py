@@ -68,6 +68,9 @@ class Provider:
         now = now or clock.now()
         if row.status != "active":
             return False
+        retry_at = clock.aware(getattr(row, "next_pull_at", None))
+        if retry_at is not None:  # a failed pull set its own retry time (sync's error policy)
+            return now >= retry_at
         last = clock.aware(row.last_pulled_at)
         return last is None or (now - last).total_seconds() >= self.pull_every(row, now)
 

@@ -11,6 +11,7 @@ own writes coming back (same content hash) are ignored.
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
@@ -271,8 +272,47 @@ def _decide(current: dict, mapping, stages, state: Mirror) -> mirror.Decision:
 # ---- pull -------------------------------------------------------------------------
 
 
+PULL_BACKOFF_BASE = 30.0  # seconds before the first retry of a failed pull (then doubling)
+PULL_BACKOFF_CAP = 3600.0
+
+
 def pull_installation(s: Session, installation_id: str) -> int:
-    """Apply everything changed in the CRM since the last pull; returns changes applied."""
+    """Apply everything changed in the CRM since the last pull; returns changes applied.
+
+    The one pull error policy, for every provider: a pull never raises a CRM error. RateLimited
+    reschedules at its retry_after, Transient (and any other CRM failure) backs off
+    exponentially with jitter, NeedsReauth parks the installation; the failure is kept on the
+    installation (last_pull_error, pull_failures, next_pull_at), which the clock's `is_due`
+    respects, so a failed pull is visible and always retried. Pages applied before the
+    failure stay applied (checkpointed)."""
+    try:
+        return _pull(s, installation_id)
+    except NeedsReauth as exc:
+        s.rollback()
+        row = s.get(Installation, installation_id)
+        outbox.park_installation(s, row, exc.detail)
+        _pull_failed(row, exc, None)
+    except RateLimited as exc:
+        s.rollback()
+        _pull_failed(s.get(Installation, installation_id), exc, exc.retry_after)
+    except CrmError as exc:
+        s.rollback()
+        row = s.get(Installation, installation_id)
+        delay = min(PULL_BACKOFF_CAP, PULL_BACKOFF_BASE * 2 ** (row.pull_failures or 0))
+        _pull_failed(row, exc, delay * (0.5 + random.random() / 2))
+    s.commit()
+    return 0
+
+
+def _pull_failed(row: Installation, exc: CrmError, retry_in: float | None) -> None:
+    row.last_pull_error = f"{exc.__class__.__name__}: {exc.detail}"[:2000]
+    row.pull_failures = (row.pull_failures or 0) + 1
+    row.next_pull_at = clock.now() + timedelta(seconds=retry_in) if retry_in is not None else None
+    log.warning("pull of %s failed (%s); next try in %s s", row.id, row.last_pull_error,
+                None if retry_in is None else round(retry_in, 1))
+
+
+def _pull(s: Session, installation_id: str) -> int:
     installation = s.get(Installation, installation_id)
     if installation is None or installation.status != "active":
         return 0
@@ -283,25 +323,21 @@ def pull_installation(s: Session, installation_id: str) -> int:
     since = datetime.fromisoformat(state["since"]) if state.get("since") else installation.created_at
     since = clock.aware(since)
     cursor, applied = state.get("cursor"), 0
-    try:
-        while True:
-            page = connector.pull(since, cursor)
-            # What the webhooks recorded (HubSpot's deal deletions) comes with the first page,
-            # applied and marked handed-over in the same transaction.
-            inbox = provider.inbox(s, installation) if provider.inbox and cursor is None else []
-            for change in inbox + page.changes:
-                applied += apply_change(s, installation, change)
-            cursor = page.cursor
-            # Checkpoint after each page: a crash resumes here, not from the start.
-            installation.pull_state = {**state, "cursor": cursor}
-            s.commit()
-            if cursor is None:
-                break
-    except NeedsReauth as exc:
-        s.rollback()
-        outbox.park_installation(s, s.get(Installation, installation_id), exc.detail)
+    while True:
+        page = connector.pull(since, cursor)
+        # What the webhooks recorded (HubSpot's deal deletions) comes with the first page,
+        # applied and marked handed-over in the same transaction.
+        inbox = provider.inbox(s, installation) if provider.inbox and cursor is None else []
+        for change in inbox + page.changes:
+            applied += apply_change(s, installation, change)
+        cursor = page.cursor
+        # Checkpoint after each page: a crash resumes here, not from the start.
+        installation.pull_state = {**state, "cursor": cursor}
         s.commit()
-        return applied
+        if cursor is None:
+            break
+    installation.last_pull_error, installation.pull_failures = "", 0
+    installation.next_pull_at = None
     # Never move past the moment this pull started (minus an overlap): changes
     # made while we paged are seen next time; re-seeing one is harmless.
     installation.pull_state = {"since": (started - PULL_OVERLAP).isoformat(), "cursor": None}

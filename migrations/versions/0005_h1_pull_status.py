@@ -1,0 +1,30 @@
+"""pull status: the last pull error, consecutive failures and when the next pull is due
+
+Revision ID: 0005_h1
+Revises: 0004
+Create Date: 2026-11-29 21:40:00
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0005_h1'
+down_revision = '0004'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table('installations') as batch:
+        batch.add_column(sa.Column('last_pull_error', sa.Text(), nullable=False,
+                                   server_default=''))
+        batch.add_column(sa.Column('pull_failures', sa.Integer(), nullable=False,
+                                   server_default='0'))
+        batch.add_column(sa.Column('next_pull_at', sa.DateTime(timezone=True), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table('installations') as batch:
+        batch.drop_column('next_pull_at')
+        batch.drop_column('pull_failures')
+        batch.drop_column('last_pull_error')
