@@ -153,7 +153,13 @@ class PushResult:
 
 @dataclass(frozen=True)
 class RemoteChange:
-    """One record as the CRM has it now. kind: "plan" | "milestone" | "deal"."""
+    """One record as the CRM has it now. kind: "plan" | "milestone" | "deal".
+
+    `key` is our UUID when the record carries it, "" for a record born in the CRM without it.
+    Besides the record's own fields, `fields` may carry META_FIELDS: the CRM's record id
+    ("remote_id"), the parent plan's ("plan_remote_id"), the deal a plan belongs to
+    ("deal_id") and the display name of the user who last changed it ("modified_by");
+    `content_hash` covers the record's own fields only (what a push would have written)."""
 
     kind: str
     key: str  # our uuid for plan/milestone, the CRM id for a deal
@@ -161,6 +167,9 @@ class RemoteChange:
     modified_at: datetime
     deleted: bool = False
     content_hash: str | None = None
+
+
+META_FIELDS = ("remote_id", "plan_remote_id", "deal_id", "modified_by")
 
 
 @dataclass(frozen=True)

@@ -630,10 +630,13 @@ class SalesforceConnector:
             if body:
                 deal_subs.append({"method": "PATCH", "referenceId": "deal", "body": body,
                                   "url": self._path(f"sobjects/Opportunity/{deal.deal_id}")})
+        # Records born in the org without our UUID get it first, by record id, so the upserts
+        # by external id below find them instead of creating twins.
+        adopt_subs = self._adopt_subs(plan)
         # Every chunk starts with the plan upsert (it yields @{plan.id} for the milestones and is
         # idempotent); collections count towards the 5-heavy-subrequests limit.
         others = milestone_subs + delete_subs + deal_subs
-        chunks, current, heavy = [], [plan_sub], 0
+        chunks, current, heavy = [], [*adopt_subs, plan_sub], 0
         for sub in others:
             is_heavy = "/composite/sobjects" in sub["url"]
             if len(current) >= MAX_SUBREQUESTS or (is_heavy and heavy >= 5):
@@ -649,11 +652,26 @@ class SalesforceConnector:
             found, refused = self._composite(chunk, plan, uuids)
             remote_ids.update(found)
             existing += refused
+        if adopt_subs:
+            remote_ids["adopted"] = {}  # written: nothing left to adopt
         calls = len(chunks)
         if existing:  # records we did not know were there (an earlier push half-failed): update
             remote_ids.update(self._update_existing(plan, existing))
             calls += 1
         return PushResult(remote_ids=remote_ids, calls=calls)
+
+    def _adopt_subs(self, plan: PlanDoc) -> list:
+        n = self.n
+        adopted = (plan.remote_ids or {}).get("adopted") or {}
+        subs = []
+        for i, (uuid, record_id) in enumerate(sorted(adopted.items())):
+            if uuid == plan.uuid:
+                url, body = f"sobjects/{n(PLAN)}/{record_id}", {n("Plan_UUID__c"): uuid}
+            else:
+                url, body = f"sobjects/{n(MILESTONE)}/{record_id}", {n("Milestone_UUID__c"): uuid}
+            subs.append({"method": "PATCH", "referenceId": f"adopt{i}", "url": self._path(url),
+                         "body": body})
+        return subs
 
     def _update_existing(self, plan: PlanDoc, uuids: list) -> dict:
         """Upsert milestones that exist in the org without the master-detail field."""
@@ -720,8 +738,9 @@ class SalesforceConnector:
     # ---- pull ------------------------------------------------------------------------------
     def _milestone_soql(self, since: datetime) -> str:
         n = self.n
-        fields = ["Id", "IsDeleted", "SystemModstamp", n("Milestone_UUID__c"),
-                  f"{n('Plan__r')}.{n('Plan_UUID__c')}", *(n(f) for f in MILESTONE_MAP.values())]
+        fields = ["Id", "IsDeleted", "SystemModstamp", n("Milestone_UUID__c"), n("Plan__c"),
+                  f"{n('Plan__r')}.{n('Plan_UUID__c')}", "LastModifiedBy.Name",
+                  *(n(f) for f in MILESTONE_MAP.values())]
         return (f"SELECT {', '.join(fields)} FROM {n(MILESTONE)} "
                 f"WHERE SystemModstamp >= {_soql_datetime(since)} ORDER BY SystemModstamp, Id")
 
@@ -730,58 +749,87 @@ class SalesforceConnector:
                 f"{self._record_type_select()}LastModifiedBy.Name FROM Opportunity "
                 f"WHERE SystemModstamp >= {_soql_datetime(since)} ORDER BY SystemModstamp, Id")
 
-    def pull(self, since: datetime, cursor: str | None = None) -> Page:
-        """Changed milestones and Opportunities since `since`, deletions included.
+    QUERIES = ("plan", "ms", "opp")  # plans first: a new plan is applied before its milestones
 
-        The first page asks both queries in one Composite call; further pages follow each
-        query's nextRecordsUrl. The cursor is JSON: {"ms": url|None, "opp": url|None}.
+    def pull(self, since: datetime, cursor: str | None = None) -> Page:
+        """Changed plans, milestones and Opportunities since `since`, deletions included
+        (queryAll: IsDeleted rows from the recycle bin; an undeleted record comes back with a
+        new SystemModstamp and IsDeleted false).
+
+        The first page asks the three queries in one Composite call; further pages follow each
+        query's nextRecordsUrl, plans first. The cursor is JSON: {"plan"|"ms"|"opp": url|None}.
         A poll is non-urgent: past DAILY_DEFER_AT of the daily allocation it defers.
         """
         since = since.replace(microsecond=0)
         empty = {"records": [], "done": True}
         if cursor is None:
-            def query(ref: str, soql: str) -> dict:
-                return {"method": "GET", "referenceId": ref,
-                        "url": self._path(f"queryAll?q={quote(soql)}")}
+            soql = {"plan": self._plan_soql(since), "ms": self._milestone_soql(since),
+                    "opp": self._opportunity_soql(since)}
             response = self._call(lambda sf: sf.restful("composite", method="POST", json={
                 "allOrNone": False, "compositeRequest": [
-                    query("ms", self._milestone_soql(since)),
-                    query("opp", self._opportunity_soql(since))]}), urgent=False, what="poll")
+                    {"method": "GET", "referenceId": ref,
+                     "url": self._path(f"queryAll?q={quote(soql[ref])}")}
+                    for ref in self.QUERIES]}), urgent=False, what="poll")
             parts = {p["referenceId"]: p for p in response.get("compositeResponse", [])}
-            for ref in ("ms", "opp"):
+            for ref in self.QUERIES:
                 part = parts.get(ref) or {}
                 if part.get("httpStatusCode", 500) >= 300:
                     raise classify(part.get("httpStatusCode"), part.get("body"), what="poll")
-            ms, opp = parts["ms"]["body"], parts["opp"]["body"]
-            state = {"ms": _next_url(ms), "opp": _next_url(opp)}
+            bodies = {ref: parts[ref]["body"] for ref in self.QUERIES}
+            state = {ref: _next_url(bodies[ref]) for ref in self.QUERIES}
         else:
             state = json.loads(cursor)
-            ms = opp = empty
-            if state.get("ms"):  # milestones first; the Opportunity locator waits in the cursor
-                ms = self._call(lambda sf: sf.query_more(state["ms"], identifier_is_url=True),
-                                urgent=False, what="poll")
-                state["ms"] = _next_url(ms)
-            elif state.get("opp"):
-                opp = self._call(lambda sf: sf.query_more(state["opp"], identifier_is_url=True),
-                                 urgent=False, what="poll")
-                state["opp"] = _next_url(opp)
-        changes = self._milestone_changes(ms.get("records", [])) + \
-            self._deal_changes(opp.get("records", []))
-        more = state.get("ms") or state.get("opp")
+            bodies = dict.fromkeys(self.QUERIES, empty)
+            ref = next((r for r in self.QUERIES if state.get(r)), None)
+            if ref:  # one locator per page, in QUERIES order; the others wait in the cursor
+                bodies[ref] = self._call(lambda sf: sf.query_more(
+                    state[ref], identifier_is_url=True), urgent=False, what="poll")
+                state[ref] = _next_url(bodies[ref])
+        changes = self._plan_changes(bodies["plan"].get("records", [])) + \
+            self._milestone_changes(bodies["ms"].get("records", [])) + \
+            self._deal_changes(bodies["opp"].get("records", []))
+        more = any(state.get(r) for r in self.QUERIES)
         return Page(changes=changes, cursor=json.dumps(state) if more else None)
+
+    def _plan_soql(self, since: datetime) -> str:
+        n = self.n
+        fields = ["Id", "IsDeleted", "SystemModstamp", "Name", n("Plan_UUID__c"),
+                  n("Opportunity__c"), n("Value_Summary__c"), "LastModifiedBy.Name"]
+        return (f"SELECT {', '.join(fields)} FROM {n(PLAN)} "
+                f"WHERE SystemModstamp >= {_soql_datetime(since)} ORDER BY SystemModstamp, Id")
+
+    def _plan_changes(self, records: list) -> list[base.RemoteChange]:
+        """Plan records, with or without our UUID (the component creates them through LDS)."""
+        n = self.n
+        out, seen = [], set()
+        for r in records:
+            key = (r["Id"], r.get("SystemModstamp"))
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(base.RemoteChange(
+                "plan", r.get(n("Plan_UUID__c")) or "", {
+                    "remote_id": r["Id"], "deal_id": r.get(n("Opportunity__c")) or "",
+                    "title": f"Mutual action plan {r.get('Name') or ''}".strip(),
+                    "value_summary": r.get(n("Value_Summary__c")) or "",
+                    "modified_by": _modified_by(r)},
+                _parse_sf_datetime(r.get("SystemModstamp")), deleted=bool(r.get("IsDeleted"))))
+        return out
 
     def _milestone_changes(self, records: list) -> list[base.RemoteChange]:
         n = self.n
         out, seen = [], set()
         for r in records:
-            uuid = r.get(n("Milestone_UUID__c"))
+            uuid = r.get(n("Milestone_UUID__c")) or ""  # "" : made by a rep without our id
             key = (r["Id"], r.get("SystemModstamp"))
-            if not uuid or key in seen:
-                continue  # a record a rep made in Salesforce without our id; or a duplicate
+            if key in seen:
+                continue
             seen.add(key)
             modified = _parse_sf_datetime(r.get("SystemModstamp"))
+            meta = {"remote_id": r["Id"], "plan_remote_id": r.get(n("Plan__c")) or "",
+                    "modified_by": _modified_by(r)}
             if r.get("IsDeleted"):
-                out.append(base.RemoteChange("milestone", uuid, {}, modified, deleted=True))
+                out.append(base.RemoteChange("milestone", uuid, meta, modified, deleted=True))
                 continue
             plan = r.get(n("Plan__r")) or {}
             v = {name: r.get(n(sf_field)) for name, sf_field in MILESTONE_MAP.items()}
@@ -798,7 +846,7 @@ class SalesforceConnector:
                 "completed_at": _parse_sf_datetime(v["completed_at"]),
                 "gate_stage": v["gate_stage"] or None,
             }
-            out.append(base.RemoteChange("milestone", uuid, fields, modified,
+            out.append(base.RemoteChange("milestone", uuid, {**fields, **meta}, modified,
                                          content_hash=base.content_hash(fields)))
         return out
 
@@ -816,8 +864,14 @@ class SalesforceConnector:
             out.append(base.RemoteChange("deal", r["Id"], {
                 "stage": r.get("StageName"), "pipeline": self._pipeline_of(r.get("RecordTypeId")),
                 "close_date": date.fromisoformat(r["CloseDate"]) if r.get("CloseDate") else None,
+                "modified_by": _modified_by(r),
             }, modified))
         return out
+
+
+def _modified_by(record: dict) -> str:
+    """The name of the user who last modified a record (LastModifiedBy.Name), or ""."""
+    return str((record.get("LastModifiedBy") or {}).get("Name") or "")
 
 
 def _master_detail_refused(errors, field: str) -> bool:

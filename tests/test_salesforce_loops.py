@@ -171,3 +171,91 @@ def test_a_failed_pull_is_visible_rescheduled_and_retried(app, connected, sandbo
     status = _installation_status(connected)
     assert status["last_pull_error"] == "" and status["next_pull_at"] is None
     assert connected.get(f"/plans/{plan['id']}/sync").json["deal_stage"] == "Value Proposition"
+
+
+# ---- 2. plans and milestones born in Salesforce ------------------------------------------------
+
+PLAN_UUID = "6f1c2a52-8d4e-4f0a-9a51-2b9d0c7e1a10"
+
+
+def _lds_plan(sandbox, org, opportunity, with_uuid=True, rep=None):
+    """What the component does (mutualPlan.js handleCreatePlan): the plan, then milestones."""
+    fields = {"Opportunity__c": opportunity}
+    if with_uuid:
+        fields["Plan_UUID__c"] = PLAN_UUID
+    plan = sandbox.lds_create(org, "Mutual_Action_Plan__c", fields, user_id=rep)["id"]
+    for i, (title, stage) in enumerate([("Discovery call", "Discovery"),
+                                        ("Security review", "Validation")]):
+        ms = {"Plan__c": plan, "Name": title, "Title__c": title, "Stage__c": stage,
+              "Owner_Side__c": "seller", "Due_Date__c": "2027-01-15", "Status__c": "not_started",
+              "Risk__c": "on_track", "Internal_Only__c": False, "Position__c": i}
+        if with_uuid:
+            ms["Milestone_UUID__c"] = f"6f1c2a52-8d4e-4f0a-9a51-2b9d0c7e1a1{i + 1}"
+        sandbox.lds_create(org, "MAP_Milestone__c", ms, user_id=rep)
+    return plan
+
+
+def _record(sandbox, org, sobject, record_id):
+    return sandbox.get_record(org, sobject, record_id)
+
+
+@pytest.mark.parametrize("with_uuid", [True, False])
+def test_a_plan_made_in_the_component_becomes_an_ordinary_plan(app, connected, sandbox, org,
+                                                               opportunity, with_uuid):
+    rep = sandbox.add_user(org, "dana@acme.example.com", name="Dana Rep").id
+    sandbox.clock.advance(2)
+    record_id = _lds_plan(sandbox, org, opportunity, with_uuid, rep)
+    run(app, "pull", installation(app).id)
+    [plan] = connected.get("/plans").json["items"]
+    if with_uuid:
+        assert plan["id"] == PLAN_UUID
+    full = connected.get(f"/plans/{plan['id']}").json
+    titles = [m["title"] for s in full["stages"] for m in s["milestones"]]
+    assert titles == ["Discovery call", "Security review"]
+    activity = connected.get(f"/plans/{plan['id']}/activity").json["items"]
+    assert {a["actor"] for a in activity} >= {"salesforce:Dana Rep"}
+    run(app, "relay")
+    record = _record(sandbox, org, "Mutual_Action_Plan__c", record_id)
+    assert record["Plan_UUID__c"] == plan["id"]  # written back when absent
+    assert record["Buyer_Link__c"].startswith("http://localhost/p/")
+    opp = _record(sandbox, org, "Opportunity", opportunity)
+    assert opp["MAP_Buyer_Link__c"] == record["Buyer_Link__c"]
+    milestones = [r for r in sandbox.records(org, "MAP_Milestone__c")]
+    assert len(milestones) == 2 and all(r["Milestone_UUID__c"] for r in milestones)
+    assert connected.get(f"/plans/{plan['id']}/sync").json["state"] == "synced"
+    # the stage mirror works for it: the gate moves the opportunity
+    gate = milestones[0]
+    sandbox.clock.advance(2)
+    sandbox.lds_update(org, gate["Id"], {"Status__c": "done"}, user_id=rep)
+    run(app, "pull", installation(app).id)
+    run(app, "relay")
+    full = connected.get(f"/plans/{plan['id']}").json
+    assert full["stages"][0]["milestones"][0]["status"] == "done"
+    # a milestone added in Salesforce joins the plan
+    sandbox.clock.advance(2)
+    sandbox.lds_create(org, "MAP_Milestone__c", {
+        "Plan__c": record_id, "Name": "Pilot", "Title__c": "Pilot", "Stage__c": "Validation",
+        "Status__c": "in_progress", "Position__c": 5}, user_id=rep)
+    run(app, "pull", installation(app).id)
+    full = connected.get(f"/plans/{plan['id']}").json
+    assert "Pilot" in [m["title"] for s in full["stages"] for m in s["milestones"]]
+    run(app, "relay")
+    assert all(r["Milestone_UUID__c"] for r in sandbox.records(org, "MAP_Milestone__c"))
+    assert len(sandbox.records(org, "MAP_Milestone__c")) == 3
+    assert len(sandbox.records(org, "Mutual_Action_Plan__c")) == 1
+
+
+def test_records_that_cannot_be_imported_are_reported(app, connected, sandbox, org, opportunity):
+    sandbox.clock.advance(2)
+    orphan = sandbox.lds_create(org, "Mutual_Action_Plan__c", {})["id"]
+    plan = _lds_plan(sandbox, org, opportunity)
+    sandbox.lds_create(org, "MAP_Milestone__c", {
+        "Plan__c": orphan, "Name": "Lost", "Title__c": "Lost"})
+    sandbox.lds_create(org, "MAP_Milestone__c", {
+        "Plan__c": plan, "Name": "Odd", "Title__c": "x" * 250})  # longer than our titles
+    run(app, "pull", installation(app).id)
+    [status] = connected.get("/installations").json["items"]
+    reasons = {p["remote_id"]: p["reason"] for p in status["sync_problems"]}
+    assert "no deal" in reasons[orphan]
+    assert len(reasons) == 3 and any("invalid values" in r for r in reasons.values())
+    assert len(connected.get("/plans").json["items"]) == 1

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from . import clock, outbox, plan_templates
 from .domain_errors import Conflict, Invalid, NotFound, VersionConflict
-from .models import Activity, Milestone, Plan, Slip, Stage, Stakeholder
+from .models import Activity, Milestone, Plan, Slip, Stage, Stakeholder, new_id
 from .schemas import (
     MilestoneIn,
     MilestonePatch,
@@ -161,7 +161,9 @@ def _apply(row, changes: dict) -> dict:
     return diff
 
 
-def create_plan(s: Session, tenant_id: str, data: PlanCreate, actor: str, today: date) -> Plan:
+def create_plan(s: Session, tenant_id: str, data: PlanCreate, actor: str, today: date,
+                plan_id: str | None = None) -> Plan:
+    """plan_id: the id to use (a plan born in a CRM keeps the UUID its record carries)."""
     deal = data.deal
     if deal is not None:
         existing = s.scalars(select(Plan.id).where(
@@ -173,7 +175,8 @@ def create_plan(s: Session, tenant_id: str, data: PlanCreate, actor: str, today:
     constraints = data.constraints.model_dump(mode="json")
     go_live = data.go_live_date or data.constraints.go_live_date
     plan = Plan(
-        tenant_id=tenant_id, title=data.title, value_summary=data.value_summary,
+        id=plan_id or new_id(), tenant_id=tenant_id, title=data.title,
+        value_summary=data.value_summary,
         objectives=data.objectives.model_dump(mode="json"), constraints=constraints,
         resources=[r.model_dump(mode="json") for r in data.resources], template=data.template,
         start_date=start, deal_provider=deal and deal.provider,
@@ -301,10 +304,13 @@ def _stage_of_plan(s: Session, plan: Plan, stage_id: str) -> Stage:
     return stage
 
 
-def add_milestone(s: Session, plan: Plan, data: MilestoneIn, actor: str) -> Milestone:
+def add_milestone(s: Session, plan: Plan, data: MilestoneIn, actor: str,
+                  milestone_id: str | None = None) -> Milestone:
+    """milestone_id: as for create_plan (a milestone born in a CRM keeps its record's UUID)."""
     stage = _stage_of_plan(s, plan, data.stage_id)
     fields = data.model_dump(exclude={"stage_id", "position"})
-    milestone = Milestone(tenant_id=plan.tenant_id, plan=plan, stage=stage, position=0, **fields)
+    milestone = Milestone(id=milestone_id or new_id(), tenant_id=plan.tenant_id, plan=plan,
+                          stage=stage, position=0, **fields)
     if milestone.status == "done":
         milestone.completed_at, milestone.completed_by = clock.now(), actor
     _place(list(stage.milestones), milestone, data.position)

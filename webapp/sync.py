@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid as uuid_mod
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
@@ -24,6 +25,7 @@ from connector.base import (
     MilestoneDoc,
     PipelineStage,
     PlanDoc,
+    META_FIELDS,
     RemoteChange,
     content_hash,
     milestone_fields,
@@ -40,12 +42,13 @@ from connector.errors import (
 
 from . import clock, mirror, outbox, plans, providers
 from .models import Installation, Milestone, Mirror, OutboxEntry, Plan, Stage, StageMapping
-from .schemas import MilestonePatch
+from .schemas import MilestoneIn, MilestonePatch, StageIn
 from .web import today
 
 log = logging.getLogger("mutualplan.sync")
 
 PULL_OVERLAP = timedelta(seconds=30)
+NO_STAGE = "00000000-0000-4000-8000-000000000000"  # a placeholder while validating
 SYNCED_FIELDS = ("title", "description", "owner_side", "due_date", "status", "risk", "internal")
 
 
@@ -229,7 +232,8 @@ def _push(s: Session, installation: Installation, plan: Plan) -> str:
     plan_fields = {k: v for k, v in vars(doc).items()
                    if k not in ("uuid", "milestones", "deleted_milestones", "remote_ids")}
     plan_changed = (state.pushed_hashes or {}).get(plan.id, {}).get("hash") != content_hash(plan_fields)
-    if not (doc.milestones or doc.deleted_milestones or deal_update or plan_changed):
+    adopting = bool((state.remote_ids or {}).get("adopted"))  # UUIDs to write onto records
+    if not (doc.milestones or doc.deleted_milestones or deal_update or plan_changed or adopting):
         state.mismatch = decision.mismatch
         return "unchanged"
     result = connector.push_plan(replace(doc, remote_ids=dict(state.remote_ids or {})), deal_update)
@@ -358,7 +362,174 @@ def apply_change(s: Session, installation: Installation, change: RemoteChange) -
         return _apply_deal(s, installation, change)
     if change.kind == "milestone":
         return _apply_milestone(s, installation, change)
-    return 0  # plan records: our database is the source of truth for plan-level text
+    if change.kind == "plan":
+        return _apply_plan(s, installation, change)
+    return 0
+
+
+def _actor(installation: Installation, change: RemoteChange) -> str:
+    """Who made a remote change: "salesforce:Dana Rep" (the CRM's last modifier), else the CRM."""
+    name = (change.fields or {}).get("modified_by")
+    return f"{installation.provider}:{name}"[:200] if name else f"crm:{installation.provider}"
+
+
+def _mirror(s: Session, installation: Installation, plan: Plan) -> Mirror:
+    state = s.get(Mirror, plan.id)
+    if state is None:
+        state = Mirror(plan_id=plan.id, tenant_id=plan.tenant_id, installation_id=installation.id,
+                       remote_ids={}, pushed_hashes={}, pushed_deal={})
+        s.add(state)
+    return state
+
+
+def _plan_by_remote_id(s: Session, installation: Installation, remote_id: str) -> Plan | None:
+    """The plan whose CRM record is `remote_id` (before our UUID is on that record)."""
+    if not remote_id:
+        return None
+    for state in s.scalars(select(Mirror).where(Mirror.installation_id == installation.id)):
+        if (state.remote_ids or {}).get(state.plan_id) == remote_id:
+            return s.get(Plan, state.plan_id)
+    return None
+
+
+def _find_plan(s: Session, installation: Installation, uuid: str, remote_id: str) -> Plan | None:
+    plan = s.scalars(select(Plan).where(Plan.tenant_id == installation.tenant_id,
+                                        Plan.id == uuid)).one_or_none() if uuid else None
+    return plan or _plan_by_remote_id(s, installation, remote_id)
+
+
+def _usable_uuid(s: Session, model, key: str) -> str | None:
+    """The record's UUID if it is one and not taken here; None: we give it a new one."""
+    try:
+        if not key or str(uuid_mod.UUID(key)) != key.lower():
+            return None
+    except ValueError:
+        return None
+    return None if s.get(model, key.lower()) is not None else key.lower()
+
+
+def _adopt(state: Mirror, local_id: str, remote_id: str, uuid_on_record: bool) -> None:
+    """Remember the CRM record of a local row; a record without our UUID is "adopted": the
+    next push writes the UUID onto it by its CRM id (connector's job, any CRM)."""
+    ids = dict(state.remote_ids or {})
+    ids[local_id] = remote_id
+    if not uuid_on_record:
+        ids["adopted"] = {**ids.get("adopted", {}), local_id: remote_id}
+    state.remote_ids = ids
+
+
+def report_problem(installation: Installation, change: RemoteChange, reason: str) -> None:
+    """A CRM record we cannot import: listed in the installation's status (sync_problems)."""
+    remote_id = (change.fields or {}).get("remote_id") or change.key
+    problems = [p for p in (installation.settings or {}).get("sync_problems", [])
+                if p.get("remote_id") != remote_id]
+    problems.append({"kind": change.kind, "remote_id": remote_id, "reason": reason,
+                     "at": clock.now().isoformat()})
+    installation.settings = {**(installation.settings or {}), "sync_problems": problems[-50:]}
+    log.warning("cannot import %s %s: %s", change.kind, remote_id, reason)
+
+
+def _solved(installation: Installation, change: RemoteChange) -> None:
+    remote_id = (change.fields or {}).get("remote_id")
+    problems = (installation.settings or {}).get("sync_problems", [])
+    if remote_id and any(p.get("remote_id") == remote_id for p in problems):
+        installation.settings = {**installation.settings, "sync_problems": [
+            p for p in problems if p.get("remote_id") != remote_id]}
+
+
+def _apply_plan(s: Session, installation: Installation, change: RemoteChange) -> int:
+    """A plan record changed in the CRM: deleted (archive here), restored (un-archive), or
+    born there (import). Plan-level text stays ours: our database is the source of truth."""
+    plan = _find_plan(s, installation, change.key, change.fields.get("remote_id", ""))
+    actor = _actor(installation, change)
+    if plan is None:
+        return 0 if change.deleted else _import_plan(s, installation, change, actor)
+    state = _mirror(s, installation, plan)
+    if change.deleted:
+        if plan.archived_at is not None:
+            return 0
+        plan.archived_at = clock.now()
+        state.remote_ids = {**(state.remote_ids or {}), "archived_by_crm": True}
+        plans.touch(s, plan, actor, "plan.archived", plan.id, {"reason": "deleted in the CRM"})
+        return 1
+    if plan.archived_at is not None and (state.remote_ids or {}).get("archived_by_crm"):
+        plan.archived_at = None
+        state.remote_ids = {k: v for k, v in state.remote_ids.items() if k != "archived_by_crm"}
+        plans.touch(s, plan, actor, "plan.restored", plan.id, {"reason": "restored in the CRM"})
+        return 1
+    return 0
+
+
+def _import_plan(s: Session, installation: Installation, change: RemoteChange, actor: str) -> int:
+    from . import sharing
+    from .schemas import PlanCreate
+
+    deal_id = change.fields.get("deal_id") or ""
+    if not deal_id:
+        report_problem(installation, change, "the plan record has no deal/opportunity")
+        return 0
+    taken = s.scalars(select(Plan.id).where(
+        Plan.tenant_id == installation.tenant_id, Plan.deal_provider == installation.provider,
+        Plan.deal_account_id == installation.account_id, Plan.deal_id == deal_id)).first()
+    if taken:
+        report_problem(installation, change, f"the deal already has plan {taken}")
+        return 0
+    uuid = _usable_uuid(s, Plan, change.key)
+    try:
+        data = PlanCreate.model_validate({
+            "title": change.fields.get("title") or "Mutual action plan",
+            "value_summary": change.fields.get("value_summary") or "",
+            "deal": {"provider": installation.provider, "account_id": installation.account_id,
+                     "deal_id": deal_id}})
+    except ValueError as exc:
+        report_problem(installation, change, f"invalid values: {exc}")
+        return 0
+    plan = plans.create_plan(s, installation.tenant_id, data, actor, today(), plan_id=uuid)
+    _adopt(_mirror(s, installation, plan), plan.id, change.fields["remote_id"], bool(uuid))
+    # An ordinary plan from now on: a buyer link (written to the record by the next push).
+    sharing.current_or_new_link(s, plan, actor, sharing.Keys.from_config(current_app.config))
+    _solved(installation, change)
+    return 1
+
+
+def _import_milestone(s: Session, installation: Installation, change: RemoteChange) -> int:
+    """A milestone record born in the CRM joins its plan (its stage made if new)."""
+    f = change.fields
+    plan = _find_plan(s, installation, f.get("plan_uuid") or "", f.get("plan_remote_id") or "")
+    if plan is None:
+        report_problem(installation, change, "its plan is not here (no deal, or not imported)")
+        return 0
+    actor = _actor(installation, change)
+    stage_name = (f.get("stage_name") or "Milestones").strip()[:120] or "Milestones"
+    stage = next((st for st in plan.stages if st.name == stage_name), None)
+    try:  # validated before anything is written (a stage id is filled in below)
+        data = MilestoneIn.model_validate({
+            "stage_id": stage.id if stage else NO_STAGE, "title": f.get("title") or "Milestone",
+            **{k: f[k] for k in ("description", "owner_side", "due_date", "status", "risk",
+                                 "internal") if f.get(k) not in (None, "")}})
+        new_stage = StageIn(name=stage_name)
+    except ValueError as exc:
+        report_problem(installation, change, f"invalid values: {exc}")
+        return 0
+    if stage is None:
+        stage = plans.add_stage(s, plan, new_stage, actor)
+        data = data.model_copy(update={"stage_id": stage.id})
+    uuid = _usable_uuid(s, Milestone, change.key)
+    m = plans.add_milestone(s, plan, data, actor, milestone_id=uuid)
+    state = _mirror(s, installation, plan)
+    _adopt(state, m.id, f["remote_id"], bool(uuid))
+    if uuid:
+        _remember_remote(state, m.id, change)
+    _solved(installation, change)
+    return 1
+
+
+def _remember_remote(state: Mirror, milestone_id: str, change: RemoteChange) -> None:
+    """After applying a remote record, what we "pushed" is what the CRM has: the next push
+    writes only the fields that really differ (no echo of the rep's own edit)."""
+    fields = {k: v for k, v in change.fields.items() if k not in META_FIELDS}
+    state.pushed_hashes = {**(state.pushed_hashes or {}), milestone_id: {
+        "hash": change.content_hash or content_hash(fields), "fields": _plain(fields)}}
 
 
 def _apply_deal(s: Session, installation: Installation, change: RemoteChange) -> int:
@@ -370,7 +541,7 @@ def _apply_deal(s: Session, installation: Installation, change: RemoteChange) ->
         if change.deleted:
             if plan.archived_at is None:
                 plan.archived_at = clock.now()
-                plans.touch(s, plan, f"crm:{installation.provider}", "plan.archived",
+                plans.touch(s, plan, _actor(installation, change), "plan.archived",
                              plan.id, {"reason": "deal deleted in the CRM"})
             continue
         state = s.get(Mirror, plan.id)
@@ -410,16 +581,32 @@ def _refresh_mismatch(s: Session, installation: Installation, plan: Plan, state:
         outbox.record(s, plan)
 
 
+def _find_milestone(s: Session, installation: Installation, change: RemoteChange):
+    if change.key:
+        m = s.scalars(select(Milestone).where(Milestone.tenant_id == installation.tenant_id,
+                                              Milestone.id == change.key)).one_or_none()
+        if m is not None:
+            return m
+    remote_id = change.fields.get("remote_id")
+    plan = _find_plan(s, installation, change.fields.get("plan_uuid") or "",
+                      change.fields.get("plan_remote_id") or "") if remote_id else None
+    state = s.get(Mirror, plan.id) if plan else None
+    local = next((k for k, v in ((state.remote_ids or {}) if state else {}).items()
+                  if v == remote_id), None)
+    return s.get(Milestone, local) if local else None
+
+
 def _apply_milestone(s: Session, installation: Installation, change: RemoteChange) -> int:
-    m = s.scalars(select(Milestone).where(Milestone.tenant_id == installation.tenant_id,
-                                          Milestone.id == change.key)).one_or_none()
+    m = _find_milestone(s, installation, change)
     if m is None:
-        return 0
-    state = s.get(Mirror, m.plan_id)
-    pushed = ((state.pushed_hashes or {}).get(m.id) if state else None) or {}
-    actor = f"crm:{installation.provider}"
+        return 0 if change.deleted else _import_milestone(s, installation, change)
+    state = _mirror(s, installation, m.plan)
+    pushed = (state.pushed_hashes or {}).get(m.id) or {}
+    actor = _actor(installation, change)
     local_time = clock.aware(m.updated_at)
     if change.deleted:
+        if m.plan.archived_at is not None:
+            return 0  # went with its deleted plan; comes back with the plan's restore
         if change.modified_at > local_time:
             plans.delete_milestone(s, m, actor)
             return 1
@@ -440,12 +627,14 @@ def _apply_milestone(s: Session, installation: Installation, change: RemoteChang
         if remote != local:
             patch[field] = remote
     if not patch:
+        _remember_remote(state, m.id, change)
         return 0
     try:
         plans.update_milestone(s, m, MilestonePatch.model_validate(patch), actor)
-    except Exception as exc:  # a value our model refuses: keep ours, say so in the log
-        log.warning("ignored remote edit of milestone %s: %s", m.id, exc)
+    except Exception as exc:  # a value our model refuses: keep ours, say so in the status
+        report_problem(installation, change, f"invalid values: {exc}")
         return 0
+    _remember_remote(state, m.id, change)
     return 1
 
 
