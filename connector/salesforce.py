@@ -660,6 +660,25 @@ class SalesforceConnector:
             calls += 1
         return PushResult(remote_ids=remote_ids, calls=calls)
 
+    def remove_plan(self, plan_uuid: str, deal_id: str, milestone_uuids: tuple,
+                    remote_ids: dict) -> None:
+        """A plan deleted in MutualPlan: its milestones and plan record go to the recycle bin
+        (deletes by external id; 404 = already gone) and the Opportunity's MAP_* fields are
+        cleared, in one Composite request. Deleting the master also deletes its details; the
+        milestones are deleted first anyway, so none survives a plan record we never made."""
+        n = self.n
+        subs = [{"method": "DELETE", "referenceId": f"del{i}",
+                 "url": self._path(f"sobjects/{n(MILESTONE)}/{n('Milestone_UUID__c')}/{quote(u)}")}
+                for i, u in enumerate(milestone_uuids[:MAX_SUBREQUESTS - 2])]
+        subs.append({"method": "DELETE", "referenceId": "plan",
+                     "url": self._path(f"sobjects/{n(PLAN)}/{n('Plan_UUID__c')}/{quote(plan_uuid)}")})
+        if re.fullmatch(r"[a-zA-Z0-9]{15,18}", deal_id or ""):
+            subs.append({"method": "PATCH", "referenceId": "deal",
+                         "url": self._path(f"sobjects/Opportunity/{deal_id}"),
+                         "body": {n(name): None for name, _ in OPPORTUNITY_SUMMARY.values()}})
+        doc = PlanDoc(uuid=plan_uuid, title="", deal_id=deal_id)
+        self._composite(subs, doc, [])
+
     def _adopt_subs(self, plan: PlanDoc) -> list:
         n = self.n
         adopted = (plan.remote_ids or {}).get("adopted") or {}

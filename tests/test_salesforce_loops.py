@@ -259,3 +259,52 @@ def test_records_that_cannot_be_imported_are_reported(app, connected, sandbox, o
     assert "no deal" in reasons[orphan]
     assert len(reasons) == 3 and any("invalid values" in r for r in reasons.values())
     assert len(connected.get("/plans").json["items"]) == 1
+
+
+# ---- 3. deletion and restore both ways ------------------------------------------------------
+
+
+def test_deleting_a_plan_here_removes_it_in_salesforce(app, connected, sandbox, org, opportunity):
+    plan = new_plan(connected, org, opportunity)
+    run(app, "relay")
+    assert len(sandbox.records(org, "MAP_Milestone__c")) == 11
+    assert sandbox.get_record(org, "Opportunity", opportunity)["MAP_Progress__c"] is not None
+    assert connected.delete(f"/plans/{plan['id']}").status_code == 204
+    [row] = rows(app, status="pending")
+    assert row.payload["op"] == "remove"
+    run(app, "relay")
+    assert sandbox.records(org, "MAP_Milestone__c") == []
+    assert sandbox.records(org, "Mutual_Action_Plan__c") == []
+    opp = sandbox.get_record(org, "Opportunity", opportunity)
+    assert opp["MAP_Progress__c"] is None and opp["MAP_Buyer_Link__c"] is None
+    assert rows(app, status="pending") == [] and not rows(app, status="dead")
+    # the next poll sees the deletions and changes nothing here
+    sandbox.clock.advance(2)
+    run(app, "pull", installation(app).id)
+    assert connected.get("/plans").json["items"] == []
+
+
+def test_a_plan_deleted_in_salesforce_is_archived_and_restored_with_undelete(
+        app, connected, sandbox, org, opportunity):
+    plan = new_plan(connected, org, opportunity)
+    run(app, "relay")
+    [record] = sandbox.records(org, "Mutual_Action_Plan__c")
+    sandbox.clock.advance(2)
+    sandbox.lds_delete(org, record["Id"])
+    run(app, "pull", installation(app).id)
+    with app.app_context():
+        from webapp.models import Plan
+
+        assert session().get(Plan, plan["id"]).archived_at is not None
+    full = connected.get(f"/plans/{plan['id']}").json
+    assert sum(len(s["milestones"]) for s in full["stages"]) == 11  # kept while archived
+    sandbox.clock.advance(2)
+    sandbox.rep_undelete(org, "Mutual_Action_Plan__c", record["Id"])
+    run(app, "pull", installation(app).id)
+    with app.app_context():
+        from webapp.models import Plan
+
+        assert session().get(Plan, plan["id"]).archived_at is None
+    run(app, "relay")
+    assert connected.get(f"/plans/{plan['id']}/sync").json["state"] == "synced"
+    assert len(sandbox.records(org, "MAP_Milestone__c")) == 11

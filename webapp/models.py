@@ -243,6 +243,9 @@ class OutboxEntry(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # None: push the plan's current state. {"op": "remove", ...}: the plan was deleted here;
+    # what the CRM holds of it (sync.push_entry removes it there).
+    payload: Mapped[dict | None] = mapped_column(JSON)
 
 
 class OAuthState(Base):

@@ -63,6 +63,24 @@ def record(s: Session, plan: Plan) -> None:
     s.info["outbox_written"] = True
 
 
+def record_removal(s: Session, plan: Plan, removal: dict) -> None:
+    """Queue the removal of a plan being deleted here from its CRM (same transaction as the
+    delete). It replaces a pending push of the plan: there is nothing left to push."""
+    installation = installation_for(s, plan)
+    if installation is None or installation.status == "uninstalled":
+        return
+    payload = {"op": "remove", **removal}
+    pending = s.scalars(select(OutboxEntry).where(OutboxEntry.plan_id == plan.id,
+                                                  OutboxEntry.status == "pending")).first()
+    if pending is not None:
+        pending.payload, pending.next_attempt_at = payload, now()
+    else:
+        s.add(OutboxEntry(tenant_id=plan.tenant_id, installation_id=installation.id,
+                          plan_id=plan.id, payload=payload, next_attempt_at=now(),
+                          status="pending" if installation.status == "active" else "parked"))
+    s.info["outbox_written"] = True
+
+
 def claim(s: Session, worker: str, limit: int = 10) -> list[str]:
     """Take up to `limit` due rows for this worker; commits. Returns their ids."""
     query = (select(OutboxEntry.id).where(OutboxEntry.status == "pending", OutboxEntry.next_attempt_at <= now())

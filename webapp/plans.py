@@ -246,6 +246,16 @@ def update_plan(s: Session, plan: Plan, patch: PlanPatch, actor: str) -> Plan:
 
 
 def delete_plan(s: Session, plan: Plan) -> None:
+    """Delete the plan; its CRM records go too (an outbox row carries what the CRM holds)."""
+    from .models import Mirror
+
+    state = s.get(Mirror, plan.id)
+    if plan.deal_id and state is not None:
+        milestones = set(state.pushed_hashes or {}) | {m.id for m in plan.milestones}
+        outbox.record_removal(s, plan, {
+            "deal_id": plan.deal_id, "milestones": sorted(milestones - {plan.id}),
+            "remote_ids": {k: v for k, v in (state.remote_ids or {}).items()
+                           if isinstance(v, str)}})
     s.delete(plan)
 
 

@@ -167,6 +167,8 @@ def push_entry(s: Session, entry_id: str) -> str:
     if entry is None or entry.status != "in_flight":
         return "gone"
     installation = s.get(Installation, entry.installation_id)
+    if (entry.payload or {}).get("op") == "remove":
+        return _finish(s, entry, installation, lambda: _remove(installation, entry))
     plan = s.scalars(select(Plan).where(Plan.id == entry.plan_id, Plan.tenant_id == entry.tenant_id)
                      .options(selectinload(Plan.stages).selectinload(Stage.milestones))).one_or_none()
     if plan is None or plan.archived_at is not None or not plan.deal_id:
@@ -177,8 +179,29 @@ def push_entry(s: Session, entry_id: str) -> str:
         entry.status = "parked"
         s.commit()
         return "parked"
+    return _finish(s, entry, installation, lambda: _push(s, installation, plan))
+
+
+def _remove(installation: Installation, entry: OutboxEntry) -> str:
+    """A plan deleted here: remove its records in the CRM and clear the deal's summary."""
+    connector = connector_for(installation)
+    payload = entry.payload or {}
+    if not hasattr(connector, "remove_plan"):
+        return "done"  # a connector that keeps no plan records of its own
+    connector.remove_plan(entry.plan_id, payload.get("deal_id") or "",
+                          tuple(payload.get("milestones") or ()), payload.get("remote_ids") or {})
+    return "done"
+
+
+def _finish(s: Session, entry: OutboxEntry, installation: Installation, work) -> str:
+    """Run the row's work and decide its fate (the one error policy of the relay)."""
+    entry_id = entry.id
+    if installation.status != "active":
+        entry.status = "parked"
+        s.commit()
+        return "parked"
     try:
-        result = _push(s, installation, plan)
+        result = work()
     except RateLimited as exc:
         s.rollback()
         entry = s.get(OutboxEntry, entry_id)
