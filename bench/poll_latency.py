@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from webapp import jobs, outbox  # noqa: E402
-from webapp import providers as p  # noqa: E402
-from webapp.models import Installation  # noqa: E402
+from webapp import jobs, outbox
+from webapp import providers as p
+from webapp.models import Installation
 
 DAYS = 7
 PULL_SECONDS = 0.2  # one poll (Composite, 3 queries) against the emulator, rounded up

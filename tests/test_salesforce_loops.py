@@ -28,7 +28,6 @@ from webapp import providers
 from webapp.db import session
 from webapp.models import Mirror
 
-
 # ---- 1. record types and master-detail ---------------------------------------------------
 
 

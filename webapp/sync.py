@@ -21,11 +21,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from connector.base import (
+    META_FIELDS,
     DealUpdate,
     MilestoneDoc,
     PipelineStage,
     PlanDoc,
-    META_FIELDS,
     RemoteChange,
     content_hash,
     milestone_fields,

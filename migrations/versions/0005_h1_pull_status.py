@@ -5,9 +5,8 @@ Revision ID: 0005_h1
 Revises: 0004
 Create Date: 2026-11-29 21:40:00
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0005_h1'
 down_revision = '0004'
