@@ -24,7 +24,7 @@ from _setup import make_app
 from sqlalchemy import select
 
 from sandboxes.salesforce import SalesforceSandbox, serve
-from webapp.blueprints import salesforce as sfbp
+from webapp import providers as sfbp
 from webapp.db import session
 from webapp.models import OutboxEntry
 
@@ -115,7 +115,7 @@ def main() -> None:
 
     # -- poll cost ---------------------------------------------------------------------------
     per_day = sfbp.calls_per_day
-    print("Poll cost per org (1 Composite call per poll: milestones + opportunities):")
+    print("Poll cost per org (1 Composite call per poll: plans + milestones + opportunities):")
     print(f"  idle   (no activity for {sfbp.WARM_WINDOW}): every {sfbp.POLL_IDLE:.0f} s = "
           f"{per_day(sfbp.POLL_IDLE)} calls/day")
     print(f"  warm   (activity in the last {sfbp.WARM_WINDOW}): every {sfbp.POLL_WARM:.0f} s = "

@@ -154,7 +154,13 @@ class PushResult:
 
 @dataclass(frozen=True)
 class RemoteChange:
-    """One record as the CRM has it now. kind: "plan" | "milestone" | "deal"."""
+    """One record as the CRM has it now. kind: "plan" | "milestone" | "deal".
+
+    `key` is our UUID when the record carries it, "" for a record born in the CRM without it.
+    Besides the record's own fields, `fields` may carry META_FIELDS: the CRM's record id
+    ("remote_id"), the parent plan's ("plan_remote_id"), the deal a plan belongs to
+    ("deal_id") and the display name of the user who last changed it ("modified_by");
+    `content_hash` covers the record's own fields only (what a push would have written)."""
 
     kind: str
     key: str  # our uuid for plan/milestone, the CRM id for a deal
@@ -167,6 +173,9 @@ class RemoteChange:
     # says (a milestone's plan as "plan_uuid" when the rep typed it). The import gives it a
     # UUID and the next push writes that back.
     born_in_crm: bool = False
+
+
+META_FIELDS = ("remote_id", "plan_remote_id", "deal_id", "modified_by")
 
 
 @dataclass(frozen=True)

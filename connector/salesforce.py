@@ -279,6 +279,9 @@ def classify(status: int | None, body: Any = None, *, exc: BaseException | None 
 
 # Org-wide usage seen in the last Sforce-Limit-Info header, per org (every response refreshes it).
 _USAGE: dict[str, tuple[int, int]] = {}
+# Whether the org's Opportunity has a RecordTypeId column (describe), per org: a real org has it
+# only once a record type is defined, and selecting a missing column fails the whole query.
+_RECORD_TYPE_COLUMN: dict[str, bool] = {}
 
 OPPORTUNITY_SUMMARY = {  # DealUpdate.properties key -> (Opportunity field, kind)
     "progress_percent": ("MAP_Progress__c", "number"),
@@ -487,6 +490,9 @@ class SalesforceConnector:
         webapp/sync.pipeline_stages caches: {"pipelines": {id: [vars(PipelineStage)]}, ...}."""
         settings = self.check_package()
         settings.update(self._learn_pipelines())
+        self.settings.pop("record_type_column", None)
+        _RECORD_TYPE_COLUMN.pop(self.org_id, None)  # setup re-reads describe
+        settings["record_type_column"] = self.has_record_type_column()
         self.settings.update(settings)
         return settings
 
@@ -531,6 +537,21 @@ class SalesforceConnector:
             self.settings["pipelines"] = cached
         return [PipelineStage(**s) for s in cached.get(pipeline or "default", cached["default"])]
 
+    def has_record_type_column(self) -> bool:
+        """Does the org's Opportunity have RecordTypeId? From settings (ensure_setup) or one
+        describe per org and process; an org without record types has no such column."""
+        if "record_type_column" in self.settings:
+            return bool(self.settings["record_type_column"])
+        if self.org_id not in _RECORD_TYPE_COLUMN:
+            described = self._call(lambda sf: sf.Opportunity.describe(), what="describe")
+            _RECORD_TYPE_COLUMN[self.org_id] = any(
+                f.get("name") == "RecordTypeId" for f in described.get("fields", []))
+        self.settings["record_type_column"] = _RECORD_TYPE_COLUMN[self.org_id]
+        return self.settings["record_type_column"]
+
+    def _record_type_select(self) -> str:
+        return "RecordTypeId, " if self.has_record_type_column() else ""
+
     def _pipeline_of(self, record_type_id: str | None) -> str:
         return (self.settings.get("record_type_pipelines") or {}).get(record_type_id or "", "default")
 
@@ -539,8 +560,8 @@ class SalesforceConnector:
         if not re.fullmatch(r"[a-zA-Z0-9]{15,18}", deal_id or ""):
             raise NotFound(f"{deal_id!r} is not a Salesforce record id")
         result = self._call(lambda sf: sf.query(
-            "SELECT Id, StageName, CloseDate, RecordTypeId, SystemModstamp FROM Opportunity "
-            f"WHERE Id = '{deal_id}'"), what="opportunity")
+            f"SELECT Id, StageName, CloseDate, {self._record_type_select()}SystemModstamp "
+            f"FROM Opportunity WHERE Id = '{deal_id}'"), what="opportunity")
         if not result["records"]:
             raise NotFound(f"opportunity {deal_id} not found")
         r = result["records"][0]
@@ -606,10 +627,14 @@ class SalesforceConnector:
             body[n("Opportunity__c")] = plan.deal_id
         return body
 
-    def _milestone_record(self, m: MilestoneDoc, plan_ref: str) -> dict:
+    def _milestone_record(self, m: MilestoneDoc, plan_ref: str | None) -> dict:
+        """plan_ref None: the record exists in the org, so the master-detail Plan__c is left out
+        (a non-reparentable master-detail is createable, not updateable; DESIGN §5)."""
         n = self.n
         record = {"attributes": {"type": n(MILESTONE)}, n("Milestone_UUID__c"): m.uuid,
-                  n("Plan__c"): plan_ref, "Name": (m.title or "Milestone")[:80]}
+                  "Name": (m.title or "Milestone")[:80]}
+        if plan_ref is not None:
+            record[n("Plan__c")] = plan_ref
         for name, sf_field in MILESTONE_MAP.items():
             value = getattr(m, name)
             if name in _TEXT_LIMITS:
@@ -632,7 +657,9 @@ class SalesforceConnector:
         plan_sub = {"method": "PATCH", "url": plan_url, "referenceId": "plan",
                     "body": self._plan_body(plan)}
         milestone_subs = []
-        records = [self._milestone_record(m, "@{plan.id}") for m in plan.milestones]
+        known = plan.remote_ids or {}
+        records = [self._milestone_record(m, None if known.get(m.uuid) else "@{plan.id}")
+                   for m in plan.milestones]
         for i in range(0, len(records), MAX_COLLECTION):
             milestone_subs.append({
                 "method": "PATCH", "referenceId": f"ms{i // MAX_COLLECTION}",
@@ -647,10 +674,13 @@ class SalesforceConnector:
             if body:
                 deal_subs.append({"method": "PATCH", "referenceId": "deal", "body": body,
                                   "url": self._path(f"sobjects/Opportunity/{deal.deal_id}")})
+        # Records born in the org without our UUID get it first, by record id, so the upserts
+        # by external id below find them instead of creating twins.
+        adopt_subs = self._adopt_subs(plan)
         # Every chunk starts with the plan upsert (it yields @{plan.id} for the milestones and is
         # idempotent); collections count towards the 5-heavy-subrequests limit.
         others = milestone_subs + delete_subs + deal_subs
-        chunks, current, heavy = [], [plan_sub], 0
+        chunks, current, heavy = [], [*adopt_subs, plan_sub], 0
         for sub in others:
             is_heavy = "/composite/sobjects" in sub["url"]
             if len(current) >= MAX_SUBREQUESTS or (is_heavy and heavy >= 5):
@@ -660,9 +690,64 @@ class SalesforceConnector:
             heavy += is_heavy
         chunks.append(current)
         remote_ids: dict = {}
+        uuids = [m.uuid for m in plan.milestones]
+        existing: list = []
         for chunk in chunks:
-            remote_ids.update(self._composite(chunk, plan, [m.uuid for m in plan.milestones]))
-        return PushResult(remote_ids=remote_ids, calls=len(chunks))
+            found, refused = self._composite(chunk, plan, uuids)
+            remote_ids.update(found)
+            existing += refused
+        if adopt_subs:
+            remote_ids["adopted"] = {}  # written: nothing left to adopt
+        calls = len(chunks)
+        if existing:  # records we did not know were there (an earlier push half-failed): update
+            remote_ids.update(self._update_existing(plan, existing))
+            calls += 1
+        return PushResult(remote_ids=remote_ids, calls=calls)
+
+    def remove_plan(self, plan_uuid: str, deal_id: str, milestone_uuids: tuple,
+                    remote_ids: dict) -> None:
+        """A plan deleted in MutualPlan: its milestones and plan record go to the recycle bin
+        (deletes by external id; 404 = already gone) and the Opportunity's MAP_* fields are
+        cleared, in one Composite request. Deleting the master also deletes its details; the
+        milestones are deleted first anyway, so none survives a plan record we never made."""
+        n = self.n
+        subs = [{"method": "DELETE", "referenceId": f"del{i}",
+                 "url": self._path(f"sobjects/{n(MILESTONE)}/{n('Milestone_UUID__c')}/{quote(u)}")}
+                for i, u in enumerate(milestone_uuids[:MAX_SUBREQUESTS - 2])]
+        subs.append({"method": "DELETE", "referenceId": "plan",
+                     "url": self._path(f"sobjects/{n(PLAN)}/{n('Plan_UUID__c')}/{quote(plan_uuid)}")})
+        if re.fullmatch(r"[a-zA-Z0-9]{15,18}", deal_id or ""):
+            subs.append({"method": "PATCH", "referenceId": "deal",
+                         "url": self._path(f"sobjects/Opportunity/{deal_id}"),
+                         "body": {n(name): None for name, _ in OPPORTUNITY_SUMMARY.values()}})
+        doc = PlanDoc(uuid=plan_uuid, title="", deal_id=deal_id)
+        self._composite(subs, doc, [])
+
+    def _adopt_subs(self, plan: PlanDoc) -> list:
+        n = self.n
+        adopted = (plan.remote_ids or {}).get("adopted") or {}
+        subs = []
+        for i, (uuid, record_id) in enumerate(sorted(adopted.items())):
+            if uuid == plan.uuid:
+                url, body = f"sobjects/{n(PLAN)}/{record_id}", {n("Plan_UUID__c"): uuid}
+            else:
+                url, body = f"sobjects/{n(MILESTONE)}/{record_id}", {n("Milestone_UUID__c"): uuid}
+            subs.append({"method": "PATCH", "referenceId": f"adopt{i}", "url": self._path(url),
+                         "body": body})
+        return subs
+
+    def _update_existing(self, plan: PlanDoc, uuids: list) -> dict:
+        """Upsert milestones that exist in the org without the master-detail field."""
+        n = self.n
+        docs = [m for m in plan.milestones if m.uuid in set(uuids)]
+        sub = {"method": "PATCH", "referenceId": "ms0",
+               "url": self._path(f"composite/sobjects/{n(MILESTONE)}/{n('Milestone_UUID__c')}"),
+               "body": {"allOrNone": False,
+                        "records": [self._milestone_record(m, None) for m in docs]}}
+        found, refused = self._composite([sub], plan, [m.uuid for m in docs])
+        if refused:
+            raise Rejected(f"milestones {refused} refused an update without Plan__c")
+        return found
 
     def _composite(self, subs: list, plan: PlanDoc, milestone_uuids: list) -> dict:
         # The sub-responses are checked inside the call, so a lock error (Transient) is retried
@@ -671,10 +756,15 @@ class SalesforceConnector:
             "allOrNone": False, "compositeRequest": subs}), subs, plan, milestone_uuids),
             what=f"push of plan {plan.uuid}")
 
-    def _check_composite(self, response: dict, subs: list, plan: PlanDoc, milestone_uuids: list) -> dict:
-        """Composite answers 200 when parts fail: look at every sub-response and record."""
+    def _check_composite(self, response: dict, subs: list, plan: PlanDoc,
+                         milestone_uuids: list) -> tuple[dict, list]:
+        """Composite answers 200 when parts fail: look at every sub-response and record.
+
+        Returns (uuid -> record id, uuids of milestones refused only because they already
+        exist and we sent the master-detail Plan__c: the caller updates them without it)."""
         failures: list[CrmError] = []
         remote_ids: dict = {}
+        refused: list = []
         by_ref = {s["referenceId"]: s for s in subs}
         for part in response.get("compositeResponse", []):
             ref, status, body = part["referenceId"], part["httpStatusCode"], part.get("body")
@@ -692,11 +782,13 @@ class SalesforceConnector:
                     uuid = milestone_uuids[start + offset] if start + offset < len(milestone_uuids) else "?"
                     if result.get("success"):
                         remote_ids[uuid] = result.get("id")
+                    elif _master_detail_refused(result.get("errors"), self.n("Plan__c")):
+                        refused.append(uuid)
                     else:
                         failures.append(classify(400, result.get("errors"), what=f"milestone {uuid}"))
         if failures:
             raise _worst(failures)
-        return remote_ids
+        return remote_ids, refused
 
     @staticmethod
     def _describe_sub(ref: str, plan: PlanDoc) -> str:
@@ -709,69 +801,98 @@ class SalesforceConnector:
     # ---- pull ------------------------------------------------------------------------------
     def _milestone_soql(self, since: datetime) -> str:
         n = self.n
-        fields = ["Id", "IsDeleted", "SystemModstamp", n("Milestone_UUID__c"),
-                  f"{n('Plan__r')}.{n('Plan_UUID__c')}", *(n(f) for f in MILESTONE_MAP.values())]
+        fields = ["Id", "IsDeleted", "SystemModstamp", n("Milestone_UUID__c"), n("Plan__c"),
+                  f"{n('Plan__r')}.{n('Plan_UUID__c')}", "LastModifiedBy.Name",
+                  *(n(f) for f in MILESTONE_MAP.values())]
         return (f"SELECT {', '.join(fields)} FROM {n(MILESTONE)} "
                 f"WHERE SystemModstamp >= {_soql_datetime(since)} ORDER BY SystemModstamp, Id")
 
-    @staticmethod
-    def _opportunity_soql(since: datetime) -> str:
-        return ("SELECT Id, IsDeleted, SystemModstamp, StageName, CloseDate, RecordTypeId "
-                f"FROM Opportunity WHERE SystemModstamp >= {_soql_datetime(since)} "
-                "ORDER BY SystemModstamp, Id")
+    def _opportunity_soql(self, since: datetime) -> str:
+        return (f"SELECT Id, IsDeleted, SystemModstamp, StageName, CloseDate, "
+                f"{self._record_type_select()}LastModifiedBy.Name FROM Opportunity "
+                f"WHERE SystemModstamp >= {_soql_datetime(since)} ORDER BY SystemModstamp, Id")
+
+    QUERIES = ("plan", "ms", "opp")  # plans first: a new plan is applied before its milestones
 
     def pull(self, since: datetime, cursor: str | None = None) -> Page:
-        """Changed milestones and Opportunities since `since`, deletions included.
+        """Changed plans, milestones and Opportunities since `since`, deletions included
+        (queryAll: IsDeleted rows from the recycle bin; an undeleted record comes back with a
+        new SystemModstamp and IsDeleted false).
 
-        The first page asks both queries in one Composite call; further pages follow each
-        query's nextRecordsUrl. The cursor is JSON: {"ms": url|None, "opp": url|None}.
+        The first page asks the three queries in one Composite call; further pages follow each
+        query's nextRecordsUrl, plans first. The cursor is JSON: {"plan"|"ms"|"opp": url|None}.
         A poll is non-urgent: past DAILY_DEFER_AT of the daily allocation it defers.
         """
         since = since.replace(microsecond=0)
         empty = {"records": [], "done": True}
         if cursor is None:
-            def query(ref: str, soql: str) -> dict:
-                return {"method": "GET", "referenceId": ref,
-                        "url": self._path(f"queryAll?q={quote(soql)}")}
+            soql = {"plan": self._plan_soql(since), "ms": self._milestone_soql(since),
+                    "opp": self._opportunity_soql(since)}
             response = self._call(lambda sf: sf.restful("composite", method="POST", json={
                 "allOrNone": False, "compositeRequest": [
-                    query("ms", self._milestone_soql(since)),
-                    query("opp", self._opportunity_soql(since))]}), urgent=False, what="poll")
+                    {"method": "GET", "referenceId": ref,
+                     "url": self._path(f"queryAll?q={quote(soql[ref])}")}
+                    for ref in self.QUERIES]}), urgent=False, what="poll")
             parts = {p["referenceId"]: p for p in response.get("compositeResponse", [])}
-            for ref in ("ms", "opp"):
+            for ref in self.QUERIES:
                 part = parts.get(ref) or {}
                 if part.get("httpStatusCode", 500) >= 300:
                     raise classify(part.get("httpStatusCode"), part.get("body"), what="poll")
-            ms, opp = parts["ms"]["body"], parts["opp"]["body"]
-            state = {"ms": _next_url(ms), "opp": _next_url(opp)}
+            bodies = {ref: parts[ref]["body"] for ref in self.QUERIES}
+            state = {ref: _next_url(bodies[ref]) for ref in self.QUERIES}
         else:
             state = json.loads(cursor)
-            ms = opp = empty
-            if state.get("ms"):  # milestones first; the Opportunity locator waits in the cursor
-                ms = self._call(lambda sf: sf.query_more(state["ms"], identifier_is_url=True),
-                                urgent=False, what="poll")
-                state["ms"] = _next_url(ms)
-            elif state.get("opp"):
-                opp = self._call(lambda sf: sf.query_more(state["opp"], identifier_is_url=True),
-                                 urgent=False, what="poll")
-                state["opp"] = _next_url(opp)
-        changes = self._milestone_changes(ms.get("records", [])) + \
-            self._deal_changes(opp.get("records", []))
-        more = state.get("ms") or state.get("opp")
+            bodies = dict.fromkeys(self.QUERIES, empty)
+            ref = next((r for r in self.QUERIES if state.get(r)), None)
+            if ref:  # one locator per page, in QUERIES order; the others wait in the cursor
+                bodies[ref] = self._call(lambda sf: sf.query_more(
+                    state[ref], identifier_is_url=True), urgent=False, what="poll")
+                state[ref] = _next_url(bodies[ref])
+        changes = self._plan_changes(bodies["plan"].get("records", [])) + \
+            self._milestone_changes(bodies["ms"].get("records", [])) + \
+            self._deal_changes(bodies["opp"].get("records", []))
+        more = any(state.get(r) for r in self.QUERIES)
         return Page(changes=changes, cursor=json.dumps(state) if more else None)
+
+    def _plan_soql(self, since: datetime) -> str:
+        n = self.n
+        fields = ["Id", "IsDeleted", "SystemModstamp", "Name", n("Plan_UUID__c"),
+                  n("Opportunity__c"), n("Value_Summary__c"), "LastModifiedBy.Name"]
+        return (f"SELECT {', '.join(fields)} FROM {n(PLAN)} "
+                f"WHERE SystemModstamp >= {_soql_datetime(since)} ORDER BY SystemModstamp, Id")
+
+    def _plan_changes(self, records: list) -> list[base.RemoteChange]:
+        """Plan records, with or without our UUID (the component creates them through LDS)."""
+        n = self.n
+        out, seen = [], set()
+        for r in records:
+            key = (r["Id"], r.get("SystemModstamp"))
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(base.RemoteChange(
+                "plan", r.get(n("Plan_UUID__c")) or "", {
+                    "remote_id": r["Id"], "deal_id": r.get(n("Opportunity__c")) or "",
+                    "title": f"Mutual action plan {r.get('Name') or ''}".strip(),
+                    "value_summary": r.get(n("Value_Summary__c")) or "",
+                    "modified_by": _modified_by(r)},
+                _parse_sf_datetime(r.get("SystemModstamp")), deleted=bool(r.get("IsDeleted"))))
+        return out
 
     def _milestone_changes(self, records: list) -> list[base.RemoteChange]:
         n = self.n
         out, seen = [], set()
         for r in records:
-            uuid = r.get(n("Milestone_UUID__c"))
+            uuid = r.get(n("Milestone_UUID__c")) or ""  # "" : made by a rep without our id
             key = (r["Id"], r.get("SystemModstamp"))
-            if not uuid or key in seen:
-                continue  # a record a rep made in Salesforce without our id; or a duplicate
+            if key in seen:
+                continue
             seen.add(key)
             modified = _parse_sf_datetime(r.get("SystemModstamp"))
+            meta = {"remote_id": r["Id"], "plan_remote_id": r.get(n("Plan__c")) or "",
+                    "modified_by": _modified_by(r)}
             if r.get("IsDeleted"):
-                out.append(base.RemoteChange("milestone", uuid, {}, modified, deleted=True))
+                out.append(base.RemoteChange("milestone", uuid, meta, modified, deleted=True))
                 continue
             plan = r.get(n("Plan__r")) or {}
             v = {name: r.get(n(sf_field)) for name, sf_field in MILESTONE_MAP.items()}
@@ -788,7 +909,7 @@ class SalesforceConnector:
                 "completed_at": _parse_sf_datetime(v["completed_at"]),
                 "gate_stage": v["gate_stage"] or None,
             }
-            out.append(base.RemoteChange("milestone", uuid, fields, modified,
+            out.append(base.RemoteChange("milestone", uuid, {**fields, **meta}, modified,
                                          content_hash=base.content_hash(fields)))
         return out
 
@@ -806,8 +927,20 @@ class SalesforceConnector:
             out.append(base.RemoteChange("deal", r["Id"], {
                 "stage": r.get("StageName"), "pipeline": self._pipeline_of(r.get("RecordTypeId")),
                 "close_date": date.fromisoformat(r["CloseDate"]) if r.get("CloseDate") else None,
+                "modified_by": _modified_by(r),
             }, modified))
         return out
+
+
+def _modified_by(record: dict) -> str:
+    """The name of the user who last modified a record (LastModifiedBy.Name), or ""."""
+    return str((record.get("LastModifiedBy") or {}).get("Name") or "")
+
+
+def _master_detail_refused(errors, field: str) -> bool:
+    """Is this the refusal of an update that set the non-updateable master-detail field?"""
+    return any(isinstance(e, dict) and e.get("statusCode") == "INVALID_FIELD_FOR_INSERT_UPDATE"
+               and field in (e.get("fields") or []) for e in errors or [])
 
 
 def _next_url(result: dict) -> str | None:

@@ -567,7 +567,12 @@ def test_adaptive_interval():
     assert sfbp.poll_interval(row, now) == sfbp.POLL_ACTIVE and sfbp.SALESFORCE.is_due(row, now)
     row.last_activity_at = now - timedelta(hours=1)
     assert sfbp.poll_interval(row, now) == sfbp.POLL_WARM
-    assert sfbp.calls_per_day(sfbp.POLL_IDLE) == 96 and sfbp.calls_per_day(sfbp.POLL_ACTIVE) == 1440
+    assert sfbp.calls_per_day(sfbp.POLL_IDLE) == 144 and sfbp.calls_per_day(sfbp.POLL_ACTIVE) == 2880
+    assert sfbp.calls_per_day(sfbp.POLL_ACTIVE) <= sfbp.DAILY_POLL_BUDGET
+    # a newly connected org is polled at the active interval (the first pull ran at setup)
+    row = Installation(status="active", created_at=now - timedelta(minutes=1),
+                       last_pulled_at=now - timedelta(seconds=sfbp.POLL_ACTIVE))
+    assert sfbp.poll_interval(row, now) == sfbp.POLL_ACTIVE and sfbp.SALESFORCE.is_due(row, now)
 
 
 def test_invalid_grant_parks_the_installation(app, client, http, connected, sandbox, org, opportunity):

@@ -76,8 +76,8 @@ def sweep() -> dict:
 
 
 def pull(installation_id: str) -> int:
-    """One pull of one account (webhook, clock or reconnect). A CRM failure fails the job (RQ
-    keeps it for a day); the account stays due, so the clock's next round pulls it again."""
+    """One pull of one account (webhook, clock or reconnect). CRM failures never fail the job:
+    sync.pull_installation records them and sets when the clock pulls again."""
     Session = database().Session
     try:
         return sync.pull_installation(Session(), installation_id)

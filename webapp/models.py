@@ -303,6 +303,11 @@ class Installation(Base):
     pull_state: Mapped[dict] = mapped_column(JSON, default=dict)  # {"since": iso, "cursor": str|None}
     last_pulled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The pull error policy (sync.pull_installation): what the last pull failed with, how many
+    # pulls in a row failed, and the earliest time the clock may pull again (None: schedule).
+    last_pull_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    pull_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_pull_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
@@ -347,6 +352,9 @@ class OutboxEntry(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # None: push the plan's current state. {"op": "remove", ...}: the plan was deleted here;
+    # what the CRM holds of it (sync.push_entry removes it there).
+    payload: Mapped[dict | None] = mapped_column(JSON)
 
 
 class OAuthState(Base):

@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
+from .clock import aware as clock_aware
 from .clock import now
 from .models import Installation, OutboxEntry, Plan, new_id
 
@@ -62,6 +63,24 @@ def record(s: Session, plan: Plan) -> None:
     s.info["outbox_written"] = True
 
 
+def record_removal(s: Session, plan: Plan, removal: dict) -> None:
+    """Queue the removal of a plan being deleted here from its CRM (same transaction as the
+    delete). It replaces a pending push of the plan: there is nothing left to push."""
+    installation = installation_for(s, plan)
+    if installation is None or installation.status == "uninstalled":
+        return
+    payload = {"op": "remove", **removal}
+    pending = s.scalars(select(OutboxEntry).where(OutboxEntry.plan_id == plan.id,
+                                                  OutboxEntry.status == "pending")).first()
+    if pending is not None:
+        pending.payload, pending.next_attempt_at = payload, now()
+    else:
+        s.add(OutboxEntry(tenant_id=plan.tenant_id, installation_id=installation.id,
+                          plan_id=plan.id, payload=payload, next_attempt_at=now(),
+                          status="pending" if installation.status == "active" else "parked"))
+    s.info["outbox_written"] = True
+
+
 def claim(s: Session, worker: str, limit: int = 10) -> list[str]:
     """Take up to `limit` due rows for this worker; commits. Returns their ids."""
     query = (select(OutboxEntry.id).where(OutboxEntry.status == "pending", OutboxEntry.next_attempt_at <= now())
@@ -85,7 +104,7 @@ def finish(entry: OutboxEntry) -> None:
 
 def defer(entry: OutboxEntry, seconds: float, error: str) -> None:
     """Back to pending, later; not a failure (rate limits)."""
-    entry.status, entry.next_attempt_at, entry.last_error = "pending", now() + timedelta(seconds=seconds), error
+    _back_to_pending(entry, now() + timedelta(seconds=seconds), error)
 
 
 def fail(entry: OutboxEntry, error: str) -> None:
@@ -96,7 +115,27 @@ def fail(entry: OutboxEntry, error: str) -> None:
         entry.status = "dead"
         return
     delay = min(BACKOFF_CAP, 2 ** entry.attempts) * (0.5 + random.random() / 2)
-    entry.status, entry.next_attempt_at = "pending", now() + timedelta(seconds=delay)
+    _back_to_pending(entry, now() + timedelta(seconds=delay), entry.last_error)
+
+
+def _back_to_pending(entry: OutboxEntry, due: datetime, error: str) -> None:
+    """An in-flight row goes back to pending, or, when an edit made meanwhile already queued a
+    newer pending row for the plan (at most one may exist), merges into that row: it keeps the
+    later due time, the attempt count and the error, and this row is done ("merged")."""
+    s = object_session(entry)
+    newer = None
+    if s is not None:
+        with s.no_autoflush:
+            newer = s.scalars(select(OutboxEntry).where(
+                OutboxEntry.plan_id == entry.plan_id, OutboxEntry.status == "pending",
+                OutboxEntry.id != entry.id)).first()
+    if newer is None:
+        entry.status, entry.next_attempt_at, entry.last_error = "pending", due, error
+        return
+    newer.next_attempt_at = max(clock_aware(newer.next_attempt_at), due)
+    newer.attempts = max(newer.attempts or 0, entry.attempts or 0)
+    newer.last_error = error
+    entry.status, entry.done_at, entry.last_error = "done", now(), f"merged into {newer.id}"
 
 
 def dead_letter(entry: OutboxEntry, error: str) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from . import clock, outbox, plan_templates
 from .domain_errors import Conflict, Invalid, LimitReached, NotFound, VersionConflict
-from .models import Activity, Milestone, Plan, Slip, Stage, Stakeholder
+from .models import Activity, Milestone, Plan, Slip, Stage, Stakeholder, new_id
 from .schemas import (
     MilestoneIn,
     MilestonePatch,
@@ -222,7 +222,9 @@ def default_title(data: PlanCreate) -> str:
     return data.title or (data.deal and data.deal.name) or "Mutual action plan"
 
 
-def create_plan(s: Session, tenant_id: str, data: PlanCreate, actor: str, today: date) -> Plan:
+def create_plan(s: Session, tenant_id: str, data: PlanCreate, actor: str, today: date,
+                plan_id: str | None = None) -> Plan:
+    """plan_id: the id to use (a plan born in a CRM keeps the UUID its record carries)."""
     deal = data.deal
     if deal is not None:
         existing = s.scalars(select(Plan.id).where(
@@ -234,7 +236,8 @@ def create_plan(s: Session, tenant_id: str, data: PlanCreate, actor: str, today:
     constraints = data.constraints.model_dump(mode="json")
     go_live = data.go_live_date or data.constraints.go_live_date
     plan = Plan(
-        tenant_id=tenant_id, title=default_title(data), value_summary=data.value_summary,
+        id=plan_id or new_id(), tenant_id=tenant_id, title=default_title(data),
+        value_summary=data.value_summary,
         objectives=data.objectives.model_dump(mode="json"), constraints=constraints,
         resources=[r.model_dump(mode="json") for r in data.resources], template=data.template,
         start_date=start, deal_provider=deal and deal.provider,
@@ -313,6 +316,16 @@ def update_plan(s: Session, plan: Plan, patch: PlanPatch, actor: str) -> Plan:
 
 
 def delete_plan(s: Session, plan: Plan) -> None:
+    """Delete the plan; its CRM records go too (an outbox row carries what the CRM holds)."""
+    from .models import Mirror
+
+    state = s.get(Mirror, plan.id)
+    if plan.deal_id and state is not None:
+        milestones = set(state.pushed_hashes or {}) | {m.id for m in plan.milestones}
+        outbox.record_removal(s, plan, {
+            "deal_id": plan.deal_id, "milestones": sorted(milestones - {plan.id}),
+            "remote_ids": {k: v for k, v in (state.remote_ids or {}).items()
+                           if isinstance(v, str)}})
     s.delete(plan)
 
 
@@ -382,11 +395,14 @@ def _stage_of_plan(s: Session, plan: Plan, stage_id: str) -> Stage:
     return stage
 
 
-def add_milestone(s: Session, plan: Plan, data: MilestoneIn, actor: str) -> Milestone:
+def add_milestone(s: Session, plan: Plan, data: MilestoneIn, actor: str,
+                  milestone_id: str | None = None) -> Milestone:
+    """milestone_id: as for create_plan (a milestone born in a CRM keeps its record's UUID)."""
     check_limit("milestones_per_plan", _count(s, Milestone, plan) + 1)
     stage = _stage_of_plan(s, plan, data.stage_id)
     fields = data.model_dump(exclude={"stage_id", "position"})
-    milestone = Milestone(tenant_id=plan.tenant_id, plan=plan, stage=stage, position=0, **fields)
+    milestone = Milestone(id=milestone_id or new_id(), tenant_id=plan.tenant_id, plan=plan,
+                          stage=stage, position=0, **fields)
     if milestone.status == "done":
         milestone.completed_at, milestone.completed_by = clock.now(), actor
     _place(list(stage.milestones), milestone, data.position)

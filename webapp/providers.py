@@ -90,6 +90,9 @@ class Provider:
         now = now or clock.now()
         if row.status != "active":
             return False
+        retry_at = clock.aware(getattr(row, "next_pull_at", None))
+        if retry_at is not None:  # a failed pull set its own retry time (sync's error policy)
+            return now >= retry_at
         last = clock.aware(row.last_pulled_at)
         return last is None or (now - last).total_seconds() >= self.pull_every(row, now)
 
@@ -227,25 +230,29 @@ HUBSPOT = Provider(
 
 # ---- Salesforce ----------------------------------------------------------------------------
 
-POLL_ACTIVE = 60.0  # seconds between polls while an org is active
-POLL_WARM = 300.0
-POLL_IDLE = 900.0
+POLL_ACTIVE = 30.0  # seconds between polls while an org's plans are being edited
+POLL_WARM = 120.0
+POLL_IDLE = 600.0
 ACTIVE_WINDOW = timedelta(minutes=30)
 WARM_WINDOW = timedelta(hours=2)
+DAILY_POLL_BUDGET = 3000  # API calls per org per day the poll may spend at most
 
 
 def poll_interval(row: Installation, now: datetime) -> float:
     """Salesforce has no webhooks for our objects (DESIGN §5): poll every POLL_ACTIVE seconds
     while the org is active (a change pulled from it, or a push to it, in the last
-    ACTIVE_WINDOW), then POLL_WARM, then POLL_IDLE."""
-    last = clock.aware(row.last_activity_at)
-    if last is None:
+    ACTIVE_WINDOW; a newly connected org counts as active, so the first component edits are
+    seen within seconds, not at the idle interval), then POLL_WARM, then POLL_IDLE. One poll is
+    one Composite call, so even an org active all day stays within DAILY_POLL_BUDGET."""
+    seen = [t for t in (clock.aware(row.last_activity_at), clock.aware(row.created_at)) if t]
+    if not seen:
         return POLL_IDLE
-    quiet = now - last
+    quiet = now - max(seen)
+    floor = 86400 / DAILY_POLL_BUDGET
     if quiet < ACTIVE_WINDOW:
-        return POLL_ACTIVE
+        return max(POLL_ACTIVE, floor)
     if quiet < WARM_WINDOW:
-        return POLL_WARM
+        return max(POLL_WARM, floor)
     return POLL_IDLE
 
 

@@ -441,6 +441,9 @@ class InstallationOut(Out):
     status_reason: str
     mode: str | None
     last_pulled_at: datetime | None
+    last_pull_error: str = ""  # empty when the last pull succeeded
+    next_pull_at: datetime | None = None  # set after a failed pull: when it is retried
+    sync_problems: list[dict] = []  # CRM records that could not be imported, and why
     created_at: datetime
 
 

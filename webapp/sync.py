@@ -11,6 +11,8 @@ own writes coming back (same content hash) are ignored.
 from __future__ import annotations
 
 import logging
+import random
+import uuid as uuid_mod
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
@@ -19,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from connector.base import (
+    META_FIELDS,
     DealUpdate,
     MilestoneDoc,
     PipelineStage,
@@ -48,13 +51,14 @@ from .models import (
     Stage,
     StageMapping,
 )
-from .schemas import MilestonePatch
+from .schemas import MilestoneIn, MilestonePatch, StageIn
 from .web import today
 
 log = logging.getLogger("mutualplan.sync")
 
 PULL_OVERLAP = timedelta(seconds=30)
 DEAL_DELETED = "deal deleted in the CRM"
+NO_STAGE = "00000000-0000-4000-8000-000000000000"  # a placeholder while validating
 SYNCED_FIELDS = ("title", "description", "owner_side", "due_date", "status", "risk", "internal")
 
 
@@ -173,6 +177,8 @@ def push_entry(s: Session, entry_id: str) -> str:
     if entry is None or entry.status != "in_flight":
         return "gone"
     installation = s.get(Installation, entry.installation_id)
+    if (entry.payload or {}).get("op") == "remove":
+        return _finish(s, entry, installation, lambda: _remove(installation, entry))
     plan = s.scalars(select(Plan).where(Plan.id == entry.plan_id, Plan.tenant_id == entry.tenant_id)
                      .options(selectinload(Plan.stages).selectinload(Stage.milestones))).one_or_none()
     if plan is None or plan.archived_at is not None or not plan.deal_id:
@@ -183,8 +189,29 @@ def push_entry(s: Session, entry_id: str) -> str:
         entry.status = "parked"
         s.commit()
         return "parked"
+    return _finish(s, entry, installation, lambda: _push(s, installation, plan))
+
+
+def _remove(installation: Installation, entry: OutboxEntry) -> str:
+    """A plan deleted here: remove its records in the CRM and clear the deal's summary."""
+    connector = connector_for(installation)
+    payload = entry.payload or {}
+    if not hasattr(connector, "remove_plan"):
+        return "done"  # a connector that keeps no plan records of its own
+    connector.remove_plan(entry.plan_id, payload.get("deal_id") or "",
+                          tuple(payload.get("milestones") or ()), payload.get("remote_ids") or {})
+    return "done"
+
+
+def _finish(s: Session, entry: OutboxEntry, installation: Installation, work) -> str:
+    """Run the row's work and decide its fate (the one error policy of the relay)."""
+    entry_id = entry.id
+    if installation.status != "active":
+        entry.status = "parked"
+        s.commit()
+        return "parked"
     try:
-        result = _push(s, installation, plan)
+        result = work()
     except RateLimited as exc:
         s.rollback()
         entry = s.get(OutboxEntry, entry_id)
@@ -238,7 +265,8 @@ def _push(s: Session, installation: Installation, plan: Plan) -> str:
     plan_fields = {k: v for k, v in vars(doc).items()
                    if k not in ("uuid", "milestones", "deleted_milestones", "remote_ids")}
     plan_changed = (state.pushed_hashes or {}).get(plan.id, {}).get("hash") != content_hash(plan_fields)
-    if not (doc.milestones or doc.deleted_milestones or deal_update or plan_changed):
+    adopting = bool((state.remote_ids or {}).get("adopted"))  # UUIDs to write onto records
+    if not (doc.milestones or doc.deleted_milestones or deal_update or plan_changed or adopting):
         state.mismatch = decision.mismatch
         return "unchanged"
     result = connector.push_plan(replace(doc, remote_ids=dict(state.remote_ids or {})), deal_update)
@@ -297,8 +325,47 @@ def _decide(current: dict, mapping, stages, state: Mirror) -> mirror.Decision:
 # ---- pull -------------------------------------------------------------------------
 
 
+PULL_BACKOFF_BASE = 30.0  # seconds before the first retry of a failed pull (then doubling)
+PULL_BACKOFF_CAP = 3600.0
+
+
 def pull_installation(s: Session, installation_id: str) -> int:
-    """Apply everything changed in the CRM since the last pull; returns changes applied."""
+    """Apply everything changed in the CRM since the last pull; returns changes applied.
+
+    The one pull error policy, for every provider: a pull never raises a CRM error. RateLimited
+    reschedules at its retry_after, Transient (and any other CRM failure) backs off
+    exponentially with jitter, NeedsReauth parks the installation; the failure is kept on the
+    installation (last_pull_error, pull_failures, next_pull_at), which the clock's `is_due`
+    respects, so a failed pull is visible and always retried. Pages applied before the
+    failure stay applied (checkpointed)."""
+    try:
+        return _pull(s, installation_id)
+    except NeedsReauth as exc:
+        s.rollback()
+        row = s.get(Installation, installation_id)
+        outbox.park_installation(s, row, exc.detail)
+        _pull_failed(row, exc, None)
+    except RateLimited as exc:
+        s.rollback()
+        _pull_failed(s.get(Installation, installation_id), exc, exc.retry_after)
+    except CrmError as exc:
+        s.rollback()
+        row = s.get(Installation, installation_id)
+        delay = min(PULL_BACKOFF_CAP, PULL_BACKOFF_BASE * 2 ** (row.pull_failures or 0))
+        _pull_failed(row, exc, delay * (0.5 + random.random() / 2))
+    s.commit()
+    return 0
+
+
+def _pull_failed(row: Installation, exc: CrmError, retry_in: float | None) -> None:
+    row.last_pull_error = f"{exc.__class__.__name__}: {exc.detail}"[:2000]
+    row.pull_failures = (row.pull_failures or 0) + 1
+    row.next_pull_at = clock.now() + timedelta(seconds=retry_in) if retry_in is not None else None
+    log.warning("pull of %s failed (%s); next try in %s s", row.id, row.last_pull_error,
+                None if retry_in is None else round(retry_in, 1))
+
+
+def _pull(s: Session, installation_id: str) -> int:
     installation = s.get(Installation, installation_id)
     if installation is None or installation.status != "active":
         return 0
@@ -309,25 +376,21 @@ def pull_installation(s: Session, installation_id: str) -> int:
     since = datetime.fromisoformat(state["since"]) if state.get("since") else installation.created_at
     since = clock.aware(since)
     cursor, applied = state.get("cursor"), 0
-    try:
-        while True:
-            page = connector.pull(since, cursor)
-            # What the webhooks recorded (HubSpot's deal deletions) comes with the first page,
-            # applied and marked handed-over in the same transaction.
-            inbox = provider.inbox(s, installation) if provider.inbox and cursor is None else []
-            for change in inbox + page.changes:
-                applied += apply_change(s, installation, change)
-            cursor = page.cursor
-            # Checkpoint after each page: a crash resumes here, not from the start.
-            installation.pull_state = {**state, "cursor": cursor}
-            s.commit()
-            if cursor is None:
-                break
-    except NeedsReauth as exc:
-        s.rollback()
-        outbox.park_installation(s, s.get(Installation, installation_id), exc.detail)
+    while True:
+        page = connector.pull(since, cursor)
+        # What the webhooks recorded (HubSpot's deal deletions) comes with the first page,
+        # applied and marked handed-over in the same transaction.
+        inbox = provider.inbox(s, installation) if provider.inbox and cursor is None else []
+        for change in inbox + page.changes:
+            applied += apply_change(s, installation, change)
+        cursor = page.cursor
+        # Checkpoint after each page: a crash resumes here, not from the start.
+        installation.pull_state = {**state, "cursor": cursor}
         s.commit()
-        return applied
+        if cursor is None:
+            break
+    installation.last_pull_error, installation.pull_failures = "", 0
+    installation.next_pull_at = None
     # Never move past the moment this pull started (minus an overlap): changes
     # made while we paged are seen next time; re-seeing one is harmless.
     installation.pull_state = {"since": (started - PULL_OVERLAP).isoformat(), "cursor": None}
@@ -350,7 +413,174 @@ def apply_change(s: Session, installation: Installation, change: RemoteChange) -
         return _apply_deal(s, installation, change)
     if change.kind == "milestone":
         return _apply_milestone(s, installation, change)
-    return 0  # plan records: our database is the source of truth for plan-level text
+    if change.kind == "plan":
+        return _apply_plan(s, installation, change)
+    return 0
+
+
+def _actor(installation: Installation, change: RemoteChange) -> str:
+    """Who made a remote change: "salesforce:Dana Rep" (the CRM's last modifier), else the CRM."""
+    name = (change.fields or {}).get("modified_by")
+    return f"{installation.provider}:{name}"[:200] if name else f"crm:{installation.provider}"
+
+
+def _mirror(s: Session, installation: Installation, plan: Plan) -> Mirror:
+    state = s.get(Mirror, plan.id)
+    if state is None:
+        state = Mirror(plan_id=plan.id, tenant_id=plan.tenant_id, installation_id=installation.id,
+                       remote_ids={}, pushed_hashes={}, pushed_deal={})
+        s.add(state)
+    return state
+
+
+def _plan_by_remote_id(s: Session, installation: Installation, remote_id: str) -> Plan | None:
+    """The plan whose CRM record is `remote_id` (before our UUID is on that record)."""
+    if not remote_id:
+        return None
+    for state in s.scalars(select(Mirror).where(Mirror.installation_id == installation.id)):
+        if (state.remote_ids or {}).get(state.plan_id) == remote_id:
+            return s.get(Plan, state.plan_id)
+    return None
+
+
+def _find_plan(s: Session, installation: Installation, uuid: str, remote_id: str) -> Plan | None:
+    plan = s.scalars(select(Plan).where(Plan.tenant_id == installation.tenant_id,
+                                        Plan.id == uuid)).one_or_none() if uuid else None
+    return plan or _plan_by_remote_id(s, installation, remote_id)
+
+
+def _usable_uuid(s: Session, model, key: str) -> str | None:
+    """The record's UUID if it is one and not taken here; None: we give it a new one."""
+    try:
+        if not key or str(uuid_mod.UUID(key)) != key.lower():
+            return None
+    except ValueError:
+        return None
+    return None if s.get(model, key.lower()) is not None else key.lower()
+
+
+def _adopt(state: Mirror, local_id: str, remote_id: str, uuid_on_record: bool) -> None:
+    """Remember the CRM record of a local row; a record without our UUID is "adopted": the
+    next push writes the UUID onto it by its CRM id (connector's job, any CRM)."""
+    ids = dict(state.remote_ids or {})
+    ids[local_id] = remote_id
+    if not uuid_on_record:
+        ids["adopted"] = {**ids.get("adopted", {}), local_id: remote_id}
+    state.remote_ids = ids
+
+
+def report_problem(installation: Installation, change: RemoteChange, reason: str) -> None:
+    """A CRM record we cannot import: listed in the installation's status (sync_problems)."""
+    remote_id = (change.fields or {}).get("remote_id") or change.key
+    problems = [p for p in (installation.settings or {}).get("sync_problems", [])
+                if p.get("remote_id") != remote_id]
+    problems.append({"kind": change.kind, "remote_id": remote_id, "reason": reason,
+                     "at": clock.now().isoformat()})
+    installation.settings = {**(installation.settings or {}), "sync_problems": problems[-50:]}
+    log.warning("cannot import %s %s: %s", change.kind, remote_id, reason)
+
+
+def _solved(installation: Installation, change: RemoteChange) -> None:
+    remote_id = (change.fields or {}).get("remote_id")
+    problems = (installation.settings or {}).get("sync_problems", [])
+    if remote_id and any(p.get("remote_id") == remote_id for p in problems):
+        installation.settings = {**installation.settings, "sync_problems": [
+            p for p in problems if p.get("remote_id") != remote_id]}
+
+
+def _apply_plan(s: Session, installation: Installation, change: RemoteChange) -> int:
+    """A plan record changed in the CRM: deleted (archive here), restored (un-archive), or
+    born there (import). Plan-level text stays ours: our database is the source of truth."""
+    plan = _find_plan(s, installation, change.key, change.fields.get("remote_id", ""))
+    actor = _actor(installation, change)
+    if plan is None:
+        return 0 if change.deleted else _import_plan(s, installation, change, actor)
+    state = _mirror(s, installation, plan)
+    if change.deleted:
+        if plan.archived_at is not None:
+            return 0
+        plan.archived_at = clock.now()
+        state.remote_ids = {**(state.remote_ids or {}), "archived_by_crm": True}
+        plans.touch(s, plan, actor, "plan.archived", plan.id, {"reason": "deleted in the CRM"})
+        return 1
+    if plan.archived_at is not None and (state.remote_ids or {}).get("archived_by_crm"):
+        plan.archived_at = None
+        state.remote_ids = {k: v for k, v in state.remote_ids.items() if k != "archived_by_crm"}
+        plans.touch(s, plan, actor, "plan.restored", plan.id, {"reason": "restored in the CRM"})
+        return 1
+    return 0
+
+
+def _import_plan(s: Session, installation: Installation, change: RemoteChange, actor: str) -> int:
+    from . import sharing
+    from .schemas import PlanCreate
+
+    deal_id = change.fields.get("deal_id") or ""
+    if not deal_id:
+        report_problem(installation, change, "the plan record has no deal/opportunity")
+        return 0
+    taken = s.scalars(select(Plan.id).where(
+        Plan.tenant_id == installation.tenant_id, Plan.deal_provider == installation.provider,
+        Plan.deal_account_id == installation.account_id, Plan.deal_id == deal_id)).first()
+    if taken:
+        report_problem(installation, change, f"the deal already has plan {taken}")
+        return 0
+    uuid = _usable_uuid(s, Plan, change.key)
+    try:
+        data = PlanCreate.model_validate({
+            "title": change.fields.get("title") or "Mutual action plan",
+            "value_summary": change.fields.get("value_summary") or "",
+            "deal": {"provider": installation.provider, "account_id": installation.account_id,
+                     "deal_id": deal_id}})
+    except ValueError as exc:
+        report_problem(installation, change, f"invalid values: {exc}")
+        return 0
+    plan = plans.create_plan(s, installation.tenant_id, data, actor, today(), plan_id=uuid)
+    _adopt(_mirror(s, installation, plan), plan.id, change.fields["remote_id"], bool(uuid))
+    # An ordinary plan from now on: a buyer link (written to the record by the next push).
+    sharing.current_or_new_link(s, plan, actor, sharing.Keys.from_config(current_app.config))
+    _solved(installation, change)
+    return 1
+
+
+def _import_milestone(s: Session, installation: Installation, change: RemoteChange) -> int:
+    """A milestone record born in the CRM joins its plan (its stage made if new)."""
+    f = change.fields
+    plan = _find_plan(s, installation, f.get("plan_uuid") or "", f.get("plan_remote_id") or "")
+    if plan is None:
+        report_problem(installation, change, "its plan is not here (no deal, or not imported)")
+        return 0
+    actor = _actor(installation, change)
+    stage_name = (f.get("stage_name") or "Milestones").strip()[:120] or "Milestones"
+    stage = next((st for st in plan.stages if st.name == stage_name), None)
+    try:  # validated before anything is written (a stage id is filled in below)
+        data = MilestoneIn.model_validate({
+            "stage_id": stage.id if stage else NO_STAGE, "title": f.get("title") or "Milestone",
+            **{k: f[k] for k in ("description", "owner_side", "due_date", "status", "risk",
+                                 "internal") if f.get(k) not in (None, "")}})
+        new_stage = StageIn(name=stage_name)
+    except ValueError as exc:
+        report_problem(installation, change, f"invalid values: {exc}")
+        return 0
+    if stage is None:
+        stage = plans.add_stage(s, plan, new_stage, actor)
+        data = data.model_copy(update={"stage_id": stage.id})
+    uuid = _usable_uuid(s, Milestone, change.key)
+    m = plans.add_milestone(s, plan, data, actor, milestone_id=uuid)
+    state = _mirror(s, installation, plan)
+    _adopt(state, m.id, f["remote_id"], bool(uuid))
+    if uuid:
+        _remember_remote(state, m.id, change)
+    _solved(installation, change)
+    return 1
+
+
+def _remember_remote(state: Mirror, milestone_id: str, change: RemoteChange) -> None:
+    """After applying a remote record, what we "pushed" is what the CRM has: the next push
+    writes only the fields that really differ (no echo of the rep's own edit)."""
+    fields = {k: v for k, v in change.fields.items() if k not in META_FIELDS}
+    state.pushed_hashes = {**(state.pushed_hashes or {}), milestone_id: {
+        "hash": change.content_hash or content_hash(fields), "fields": _plain(fields)}}
 
 
 def _apply_deal(s: Session, installation: Installation, change: RemoteChange) -> int:
@@ -362,7 +592,7 @@ def _apply_deal(s: Session, installation: Installation, change: RemoteChange) ->
         if change.deleted:
             if plan.archived_at is None:
                 plan.archived_at = clock.now()
-                plans.touch(s, plan, f"crm:{installation.provider}", "plan.archived", plan.id,
+                plans.touch(s, plan, _actor(installation, change), "plan.archived", plan.id,
                             {"reason": DEAL_DELETED, "deleted_at": change.modified_at.isoformat()})
             continue
         if plan.archived_at is not None:
@@ -426,16 +656,32 @@ def _refresh_mismatch(s: Session, installation: Installation, plan: Plan, state:
         outbox.record(s, plan)
 
 
+def _find_milestone(s: Session, installation: Installation, change: RemoteChange):
+    if change.key:
+        m = s.scalars(select(Milestone).where(Milestone.tenant_id == installation.tenant_id,
+                                              Milestone.id == change.key)).one_or_none()
+        if m is not None:
+            return m
+    remote_id = change.fields.get("remote_id")
+    plan = _find_plan(s, installation, change.fields.get("plan_uuid") or "",
+                      change.fields.get("plan_remote_id") or "") if remote_id else None
+    state = s.get(Mirror, plan.id) if plan else None
+    local = next((k for k, v in ((state.remote_ids or {}) if state else {}).items()
+                  if v == remote_id), None)
+    return s.get(Milestone, local) if local else None
+
+
 def _apply_milestone(s: Session, installation: Installation, change: RemoteChange) -> int:
-    m = s.scalars(select(Milestone).where(Milestone.tenant_id == installation.tenant_id,
-                                          Milestone.id == change.key)).one_or_none()
+    m = _find_milestone(s, installation, change)
     if m is None:
-        return 0
-    state = s.get(Mirror, m.plan_id)
-    pushed = ((state.pushed_hashes or {}).get(m.id) if state else None) or {}
-    actor = f"crm:{installation.provider}"
+        return 0 if change.deleted else _import_milestone(s, installation, change)
+    state = _mirror(s, installation, m.plan)
+    pushed = (state.pushed_hashes or {}).get(m.id) or {}
+    actor = _actor(installation, change)
     local_time = clock.aware(m.updated_at)
     if change.deleted:
+        if m.plan.archived_at is not None:
+            return 0  # went with its deleted plan; comes back with the plan's restore
         if change.modified_at > local_time:
             plans.delete_milestone(s, m, actor)
             return 1
@@ -456,13 +702,16 @@ def _apply_milestone(s: Session, installation: Installation, change: RemoteChang
         if remote != local:
             patch[field] = remote
     if not patch:
+        _remember_remote(state, m.id, change)
         return 0
     try:
         plans.update_milestone(s, m, MilestonePatch.model_validate(patch), actor)
-    except Exception as exc:  # a value our model refuses: keep ours, say so in the log
+    except Exception as exc:  # a value our model refuses: keep ours, say so in the status
         log.warning("ignored remote edit of milestone %s (%s): %s", m.id, ", ".join(sorted(patch)),
                     type(exc).__name__)  # not the values: they are the CRM user's data
+        report_problem(installation, change, f"invalid values: {exc}")
         return 0
+    _remember_remote(state, m.id, change)
     return 1
 
 

@@ -69,12 +69,11 @@ Fidelity notes (deliberate, so bugs show up locally)
 * A "timeout" fault sleeps and *then processes the request*: the write happens although the
   client gave up (use idempotent upserts).
 * ``invalid_session`` fault answers 401 and really kills the access token presented.
-* Orgs have no Opportunity record types by default (``add_org(record_types=True)`` adds one);
-  with ``SalesforceSandbox(legacy_record_type_column=False)`` such an org has no
-  ``RecordTypeId`` column (describe, SOQL, writes), as real orgs. Non-reparentable master-detail
-  fields are not updateable with ``legacy_updateable_master_detail=False``. Both switches
-  default to the lenient legacy behaviour until the connector is adapted (see the docstring of
-  ``SalesforceSandbox``).
+* Orgs have no Opportunity record types by default (``add_org(record_types=True)`` adds one)
+  and then no ``RecordTypeId`` column (describe, SOQL, writes), as real orgs. Non-reparentable
+  master-detail fields are createable, not updateable. Both are strict by default;
+  ``SalesforceSandbox(legacy_record_type_column=True, legacy_updateable_master_detail=True)``
+  brings back the old lenient behaviour (see the docstring of ``SalesforceSandbox``).
 * Lightning Data Service: ``/ui-api/records`` POST/GET/PATCH/DELETE and the helpers
   ``lds_create`` / ``lds_update`` / ``lds_delete`` write as the rep, with nothing added (no
   external ids). Deletes go to the recycle bin (``queryAll`` shows ``IsDeleted = true``);

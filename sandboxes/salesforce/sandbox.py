@@ -351,10 +351,10 @@ class SalesforceSandbox:
                  latest_api_version: str = DEFAULT_LATEST_API_VERSION,
                  query_batch_size: int = MAX_BATCH, package_source: str | None = "auto",
                  timeout_delay: float = 2.0, call_log_size: int = 100_000,
-                 legacy_record_type_column: bool = True,
-                 legacy_updateable_master_detail: bool = True):
-        """Two switches keep a relaxation the current backend still needs; both default to the
-        lenient (wrong) behaviour until connector/salesforce.py is adapted, then flip to False:
+                 legacy_record_type_column: bool = False,
+                 legacy_updateable_master_detail: bool = False):
+        """Two switches bring back an old relaxation (True); both default to the strict, real
+        behaviour (False), which connector/salesforce.py follows:
 
         ``legacy_record_type_column`` - every org's Opportunity has a ``RecordTypeId`` column.
         Real orgs have it only once a record type is defined for the object (observed in real

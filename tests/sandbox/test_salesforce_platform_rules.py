@@ -107,7 +107,9 @@ def test_record_types_option_and_the_legacy_switch(server, http):
     with_rt = sb.add_org("Globex", record_types=True)
     assert [r.name for r in with_rt.record_types.values()] == ["Sales"]
     assert with_rt.schema["opportunity"].field("RecordTypeId") is not None
-    legacy = SalesforceSandbox(package_source=None)
+    assert SalesforceSandbox(package_source=None).add_org("New").schema["opportunity"] \
+        .field("RecordTypeId") is None  # strict is the default
+    legacy = SalesforceSandbox(package_source=None, legacy_record_type_column=True)
     assert legacy.add_org("Old").schema["opportunity"].field("RecordTypeId") is not None
 
 

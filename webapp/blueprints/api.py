@@ -286,7 +286,10 @@ def list_installations():
                              .order_by(Installation.created_at)).all()
     items = [{"id": i.id, "provider": i.provider, "account_id": i.account_id, "status": i.status,
               "status_reason": i.status_reason, "mode": (i.settings or {}).get("mode"),
-              "last_pulled_at": i.last_pulled_at, "created_at": i.created_at} for i in rows]
+              "last_pulled_at": i.last_pulled_at, "last_pull_error": i.last_pull_error or "",
+              "next_pull_at": i.next_pull_at,
+              "sync_problems": (i.settings or {}).get("sync_problems", []),
+              "created_at": i.created_at} for i in rows]
     return render(InstallationList, {"items": items})
 
 
