@@ -578,7 +578,8 @@ class SalesforceConnector:
             return []
         where = " AND ".join(f"Name LIKE '%{w}%'" for w in words)
         result = self._call(lambda sf: sf.query(
-            "SELECT Id, Name, StageName, CloseDate, RecordTypeId, SystemModstamp FROM Opportunity "
+            f"SELECT Id, Name, StageName, CloseDate, {self._record_type_select()}SystemModstamp "
+            "FROM Opportunity "
             f"WHERE {where} ORDER BY SystemModstamp DESC LIMIT {max(1, min(int(limit), 50))}"),
             what="opportunity search")
         return [Deal(r["Id"], self._pipeline_of(r.get("RecordTypeId")), r["StageName"],
