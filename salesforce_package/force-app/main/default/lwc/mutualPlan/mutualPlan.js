@@ -97,9 +97,8 @@ export function fullEditorUrl(origin, recordId) {
     const base = String(origin || '')
         .trim()
         .replace(/\/+$/, '');
-    const secure =
-        /^https:\/\/[^/?#\s]+$/.test(base) ||
-        /^http:\/\/(localhost|127\.0\.0\.1)(:\d+)?$/.test(base);
+    // https only: the link starts a sign-in, whose session must never cross plain http.
+    const secure = /^https:\/\/[^/?#\s]+$/.test(base);
     if (!secure || !recordId) {
         return null;
     }
