@@ -71,6 +71,10 @@ def create_app(config: Config | dict | None = None) -> Flask:
     app.register_blueprint(account.bp)  # /login, /logout
     app.register_blueprint(workspace.bp)  # /app
 
+    from .blueprints import notify
+
+    notify.init_app(app)  # reminder links, unsubscribe, /app/notifications, /local/mail
+
     from . import localdemo
 
     if localdemo.sandbox_url(app.config):  # `make run` against the local HubSpot sandbox
