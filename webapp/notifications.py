@@ -137,10 +137,12 @@ def queue(s: Session, *, key: str, tenant_id: str, plan_id: str | None, kind: st
         channel=channel, recipient=recipient, subject=subject[:300], text_body=text,
         html_body=html if channel == "email" else "", headers=headers or {}, status="pending",
         attempts=0, next_attempt_at=now, last_error="", created_at=now,
-    ).on_conflict_do_nothing(index_elements=["key"]))
-    if result.rowcount:
+    ).on_conflict_do_nothing(index_elements=["key"]).returning(Notification.id))
+    # RETURNING, not rowcount: psycopg may report a row for a skipped ON CONFLICT insert.
+    inserted = result.first() is not None
+    if inserted:
         s.info["notifications_written"] = True
-    return bool(result.rowcount)
+    return inserted
 
 
 def render(template: str, context: dict) -> tuple[str, str, str]:
