@@ -110,6 +110,19 @@ COLUMN_SOURCES: dict[str, list[tuple[type[BaseModel], str]] | str] = {
     "sessions.tenant_id": "the user or plan", "sessions.user_id": "the user",
     "sessions.actor": "the actor, cut to 200", "sessions.plan_id": "the plan",
     "sessions.api_key_id": "the API key", "used_links.token_hash": "sha256 hex",
+    # notifications (webapp/notifications.py): ids, plan ids, addresses from owners/stakeholders
+    # (validated Email), keys and kinds made by the server, a Slack URL checked to 500 chars.
+    "notifications.id": "uuid", "notifications.key": "made by the server, cut to 200",
+    "notifications.tenant_id": "the tenant", "notifications.plan_id": "the plan",
+    "notifications.kind": "a constant", "notifications.channel": "a constant",
+    "notifications.subject": "rendered, cut to 300", "notifications.status": "a constant",
+    "reminder_log.id": "uuid", "reminder_log.tenant_id": "the tenant",
+    "reminder_log.milestone_id": "the milestone", "reminder_log.email": "a validated Email",
+    "reminder_log.kind": "a constant", "mail_opt_outs.id": "uuid",
+    "mail_opt_outs.tenant_id": "the tenant (signed link)", "mail_opt_outs.plan_id": "the plan",
+    "mail_opt_outs.email": "a validated Email (signed link)", "notification_settings.id": "uuid",
+    "notification_settings.tenant_id": "the tenant", "notification_settings.plan_id": "the plan",
+    "notification_settings.user_id": "the user",
 }
 
 # Text nested in JSON columns, with the column-like limit it is stored under.

@@ -79,6 +79,10 @@ def create_app(config: Config | dict | None = None) -> Flask:
 
     branding.init_app(app)  # /brand/<tenant>/<version>.css, branding_for() in templates
 
+    from .blueprints import notify
+
+    notify.init_app(app)  # reminder links, unsubscribe, /app/notifications, /local/mail
+
     from . import localdemo
 
     if localdemo.sandbox_url(app.config):  # `make run` against the local HubSpot sandbox

@@ -66,6 +66,12 @@ class Config:
         # Rate-limit counters live under this Redis prefix: every process of one deployment
         # shares them (two deployments on one Redis need two prefixes).
         self.RATE_LIMIT_NAMESPACE = env.get("RATE_LIMIT_NAMESPACE") or "mutualplan"
+        # E-mail (webapp/mail.py): smtp://user:pass@host:587 (STARTTLS) or smtps://… (TLS);
+        # unset under `make run`, which starts a local catcher (/local/mail).
+        self.SMTP_URL = env.get("SMTP_URL") or None
+        self.MAIL_FROM = env.get("MAIL_FROM") or "MutualPlan <notifications@mutualplan.local>"
+        # Slack webhooks to private/loopback addresses are refused unless this is set (dev, tests).
+        self.NOTIFY_ALLOW_PRIVATE_URLS = _flag(env.get("NOTIFY_ALLOW_PRIVATE_URLS"))
         self.TESTING = False
         for key, value in overrides.items():
             setattr(self, key, value)

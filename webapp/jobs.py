@@ -27,7 +27,7 @@ from sqlalchemy import event, select
 from connector import ratelimit
 from connector.errors import CrmError, NeedsReauth, NotFound
 
-from . import clock, outbox, providers, sync
+from . import clock, notifications, outbox, providers, sync
 from .db import database
 from .models import Installation
 
@@ -38,7 +38,8 @@ EXT = "mutualplan.jobs"
 # The clock: (task, seconds between two runs). pull_due asks each provider's schedule
 # (HubSpot: reconcile every 5 minutes besides webhooks; Salesforce: the adaptive poll).
 SETUP_EVERY = timedelta(days=1)
-CLOCK = [("relay", 10.0), ("sweep", 60.0), ("pull_due", 15.0), ("keep_alive", 3600.0)]
+CLOCK = [("relay", 10.0), ("sweep", 60.0), ("pull_due", 15.0), ("keep_alive", 3600.0),
+         ("notify", 30.0), ("reminders", 900.0)]
 
 
 def worker_name() -> str:
@@ -184,9 +185,31 @@ def keep_alive() -> int:
     return count
 
 
+def notify() -> int:
+    """Send the due notifications (e-mail, Slack); returns how many went out."""
+    Session = database().Session
+    try:
+        return notifications.deliver(Session())
+    finally:
+        Session.remove()
+
+
+def reminders() -> int:
+    """The clock's round: buyer reminders, then the reps' digests and stalled alerts (each
+    queued once per day or week by its idempotency key), then a delivery pass."""
+    Session = database().Session
+    try:
+        s = Session()
+        queued = notifications.reminders(s) + notifications.digests(s)
+        notifications.deliver(s)
+        return queued
+    finally:
+        Session.remove()
+
+
 # Every task a queue may run; nothing adds to it at runtime (providers are data, not tasks).
 TASKS = {"relay": relay, "sweep": sweep, "pull": pull, "setup": setup, "pull_due": pull_due,
-         "keep_alive": keep_alive}
+         "keep_alive": keep_alive, "notify": notify, "reminders": reminders}
 PER_INSTALLATION = ("pull", "setup")  # one queued job per installation at a time
 
 
@@ -344,20 +367,23 @@ def init_app(app: Flask) -> None:
     def _kick(session):
         if session.info.pop("outbox_written", False):
             kick(app)
+        if session.info.pop("notifications_written", False):
+            kick(app, "notify")
 
     @event.listens_for(database(app).Session.session_factory, "after_rollback")
     def _forget(session):
         session.info.pop("outbox_written", None)
+        session.info.pop("notifications_written", None)
 
 
-def kick(app: Flask) -> None:
+def kick(app: Flask, task: str = "relay") -> None:
     """Wake a relay after a commit that wrote outbox rows. It never raises: it runs inside
     commit(), after the change is durable, and an exception here would answer "nothing was
     saved" for a write that was saved (a client retrying it makes a duplicate). When the
     queue is unreachable the row simply waits: it is already due, and the clock's relay
     (every 10 s) or the sweeper pushes it once the queue is back."""
     try:
-        enqueue("relay", app=app)  # no app context here: this runs inside commit()
+        enqueue(task, app=app)  # no app context here: this runs inside commit()
     except Exception as exc:  # noqa: BLE001 - whatever it is, the write is already committed
         log.warning("job queue unreachable after commit; the outbox row waits for the clock's "
                     "relay: %s", exc.__class__.__name__)

@@ -103,11 +103,21 @@ def main() -> None:
     if not os.environ.get("SALESFORCE_CLIENT_ID"):
         _start_salesforce()
 
+    catcher = None
+    if not os.environ.get("SMTP_URL"):  # every message lands in the local mailbox instead
+        from .mail import Catcher
+
+        catcher = Catcher(int(os.environ.get("SMTP_CATCHER_PORT", "0"))).start()
+        os.environ["SMTP_URL"] = catcher.url
+        SANDBOX_NOTES.append(f"  Mailbox:            {base}/local/mail  (SMTP catcher on {catcher.url})")
+
     from . import create_app, migrate
     from .cli import demo
     from .db import database
 
     app = create_app()
+    if catcher is not None:
+        app.extensions["mutualplan.mail_catcher"] = catcher
     with app.app_context():
         migrate.upgrade(database().engine)
     result = app.test_cli_runner().invoke(demo)

@@ -486,3 +486,78 @@ class UsedSignature(Base):
     __tablename__ = "used_signatures"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256(signature|timestamp)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+# ---- notifications (webapp/notifications.py) ----------------------------------------
+
+NOTIFICATION_STATUSES = ("pending", "sending", "sent", "failed")
+
+
+class Notification(Base):
+    """One message to one recipient (an e-mail address or a Slack webhook): the outbox of
+    notifications. `key` is its idempotency key: the same reminder, alert or digest is
+    queued once, and the Message-ID is derived from it."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at"),
+                      Index("ix_notifications_recipient", "tenant_id", "recipient", "created_at"))
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    plan_id: Mapped[str | None] = mapped_column(String(36), index=True)  # outlives the plan
+    kind: Mapped[str] = mapped_column(String(40))  # reminder | nudge | alert | digest | stalled
+    channel: Mapped[str] = mapped_column(String(10), default="email")  # email | slack
+    recipient: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    text_body: Mapped[str] = mapped_column(Text, default="")
+    html_body: Mapped[str] = mapped_column(Text, default="")
+    headers: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class ReminderLog(Base):
+    """Which reminder went to whom about which milestone on which (local) day: "due soon"
+    once per due date, "overdue" at most every few days, never twice a day."""
+
+    __tablename__ = "reminder_log"
+    __table_args__ = (UniqueConstraint("milestone_id", "email", "sent_on", name="uq_reminder_day"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    milestone_id: Mapped[str] = mapped_column(ForeignKey("milestones.id", ondelete="CASCADE"),
+                                              index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    kind: Mapped[str] = mapped_column(String(10))  # due | overdue
+    due_date: Mapped[date] = mapped_column(Date)
+    sent_on: Mapped[date] = mapped_column(Date)
+
+
+class MailOptOut(Base):
+    """An unsubscribe: from one plan's messages, or (plan_id null) from all of a tenant's."""
+
+    __tablename__ = "mail_opt_outs"
+    __table_args__ = (UniqueConstraint("tenant_id", "email", "plan_id", name="uq_mail_opt_out"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    plan_id: Mapped[str | None] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class NotificationSettings(Base):
+    """Per plan (plan_id set) or per user (user_id set) or per tenant (neither): reminder
+    rules, the rep's alert preferences, the Slack incoming webhook."""
+
+    __tablename__ = "notification_settings"
+    __table_args__ = (UniqueConstraint("tenant_id", "plan_id", "user_id", name="uq_notify_scope"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    plan_id: Mapped[str | None] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

@@ -134,3 +134,9 @@ OPERATIONS += [
     ("post", "/plans/{plan_id}/editor-link",
      "A signed URL, valid 15 minutes, that opens the rep editor on this plan", None, 200, S.EditorLinkOut),
 ]
+
+# ---- notifications (webapp/blueprints/notify.py)
+OPERATIONS += [
+    ("post", "/plans/{plan_id}/nudge", "Send the owners of open buyer-side milestones their "
+     "reminder now (at most once per recipient per hour)", None, 202, S.NudgeOut),
+]

@@ -481,6 +481,10 @@ class RetryOut(Out):
     requeued: int
 
 
+class NudgeOut(Out):
+    sent: int  # reminders queued now (owners reminded in the last hour are skipped)
+
+
 # ---- buyer links and the editor ------------------------------------------------
 
 

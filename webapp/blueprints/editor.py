@@ -75,6 +75,17 @@ MESSAGES = {
 }
 
 
+def _message(code: str) -> str | None:
+    """The notice for ?ok=<code>; "reminders-N" comes back from the Send reminder form."""
+    if code.startswith("reminders-") and code[len("reminders-"):].isascii() \
+            and code[len("reminders-"):].isdigit():
+        sent = int(code[len("reminders-"):])
+        return f"Reminder sent to {sent} buyer{'s' if sent != 1 else ''}." if sent else \
+            "No reminder sent: nobody on the buyer side has an open step with an e-mail, " \
+            "or they were reminded in the last hour."
+    return MESSAGES.get(code)
+
+
 @bp.after_request
 def _editor_headers(response: Response) -> Response:
     h = response.headers
@@ -247,7 +258,7 @@ def _render(ed: dict, *, status=200, error=None, ok=None, posted: Posted | None 
 @bp.get("/plans/<plan_id>")
 def page(plan_id):
     ed = _session_for(plan_id)
-    return _render(ed, ok=MESSAGES.get(request.args.get("ok", "")))
+    return _render(ed, ok=_message(request.args.get("ok", "")))
 
 
 # ---- form parsing -----------------------------------------------------------------
