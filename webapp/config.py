@@ -64,6 +64,9 @@ class Config:
         # Rate-limit counters live under this Redis prefix: every process of one deployment
         # shares them (two deployments on one Redis need two prefixes).
         self.RATE_LIMIT_NAMESPACE = env.get("RATE_LIMIT_NAMESPACE") or "mutualplan"
+        # Uploaded files: unset = a folder under instance/; s3://bucket?endpoint_url=…&region=…
+        # for any S3-compatible store (webapp/storage.py documents the format).
+        self.STORAGE_URL = env.get("STORAGE_URL") or None
         self.TESTING = False
         for key, value in overrides.items():
             setattr(self, key, value)
