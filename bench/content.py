@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from webapp import content, create_app, migrate, sharing  # noqa: E402
-from webapp.blueprints.content import store_of  # noqa: E402
-from webapp.cli import seed_demo  # noqa: E402
-from webapp.db import make_engine, session  # noqa: E402
+from webapp import content, create_app, migrate, sharing
+from webapp.blueprints.content import store_of
+from webapp.cli import seed_demo
+from webapp.db import make_engine, session
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

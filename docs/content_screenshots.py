@@ -18,10 +18,10 @@ from werkzeug.serving import make_server
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from webapp import content, create_app, migrate, sharing  # noqa: E402
-from webapp.blueprints.content import store_of  # noqa: E402
-from webapp.cli import seed_demo  # noqa: E402
-from webapp.db import make_engine, session  # noqa: E402
+from webapp import content, create_app, migrate, sharing
+from webapp.blueprints.content import store_of
+from webapp.cli import seed_demo
+from webapp.db import make_engine, session
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -383,7 +383,7 @@ def test_queries_per_page_view_do_not_grow_with_the_plan(app, api, client, plan,
         api.post(f"/plans/{plan['id']}/stakeholders", json={"name": f"P{i}", "side": "buyer"})
     big = _count_queries(app, client, page_path)
     assert big == small  # a page rendered afresh (the plan changed since the last view)
-    assert small <= 7
+    assert small <= 8  # 7, plus the plan's content blocks (webapp/content.py)
     assert _count_queries(app, client, page_path) == 1  # unchanged plan: the rendered page is reused
 
 

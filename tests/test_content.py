@@ -360,3 +360,12 @@ def test_milestone_id_must_be_of_the_plan(api, plan):
     r = api.post(f"/plans/{plan['id']}/blocks", json={"kind": "link", "title": "x",
                                                      "url": "https://e.com", "milestone_id": "0" * 36})
     assert r.status_code == 422
+
+
+def test_blocks_of_an_internal_milestone_stay_internal(api, client, plan):
+    secret = api.post(f"/plans/{plan['id']}/milestones", json={
+        "stage_id": plan["stages"][0]["id"], "title": "Discount approval", "internal": True}).json
+    add(api, plan["id"], kind="link", title="Approval memo", url="https://e.com/memo",
+        milestone_id=secret["id"])
+    html = client.get(buyer_page(api, plan)).get_data(as_text=True)
+    assert "Approval memo" not in html and "e.com/memo" not in html

@@ -195,7 +195,8 @@ def blocks(s: Session, plan: Plan, *, include_internal: bool) -> list[ContentBlo
     rows = list(s.scalars(query.order_by(ContentBlock.position, ContentBlock.created_at)))
     if include_internal:
         return rows
-    hidden = {m.id for m in plan.milestones if m.internal}
+    # through the stages: loaded with the plan (plan.milestones would be one more query)
+    hidden = {m.id for st in plan.stages for m in st.milestones if m.internal}
     return [b for b in rows if b.milestone_id not in hidden]
 
 
@@ -453,8 +454,8 @@ def tiny_pdf(title: str) -> bytes:
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>"),
         b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]

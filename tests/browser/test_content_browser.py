@@ -5,6 +5,7 @@ answered with a tiny page (the machine may have no internet), so what is asserte
 whether, and when, the browser asked."""
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -123,7 +124,7 @@ def test_buyer_uploads_a_file_and_the_rep_downloads_it_a_renamed_file_is_refused
     with rep.expect_download() as download:
         rep.get_by_role("link", name="Signed questionnaire.pdf").click()
     path = download.value.path()
-    assert open(path, "rb").read().startswith(b"%PDF-")
+    assert Path(path).read_bytes().startswith(b"%PDF-")
 
 
 def test_the_rep_sees_what_the_buyer_opened(browser, rich):
