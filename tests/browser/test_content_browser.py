@@ -9,11 +9,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from sqlalchemy import select
 
 from webapp import content, sharing
 from webapp.blueprints.content import store_of
 from webapp.db import session
-from webapp.models import Plan
+from webapp.models import ContentEvent, Plan
 
 VIDEO_HOSTS = {urlsplit(h).hostname for h in content.VIDEO_HOSTS}
 
@@ -47,7 +48,7 @@ def watch(page):
     return seen
 
 
-def test_no_request_to_a_video_host_before_the_click_then_the_player_loads(browser, rich):
+def test_no_request_to_a_video_host_before_the_click_then_the_player_loads(app, browser, rich):
     page = browser.page()
     seen = watch(page)
     page.goto(rich["url"])
@@ -55,13 +56,19 @@ def test_no_request_to_a_video_host_before_the_click_then_the_player_loads(brows
     assert set(seen) == {"127.0.0.1"}, seen
     assert page.locator("iframe").count() == 0
     placeholder = page.locator(".video-start", has_text="Product demo")
-    placeholder.click()
+    with page.expect_response(lambda r: r.url.endswith("/played")) as beacon:
+        placeholder.click()
+    assert beacon.value.status == 204
     frame = page.locator("iframe[src^='https://www.youtube-nocookie.com/embed/']")
     frame.wait_for()
     assert frame.get_attribute("title") == "Product demo (12 min)"
     page.wait_for_load_state("networkidle")
     assert "www.youtube-nocookie.com" in seen
     assert not {"player.vimeo.com", "www.loom.com"} & set(seen)  # only the one clicked
+    # the click was counted first-party (a beacon to our own origin)
+    with app.app_context():
+        kinds = [e.kind for e in session().scalars(select(ContentEvent))]
+    assert kinds == ["played"]
 
 
 def test_csp_blocks_an_iframe_from_any_other_host(browser, rich):
