@@ -20,8 +20,10 @@ VIDEO_HOSTS = {urlsplit(h).hostname for h in content.VIDEO_HOSTS}
 
 
 @pytest.fixture
-def rich(app, api, plan, live_server):
+def rich(app, api, plan, live_server, tmp_path):
     pid = plan["id"]
+    app.config["STORAGE_URL"] = f"file://{tmp_path / 'files'}"  # not the real instance/ folder
+    app.extensions.pop("mutualplan.storage", None)
     with app.app_context():
         s = session()
         p = s.get(Plan, pid)
