@@ -123,6 +123,21 @@ COLUMN_SOURCES: dict[str, list[tuple[type[BaseModel], str]] | str] = {
     "mail_opt_outs.email": "a validated Email (signed link)", "notification_settings.id": "uuid",
     "notification_settings.tenant_id": "the tenant", "notification_settings.plan_id": "the plan",
     "notification_settings.user_id": "the user",
+    # content blocks (webapp/content.py)
+    "content_blocks.id": "new_id()", "content_blocks.tenant_id": "the plan",
+    "content_blocks.plan_id": "the plan", "content_blocks.milestone_id": "a milestone of the plan",
+    "content_blocks.kind": [(schemas.BlockIn, "kind")],
+    "content_blocks.title": [(schemas.BlockIn, "title"), (schemas.BlockPatch, "title")],
+    "content_blocks.side": "buyer | seller",
+    "content_blocks.file_key": "tenant/plan/block/timestamp.ext: 36+36+36+20+6 characters",
+    "content_blocks.file_name": "the uploaded name, cut to 150 (content.attach_file)",
+    "content_blocks.file_type": "a MIME type from content.sniff",
+    "content_blocks.created_by": "the actor, cut to 200",
+    "content_events.id": "new_id()", "content_events.tenant_id": "the block",
+    "content_events.plan_id": "the block", "content_events.block_id": "the block",
+    "content_events.kind": "opened | played | downloaded",
+    "content_events.viewer": "the buyer's name (100) or 'Someone', cut to 200",
+    "content_events.side": "buyer | seller",
 }
 
 # Text nested in JSON columns, with the column-like limit it is stored under.

@@ -83,6 +83,16 @@ def create_app(config: Config | dict | None = None) -> Flask:
 
     notify.init_app(app)  # reminder links, unsubscribe, /app/notifications, /local/mail
 
+    from . import content
+    from .blueprints import content as content_routes
+
+    app.register_blueprint(content_routes.api_bp)  # /api/v1/plans/<id>/blocks
+    app.register_blueprint(content_routes.files_bp)  # /files/<signed token> (local store)
+    app.register_blueprint(content_routes.buyer_bp)  # /p/<token>/blocks/…, milestone uploads
+    app.register_blueprint(content_routes.editor_bp)  # /editor/plans/<id>/content
+    content.init_storage_hooks(db.database(app).Session.session_factory,
+                               lambda: content_routes.store_of(app))
+
     from . import localdemo
 
     if localdemo.sandbox_url(app.config):  # `make run` against the local HubSpot sandbox

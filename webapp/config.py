@@ -72,6 +72,9 @@ class Config:
         self.MAIL_FROM = env.get("MAIL_FROM") or "MutualPlan <notifications@mutualplan.local>"
         # Slack webhooks to private/loopback addresses are refused unless this is set (dev, tests).
         self.NOTIFY_ALLOW_PRIVATE_URLS = _flag(env.get("NOTIFY_ALLOW_PRIVATE_URLS"))
+        # Uploaded files: unset = a folder under instance/; s3://bucket?endpoint_url=…&region=…
+        # for any S3-compatible store (webapp/storage.py documents the format).
+        self.STORAGE_URL = env.get("STORAGE_URL") or None
         self.TESTING = False
         for key, value in overrides.items():
             setattr(self, key, value)

@@ -561,3 +561,57 @@ class NotificationSettings(Base):
     user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     settings: Mapped[dict] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+# ---- content blocks (webapp/content.py) --------------------------------------------
+
+BLOCK_KINDS = ("link", "video", "deck", "notes", "file")
+BLOCK_EVENTS = ("opened", "played", "downloaded")
+
+
+class ContentBlock(Base):
+    """One thing shared on a plan (or one of its milestones): a link, an embedded video,
+    a PDF deck, meeting notes or a file. `internal` blocks are never sent to a buyer.
+
+    A stored file is named by `file_key` in the storage (webapp/storage.py); its rows go
+    with the plan (ON DELETE CASCADE) and content.py deletes the objects after the commit.
+    """
+
+    __tablename__ = "content_blocks"
+    __table_args__ = (Index("ix_content_blocks_plan", "plan_id", "position"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    milestone_id: Mapped[str | None] = mapped_column(
+        ForeignKey("milestones.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    title: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(Text, default="")  # a link's target; a video's pasted URL
+    embed_url: Mapped[str] = mapped_column(Text, default="")  # a video's privacy-enhanced player
+    body: Mapped[str] = mapped_column(Text, default="")  # notes: Markdown source
+    internal: Mapped[bool] = mapped_column(Boolean, default=False)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    side: Mapped[str] = mapped_column(String(10), default="seller")  # who added it
+    file_key: Mapped[str | None] = mapped_column(String(200))
+    file_name: Mapped[str] = mapped_column(String(200), default="")
+    file_type: Mapped[str] = mapped_column(String(100), default="")
+    file_size: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class ContentEvent(Base):
+    """First-party engagement with a block: opened, played, downloaded (no third party)."""
+
+    __tablename__ = "content_events"
+    __table_args__ = (Index("ix_content_events_plan_at", "plan_id", "at"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    block_id: Mapped[str] = mapped_column(
+        ForeignKey("content_blocks.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    viewer: Mapped[str] = mapped_column(String(200), default="")  # the buyer's name, if known
+    side: Mapped[str] = mapped_column(String(10), default="buyer")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

@@ -50,7 +50,10 @@ OPERATIONS = [
      S.StageMappingIn, 200, S.StageMappingOut),
 ]
 
-EXTRA_OPERATIONS: list[tuple] = []  # other blueprints may add (method, path, summary, in, status, out)
+EXTRA_OPERATIONS: list[tuple] = []
+# Operations whose body is not JSON: the raw bytes of a file.
+RAW_BODY = {"/plans/{plan_id}/blocks/{block_id}/file": {"required": True, "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}  # other blueprints may add (method, path, summary, in, status, out)
 
 LIST_PARAMS = [
     {"name": "provider", "in": "query", "schema": {"enum": ["hubspot", "salesforce"]}},
@@ -96,6 +99,8 @@ def document() -> dict:
                            "schema": {"type": "string"}, "description": "ETag from a previous GET"})
         if params:
             op["parameters"] = params
+        if method == "put" and path in RAW_BODY:
+            op["requestBody"] = RAW_BODY[path]
         if request_model:
             op["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": refs[(request_model, "validation")]}}}
@@ -139,4 +144,26 @@ OPERATIONS += [
 OPERATIONS += [
     ("post", "/plans/{plan_id}/nudge", "Send the owners of open buyer-side milestones their "
      "reminder now (at most once per recipient per hour)", None, 202, S.NudgeOut),
+]
+
+# ---- content blocks (webapp/blueprints/content.py)
+OPERATIONS += [
+    ("get", "/plans/{plan_id}/blocks", "The plan's content blocks in order, internal ones included",
+     None, 200, S.BlockList),
+    ("post", "/plans/{plan_id}/blocks",
+     "Add a content block: link, video (YouTube, Vimeo, Loom, Wistia URL), deck, notes or file",
+     S.BlockIn, 201, S.BlockOut),
+    ("get", "/plans/{plan_id}/blocks/{block_id}", "Get a content block", None, 200, S.BlockOut),
+    ("patch", "/plans/{plan_id}/blocks/{block_id}", "Change a content block", S.BlockPatch, 200,
+     S.BlockOut),
+    ("delete", "/plans/{plan_id}/blocks/{block_id}", "Delete a content block and its file", None,
+     204, None),
+    ("put", "/plans/{plan_id}/blocks/order", "Reorder the blocks: every block id, in the new order",
+     S.BlockOrder, 200, S.BlockList),
+    ("put", "/plans/{plan_id}/blocks/{block_id}/file",
+     ("Upload (or replace) a deck's or file's content as the raw body; `?name=` names it. The type "
+     "is read from the bytes (PDF, PNG, JPEG, DOCX, XLSX, PPTX); at most 25 MB"), None, 200,
+     S.BlockOut),
+    ("get", "/plans/{plan_id}/blocks/{block_id}/file",
+     "303 to a signed download URL valid 60 seconds", None, 303, None),
 ]

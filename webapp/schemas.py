@@ -515,3 +515,64 @@ class ShareLinkList(Out):
 class EditorLinkOut(Out):
     url: str
     expires_at: datetime
+
+
+# ---- content blocks (webapp/content.py) ----------------------------------------
+
+BlockKind = Literal["link", "video", "deck", "notes", "file"]
+NotesText = Annotated[str, StringConstraints(max_length=20_000), AfterValidator(clean_text)]
+
+
+class BlockIn(In):
+    """A new block. `url` for a link (any http/https page) or a video (a YouTube, Vimeo,
+    Loom or Wistia share URL); `body` (Markdown) for notes; decks and files get their
+    content through PUT /blocks/{id}/file."""
+
+    kind: BlockKind
+    title: Title
+    url: WebUrl | None = None
+    body: NotesText = ""
+    internal: bool = False
+    milestone_id: RowId | None = None
+    position: Position | None = None
+
+
+class BlockPatch(In):
+    title: Title = optional()
+    url: WebUrl = optional()
+    body: NotesText = optional()
+    internal: bool = optional()
+    milestone_id: RowId | None = optional()
+
+
+class BlockOrder(In):
+    """Every block id of the plan, in the new order."""
+
+    ids: list[RowId] = Field(max_length=200)
+
+
+class BlockFileOut(Out):
+    name: str
+    type: str
+    size: int
+
+
+class BlockOut(Out):
+    id: str
+    kind: BlockKind
+    title: str
+    url: str
+    embed_url: str
+    body: str
+    internal: bool
+    milestone_id: str | None
+    position: int
+    side: Side
+    file: BlockFileOut | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class BlockList(Out):
+    items: list[BlockOut]

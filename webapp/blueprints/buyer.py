@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, g, redirect, render_template
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from .. import plans, sharing
+from .. import content, plans, sharing
 from ..auth import api_key_required
 from ..db import database, session
 from ..errors import DomainError, Invalid, NotFound, ProblemError, VersionConflict, describe
@@ -31,7 +31,9 @@ api_bp = Blueprint("share_links_api", __name__, url_prefix="/api/v1")
 BUYER_COOKIE = "mp_buyer"
 NONCE_COOKIE = "mp_nonce"
 CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
-       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'; connect-src 'self'; "
+       f"frame-src {' '.join(content.VIDEO_HOSTS)}")  # the click-to-load video players only
+# connect-src 'self': content.js counts a video play with a beacon to our own origin.
 
 OK_MESSAGES = {
     "hello": "Thanks — you can now update the plan. We will remember you on this device.",
@@ -41,6 +43,7 @@ OK_MESSAGES = {
     "comment": "Comment added.",
     "confirmed": "Date confirmed. Thank you!",
     "proposed": "Your proposed date was sent to the team; they will confirm or come back to you.",
+    "uploaded": "File added. The team can see it on the milestone now.",
 }
 
 DEFAULT_LIMITS = {"ip": (30, 600), "link": (120, 600)}  # (requests, seconds) for writes
@@ -234,6 +237,7 @@ def build_view(s, plan, *, include_internal: bool, day: date) -> dict:
         "budget": constraints.get("budget"),
         "dates": [{"label": d.get("label", ""), "date": _iso(d.get("date"))} for d in constraints.get("dates") or []],
         "objectives": plan.objectives or {}, "resources": resources,
+        "content": content.page_view(s, plan, include_internal=include_internal),
         "pending_count": sum(len(v) for v in ({k: [p for p in ps if p.status == "pending"]
                                                 for k, ps in proposals.items()}).values()),
     }
