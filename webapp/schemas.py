@@ -507,3 +507,37 @@ class ShareLinkList(Out):
 class EditorLinkOut(Out):
     url: str
     expires_at: datetime
+
+
+# ---- spreadsheet import (webapp/spreadsheets.py) -------------------------------------------
+
+
+class ImportRowOut(Out):
+    row: int
+    stage: str
+    title: str
+    owners: list[OwnerOut]
+    owner_side: OwnerSide | None
+    due_date: date | None
+    status: Status | None
+    risk: Risk | None
+    description: str
+    internal: bool
+    valid: bool
+    problems: list[str]
+
+
+class ImportProblem(Out):
+    row: int | None
+    message: str
+
+
+class ImportOut(Out):
+    """A preview (dry_run, `imported` 0 and no `plan`) or the result of an import."""
+
+    headers: list[str]
+    mapping: dict[str, str]
+    rows: list[ImportRowOut]
+    problems: list[ImportProblem]
+    imported: int
+    plan: PlanOut | None
