@@ -22,12 +22,12 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _setup import make_app  # noqa: E402
-from openpyxl import Workbook  # noqa: E402
+from _setup import make_app
+from openpyxl import Workbook
 
-from webapp.auth import create_key, ensure_tenant  # noqa: E402
-from webapp.db import session  # noqa: E402
-from webapp.spreadsheets import COLUMNS, XLSX_TYPE  # noqa: E402
+from webapp.auth import create_key, ensure_tenant
+from webapp.db import session
+from webapp.spreadsheets import COLUMNS, XLSX_TYPE
 
 ROWS, ROUNDS = 200, 7
 
