@@ -218,6 +218,14 @@ class StagePatch(In):
     version: Version | None = None
 
 
+class Dependency(In):
+    """Due `days` after another milestone of the plan is done (or after its due date)."""
+
+    milestone_id: RowId
+    days: int = Field(default=0, ge=-365, le=3650)
+    after: Literal["done", "due"] = "done"
+
+
 class MilestoneIn(In):
     stage_id: RowId
     title: Title
@@ -229,6 +237,7 @@ class MilestoneIn(In):
     risk: Risk = "on_track"
     internal: bool = False
     position: Position | None = None
+    depends_on: list[Dependency] = Field(default_factory=list, max_length=10)
 
 
 class MilestonePatch(In):
@@ -243,6 +252,7 @@ class MilestonePatch(In):
     risk: Risk = optional()
     internal: bool = optional()
     position: Position = optional()
+    depends_on: list[Dependency] = optional(max_length=10)
     version: Version | None = None
 
 
@@ -256,6 +266,12 @@ class Out(BaseModel):
 class OwnerOut(Out):
     name: str
     email: str
+
+
+class DependencyOut(Out):
+    milestone_id: str
+    days: int
+    after: Literal["done", "due"]
 
 
 class MilestoneOut(Out):
@@ -273,6 +289,8 @@ class MilestoneOut(Out):
     completed_at: datetime | None
     completed_by: str | None
     overdue: bool
+    depends_on: list[DependencyOut] = Field(default_factory=list)
+    waiting_on: list[str] = Field(default_factory=list)  # titles of open milestones it depends on
     version: int
 
 

@@ -170,13 +170,13 @@ def _read_csv(data: bytes) -> list[list]:
         text = data.decode("cp1252", errors="replace")  # Excel's "CSV" on Windows
     if "\x00" in text:
         raise Unreadable("this is not a text file; send a CSV or an .xlsx workbook")
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
+    # The delimiter is the one the first line uses most (Excel writes ";" in much of Europe).
+    # Not csv.Sniffer: it also guesses the quote character, and a cell holding ' fooled it.
+    first = text.split("\n", 1)[0]
+    delimiter = max((",", ";", "\t"), key=first.count)
     rows = []
     try:
-        for row in csv.reader(io.StringIO(text), dialect):
+        for row in csv.reader(io.StringIO(text), delimiter=delimiter):
             rows.append(row[:MAX_COLUMNS])
             if len(rows) > MAX_ROWS:
                 break
