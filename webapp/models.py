@@ -228,6 +228,8 @@ class Milestone(Base):
     position: Mapped[int] = mapped_column(Integer)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_by: Mapped[str | None] = mapped_column(String(200))
+    # [{"milestone_id", "days", "after": "done" | "due"}] (webapp/dependencies.py)
+    depends_on: Mapped[list | None] = mapped_column(JSON, default=list)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

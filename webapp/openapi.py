@@ -69,7 +69,7 @@ ERRORS = {
     "404": "Not found (also for another tenant's ids)",
     "409": "Conflict",
     "412": "If-Match names a stale version",
-    "415": "Content-Type is not application/json",
+    "415": "Content-Type is not one the endpoint takes (JSON; CSV or XLSX for imports)",
     "422": "Validation failed; `errors` lists the fields",
 }
 
@@ -82,8 +82,8 @@ def _problem_responses(problem_ref: dict):
 @lru_cache(maxsize=1)
 def document() -> dict:
     operations = OPERATIONS + EXTRA_OPERATIONS
-    models = {(m, "validation") for _, _, _, m, _, _ in operations if m}
-    models |= {(m, "serialization") for *_, m in operations if m}
+    models = {(m, "validation") for _, _, _, m, _, _ in operations if isinstance(m, type)}
+    models |= {(m, "serialization") for *_, m in operations if isinstance(m, type)}
     models.add((S.Problem, "serialization"))
     refs, defs = models_json_schema(sorted(models, key=lambda mm: (mm[0].__name__, mm[1])), ref_template=REF)
     paths: dict = {}
@@ -94,6 +94,8 @@ def document() -> dict:
                   for p in path.split("/") if p.startswith("{")]
         if method == "get" and path == "/plans":
             params += LIST_PARAMS
+        if path.endswith("/import"):
+            params += IMPORT_PARAMS
         if method in ("patch", "delete"):
             params.append({"name": "If-Match", "in": "header", "required": False,
                            "schema": {"type": "string"}, "description": "ETag from a previous GET"})
@@ -101,10 +103,17 @@ def document() -> dict:
             op["parameters"] = params
         if method == "put" and path in RAW_BODY:
             op["requestBody"] = RAW_BODY[path]
-        if request_model:
+        elif isinstance(request_model, tuple):  # files: media types, the body is the file
+            op["requestBody"] = {"required": True, "content": {
+                media: {"schema": {"type": "string", "contentMediaType": media}}
+                for media in request_model}}
+        elif request_model:
             op["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": refs[(request_model, "validation")]}}}
-        if response_model:
+        if isinstance(response_model, str):  # a file of this media type
+            op["responses"][str(status)] = {"description": "The file", "content": {
+                response_model: {"schema": {"type": "string", "contentMediaType": response_model}}}}
+        elif response_model:
             op["responses"][str(status)] = {"description": "OK", "content": {"application/json": {
                 "schema": refs[(response_model, "serialization")]}}}
         else:
@@ -166,4 +175,33 @@ OPERATIONS += [
      S.BlockOut),
     ("get", "/plans/{plan_id}/blocks/{block_id}/file",
      "303 to a signed download URL valid 60 seconds", None, 303, None),
+]
+
+# ---- spreadsheets: export and import (webapp/spreadsheets.py)
+CSV, XLSX = "text/csv", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+OPERATIONS += [
+    ("get", "/plans/{plan_id}/export.csv",
+     ("The plan as CSV: one row per milestone (title, stage, owner name, owner email, owner "
+      "side, due date, status, risk, notes, internal); importing it gives the same plan"),
+     None, 200, CSV),
+    ("get", "/plans/{plan_id}/export.xlsx", "The plan as an Excel workbook, same columns as the CSV",
+     None, 200, XLSX),
+    ("post", "/plans/{plan_id}/import",
+     ("Import milestones from a CSV or XLSX file sent as the body (dry_run=true: only the "
+      "preview; nothing is imported when a row has a problem unless mode=valid_only)"),
+     (CSV, XLSX), 200, S.ImportOut),
+    ("post", "/plans/import", "Create a plan from a CSV or XLSX file sent as the body (as above)",
+     (CSV, XLSX), 201, S.ImportOut),
+]
+IMPORT_PARAMS = [
+    {"name": "dry_run", "in": "query", "schema": {"enum": ["true", "false"]},
+     "description": "true: answer the preview (rows and their problems) and write nothing"},
+    {"name": "mode", "in": "query", "schema": {"enum": ["all", "valid_only"]},
+     "description": "all (default): import every row or none; valid_only: skip rows with problems"},
+    {"name": "mapping", "in": "query", "schema": {"type": "string"},
+     "description": "Columns by header, overriding the guess: `title=Task,due_date=Target date`; "
+                    "fields: title, stage, owner_name, owner_email, owner_side, due_date, status, "
+                    "risk, notes, internal"},
+    {"name": "title", "in": "query", "schema": {"type": "string"},
+     "description": "POST /plans/import only: the new plan's title (default: Imported plan)"},
 ]

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import clock, outbox, plan_templates
+from . import clock, dependencies, outbox, plan_templates
 from .domain_errors import Conflict, Invalid, LimitReached, NotFound, VersionConflict
 from .models import Activity, Milestone, Plan, Slip, Stage, Stakeholder, new_id
 from .schemas import (
@@ -404,6 +404,7 @@ def add_milestone(s: Session, plan: Plan, data: MilestoneIn, actor: str,
     check_limit("milestones_per_plan", _count(s, Milestone, plan) + 1)
     stage = _stage_of_plan(s, plan, data.stage_id)
     fields = data.model_dump(exclude={"stage_id", "position"})
+    fields["depends_on"] = dependencies.check(plan, None, data.depends_on)
     milestone = Milestone(id=milestone_id or new_id(), tenant_id=plan.tenant_id, plan=plan,
                           stage=stage, position=0, **fields)
     if milestone.status == "done":
@@ -411,6 +412,7 @@ def add_milestone(s: Session, plan: Plan, data: MilestoneIn, actor: str,
     _place(list(stage.milestones), milestone, data.position)
     s.add(milestone)
     s.flush()
+    _follow_dependencies(s, milestone, actor, {"depends_on"} if data.depends_on else set())
     touch(s, plan, actor, "milestone.created", milestone.id, {"title": milestone.title})
     return milestone
 
@@ -428,8 +430,22 @@ def update_milestone(s: Session, m: Milestone, patch: MilestonePatch, actor: str
         m.version += 1
         m.updated_at = clock.now()
         _flush_versioned(s, m, patch.version)
+        moved = _follow_dependencies(s, m, actor, set(diff))
+        if moved:
+            diff["moved"] = moved
         touch(s, m.plan, actor, "milestone.updated", m.id, diff)
     return m
+
+
+def _follow_dependencies(s: Session, m: Milestone, actor: str, changed: set[str]) -> list[str]:
+    """Move the milestones that depend on `m` (and `m` itself when its dependencies
+    changed) after a change of its status, completion or due date (dependencies.py);
+    returns the titles moved, for the activity entry."""
+    if not changed & {"status", "due_date", "depends_on"}:
+        return []
+    moved = dependencies.recalculate(s, m.plan, actor, {m.id},
+                                     include_roots="depends_on" in changed)
+    return [x.title for x in moved]
 
 
 def _change_milestone(s: Session, m: Milestone, patch: MilestonePatch, actor: str) -> dict:
@@ -439,6 +455,8 @@ def _change_milestone(s: Session, m: Milestone, patch: MilestonePatch, actor: st
     changes = {f: getattr(patch, f) for f in fields}
     if "owners" in changes:
         changes["owners"] = [o.model_dump() for o in patch.owners]
+    if "depends_on" in changes:
+        changes["depends_on"] = dependencies.check(m.plan, m, patch.depends_on)
     old_due = m.due_date
     diff = _apply(m, changes)
     if "status" in diff:
@@ -472,6 +490,7 @@ def _move_milestone(s: Session, m: Milestone, patch: MilestonePatch) -> dict:
 def delete_milestone(s: Session, m: Milestone, actor: str) -> None:
     plan, stage = m.plan, m.stage
     siblings = [x for x in stage.milestones if x is not m]
+    dependencies.forget(plan, m)
     s.delete(m)
     for i, row in enumerate(siblings):
         row.position = i
@@ -527,6 +546,7 @@ def milestone_document(m: Milestone, today: date) -> dict:
         "status": m.status, "risk": m.risk, "internal": m.internal, "position": m.position,
         "completed_at": m.completed_at, "completed_by": m.completed_by,
         "overdue": is_overdue(m, today), "version": m.version,
+        "depends_on": m.depends_on or [], "waiting_on": dependencies.waiting_on(m),
     }
 
 

@@ -219,6 +219,14 @@ class StagePatch(In):
     version: Version | None = None
 
 
+class Dependency(In):
+    """Due `days` after another milestone of the plan is done (or after its due date)."""
+
+    milestone_id: RowId
+    days: int = Field(default=0, ge=-365, le=3650)
+    after: Literal["done", "due"] = "done"
+
+
 class MilestoneIn(In):
     stage_id: RowId
     title: Title
@@ -230,6 +238,7 @@ class MilestoneIn(In):
     risk: Risk = "on_track"
     internal: bool = False
     position: Position | None = None
+    depends_on: list[Dependency] = Field(default_factory=list, max_length=10)
 
 
 class MilestonePatch(In):
@@ -244,6 +253,7 @@ class MilestonePatch(In):
     risk: Risk = optional()
     internal: bool = optional()
     position: Position = optional()
+    depends_on: list[Dependency] = optional(max_length=10)
     version: Version | None = None
 
 
@@ -257,6 +267,12 @@ class Out(BaseModel):
 class OwnerOut(Out):
     name: str
     email: str
+
+
+class DependencyOut(Out):
+    milestone_id: str
+    days: int
+    after: Literal["done", "due"]
 
 
 class MilestoneOut(Out):
@@ -274,6 +290,8 @@ class MilestoneOut(Out):
     completed_at: datetime | None
     completed_by: str | None
     overdue: bool
+    depends_on: list[DependencyOut] = Field(default_factory=list)
+    waiting_on: list[str] = Field(default_factory=list)  # titles of open milestones it depends on
     version: int
 
 
@@ -576,3 +594,37 @@ class BlockOut(Out):
 
 class BlockList(Out):
     items: list[BlockOut]
+
+
+# ---- spreadsheet import (webapp/spreadsheets.py) -------------------------------------------
+
+
+class ImportRowOut(Out):
+    row: int
+    stage: str
+    title: str
+    owners: list[OwnerOut]
+    owner_side: OwnerSide | None
+    due_date: date | None
+    status: Status | None
+    risk: Risk | None
+    description: str
+    internal: bool
+    valid: bool
+    problems: list[str]
+
+
+class ImportProblem(Out):
+    row: int | None
+    message: str
+
+
+class ImportOut(Out):
+    """A preview (dry_run, `imported` 0 and no `plan`) or the result of an import."""
+
+    headers: list[str]
+    mapping: dict[str, str]
+    rows: list[ImportRowOut]
+    problems: list[ImportProblem]
+    imported: int
+    plan: PlanOut | None

@@ -1,18 +1,21 @@
 """The public REST API under /api/v1 (API-key authenticated)."""
 from __future__ import annotations
 
-from flask import Blueprint, g, request
+import re
+
+from flask import Blueprint, Response, g, request
 from sqlalchemy import select
 
 from connector import errors as crm_errors
 
-from .. import mirror, outbox, plan_templates, plans, sync
+from .. import mirror, outbox, plan_templates, plans, spreadsheets, sync
 from ..auth import api_key_required
 from ..db import session
-from ..errors import Invalid, NotFound
+from ..errors import Invalid, NotFound, ProblemError
 from ..models import Installation, StageMapping
 from ..schemas import (
     ActivityList,
+    ImportOut,
     InstallationList,
     RetryOut,
     StageMappingIn,
@@ -32,7 +35,7 @@ from ..schemas import (
     StakeholderPatch,
     TemplateList,
 )
-from ..web import expected_version, json_body, query_int, render, today
+from ..web import UnsupportedMediaType, expected_version, json_body, query_int, render, today
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -345,3 +348,108 @@ def put_stage_mapping(installation_id, pipeline_id):
     row.gates, row.close_milestone, row.allow_closed = dict(data.gates), data.close_milestone, data.allow_closed
     s.commit()
     return render(StageMappingOut, _mapping_document(installation, pipeline_id))
+
+
+# spreadsheets: export and import (webapp/spreadsheets.py)
+
+class ImportRefused(ProblemError):
+    status, slug, title = 422, "import-refused", "The file has problems; nothing was imported"
+
+
+def _export_name(plan, ext: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", plan.title).strip("-")[:60] or "plan"
+    return f"{stem}.{ext}"
+
+
+@bp.get("/plans/<plan_id>/export.csv")
+@api_key_required
+def export_csv(plan_id):
+    plan = plans.get_plan(session(), _tenant(), plan_id)
+    body = spreadsheets.to_csv(spreadsheets.export_rows(plan))
+    return Response(body, mimetype=spreadsheets.CSV_TYPE, headers={
+        "Content-Disposition": f'attachment; filename="{_export_name(plan, "csv")}"'})
+
+
+@bp.get("/plans/<plan_id>/export.xlsx")
+@api_key_required
+def export_xlsx(plan_id):
+    plan = plans.get_plan(session(), _tenant(), plan_id)
+    body = spreadsheets.to_xlsx(spreadsheets.export_rows(plan), plan.title)
+    return Response(body, mimetype=spreadsheets.XLSX_TYPE, headers={
+        "Content-Disposition": f'attachment; filename="{_export_name(plan, "xlsx")}"'})
+
+
+IMPORT_PARAMS = {"dry_run", "mode", "mapping", "title"}
+
+
+def _import_options() -> tuple[bool, bool, dict]:
+    unknown = set(request.args) - IMPORT_PARAMS
+    if unknown:
+        raise Invalid(min(unknown), "unknown query parameter")
+    dry_run = request.args.get("dry_run", "false")
+    if dry_run not in ("true", "false"):
+        raise Invalid("dry_run", "must be true or false")
+    mode = request.args.get("mode", "all")
+    if mode not in ("all", "valid_only"):
+        raise Invalid("mode", "must be all (nothing is imported when a row has a problem) "
+                              "or valid_only")
+    try:
+        mapping = spreadsheets.parse_mapping(request.args.get("mapping"))
+    except spreadsheets.Unreadable as exc:
+        raise Invalid("mapping", str(exc)) from None
+    return dry_run == "true", mode == "valid_only", mapping
+
+
+def _preview_of_body(plan, mapping):
+    try:
+        table = spreadsheets.read_table(request.get_data(), request.mimetype)
+        return spreadsheets.preview(table, mapping, plan)
+    except spreadsheets.Unreadable as exc:
+        if request.mimetype not in (spreadsheets.CSV_TYPE, spreadsheets.XLSX_TYPE,
+                                    "application/csv", "text/plain"):
+            raise UnsupportedMediaType(f"Send the file as the body: {exc}.") from None
+        raise Invalid("(body)", str(exc)) from None
+
+
+def _import(plan, status: int):
+    """Preview, or import (all rows or the valid ones) in this request's one transaction."""
+    dry_run, valid_only, mapping = _import_options()
+    s = session()
+    result = _preview_of_body(plan, mapping)
+    document = {**result.document(), "imported": 0, "plan": None}
+    if dry_run:
+        s.rollback()
+        return render(ImportOut, document)
+    blocking = [p for p in result.problems if p["row"] is None or not valid_only]
+    if blocking:
+        s.rollback()
+        errors = [{"field": f"row {p['row']}" if p["row"] else "(file)", "message": p["message"]}
+                  for p in blocking]
+        raise ImportRefused(f"{len(blocking)} problem(s); nothing was imported. "
+                            + "; ".join(e["field"] + ": " + e["message"] for e in errors[:3]),
+                            errors=errors)
+    if plan is None:
+        title = request.args.get("title") or "Imported plan"
+        plan = plans.create_plan(s, _tenant(), PlanCreate.model_validate({"title": title}),
+                                 _actor(), today())
+    document["imported"] = spreadsheets.import_rows(s, plan, result.valid_rows, _actor())
+    s.commit()
+    s.expire_all()
+    plan = plans.get_plan(s, _tenant(), plan.id)
+    document["plan"] = plans.document(s, plan, today())
+    response = render(ImportOut, document, status, etag=plan.version)
+    if status == 201:
+        response.headers["Location"] = f"/api/v1/plans/{plan.id}"
+    return response
+
+
+@bp.post("/plans/<plan_id>/import")
+@api_key_required
+def import_into_plan(plan_id):
+    return _import(plans.get_plan(session(), _tenant(), plan_id), 200)
+
+
+@bp.post("/plans/import")
+@api_key_required
+def import_new_plan():
+    return _import(None, 201)

@@ -16,6 +16,7 @@ redirect back (POST/redirect/GET). Refusals re-render the page with the reason.
 """
 from __future__ import annotations
 
+import base64
 import re
 from datetime import date, timedelta
 from urllib.parse import urlsplit
@@ -26,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from connector.base import PipelineStage
 
-from .. import clock, mirror, outbox, plan_templates, plans, providers, sharing, sync, users
+from .. import clock, mirror, outbox, plan_templates, plans, providers, sharing, spreadsheets, sync, users
 from ..auth import api_key_required
 from ..db import session
 from ..errors import (
@@ -72,6 +73,7 @@ MESSAGES = {
     "accepted": "Proposal accepted; the due date moved and the slip ledger has the reason.",
     "declined": "Proposal declined.", "comment": "Comment added.", "note": "Internal note added.",
     "link": "Buyer link created. Copy it from the list below.", "revoked": "Buyer link revoked.",
+    "imported": "Spreadsheet imported: its milestones were added to the plan.",
 }
 
 
@@ -611,3 +613,81 @@ def create_editor_link(plan_id):
     response.headers["Cache-Control"] = "no-store"
     return response
 
+
+
+# ---- import from a spreadsheet (webapp/spreadsheets.py) -------------------------------
+#
+# A page of its own, stateless between steps: the uploaded file travels back in the
+# preview form (base64), is parsed again on every step with the same checks, and is
+# written only by the "Import" button, in one transaction.
+
+FIELD_LABELS = [("title", "Title"), ("stage", "Stage"), ("owner_name", "Owner name"),
+                ("owner_email", "Owner e-mail"), ("owner_side", "Owner side"),
+                ("due_date", "Due date"), ("status", "Status"), ("risk", "Risk"),
+                ("notes", "Notes"), ("internal", "Internal")]
+
+
+def _import_render(ed: dict, *, status=200, error=None, result=None, data="", media=""):
+    plan = plans.get_plan(session(), ed["t"], ed["p"])
+    html = render_template(
+        "editor/import.html", plan=plan, csrf=sharing.csrf_token(ed["n"], plan.id, keys()),
+        action=url_for("editor.import_page", plan_id=plan.id), error=error, result=result,
+        data=data, media=media, fields=FIELD_LABELS, xlsx_type=spreadsheets.XLSX_TYPE,
+        valid=result and len(result.valid_rows))
+    return Response(html, status=status, mimetype="text/html")
+
+
+def _uploaded() -> tuple[bytes, str]:
+    """The file: the upload (first step) or the copy carried by the preview form."""
+    upload = request.files.get("file")
+    if upload is not None and upload.filename:
+        media = spreadsheets.XLSX_TYPE if upload.filename.lower().endswith(".xlsx") \
+            else spreadsheets.CSV_TYPE
+        return upload.read(), media
+    media = request.form.get("media", "")
+    if media not in (spreadsheets.XLSX_TYPE, spreadsheets.CSV_TYPE):
+        raise spreadsheets.Unreadable("choose a file first")
+    try:
+        return base64.b64decode(request.form.get("data", ""), validate=True), media
+    except ValueError:
+        raise spreadsheets.Unreadable("the file was lost on the way; choose it again") from None
+
+
+@bp.get("/plans/<plan_id>/import")
+def import_page(plan_id):
+    return _import_render(_session_for(plan_id))
+
+
+@bp.post("/plans/<plan_id>/import")
+def import_post(plan_id):
+    ed = _session_for(plan_id)
+    if not _origin_ok() or not sharing.csrf_ok(ed["n"], plan_id, request.form.get("csrf"), keys()):
+        return _import_render(ed, status=403, error="This form came from another page or is out of "
+                              "date, so it was ignored. Please try again.")
+    s = session()
+    plan = plans.get_plan(s, ed["t"], plan_id)
+    mapping = {name: request.form.get(f"map_{name}", "") for name, _ in FIELD_LABELS
+               if f"map_{name}" in request.form}
+    try:
+        data, media = _uploaded()
+        result = spreadsheets.preview(spreadsheets.read_table(data, media), mapping, plan)
+    except spreadsheets.Unreadable as exc:
+        return _import_render(ed, status=422, error=f"The file could not be read: {exc}.")
+    carried = {"data": base64.b64encode(data).decode(), "media": media}
+    if request.form.get("op") != "import":
+        return _import_render(ed, result=result, **carried)
+    valid_only = request.form.get("mode") == "valid_only"
+    blocking = [p for p in result.problems if p["row"] is None or not valid_only]
+    if blocking:
+        return _import_render(ed, status=422, result=result, **carried, error=(
+            f"{len(blocking)} problem(s), listed below: correct the file or the columns, or "
+            "choose to import the valid rows only."))
+    try:
+        spreadsheets.import_rows(s, plan, result.valid_rows, ed["a"])
+        s.commit()
+    except DomainError as exc:
+        s.rollback()
+        return _import_render(ed, status=describe(exc).status, result=result, **carried,
+                              error=exc.detail)
+    return redirect(url_for("editor.page", plan_id=plan_id, ok="imported") + "#milestones",
+                    code=303)

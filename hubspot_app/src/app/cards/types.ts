@@ -23,6 +23,8 @@ export interface Milestone {
   position: number;
   completed_at: string | null;
   version: number;
+  /** Titles of the open milestones this one depends on ("waiting on X"); absent from older backends. */
+  waiting_on?: string[];
 }
 
 export interface Stage {

@@ -69,6 +69,11 @@ export function MilestoneTile({ milestone: m, busy, first, last, onChange, onMov
           )}
         </Flex>
         {m.description && <Text variant="microcopy">{m.description}</Text>}
+        {m.status !== 'done' && m.waiting_on && m.waiting_on.length > 0 && (
+          <Text variant="microcopy" testId={`waiting-${m.id}`}>
+            {`Waiting on ${m.waiting_on.join(', ')}`}
+          </Text>
+        )}
         <Text variant="microcopy" testId={`owner-${m.id}`}>
           {`${OWNER_SIDE_LABEL[m.owner_side]}: ${owners}`}
         </Text>
