@@ -6,6 +6,8 @@ import os
 import re
 import secrets
 import threading
+import uuid
+from dataclasses import dataclass
 from datetime import date
 
 import pytest
@@ -178,3 +180,45 @@ def make_link(api, plan_id: str, **body) -> dict:
 def keys(app) -> sharing.Keys:
     """The app's signing keys and base URL, as the blueprints pass them to sharing.py."""
     return sharing.Keys.from_config(app.config)
+
+
+# ---- people: signed-in users (webapp/users.py) ------------------------------------------
+
+@dataclass
+class SignedIn:
+    """A user signed in on a test client: ids, and the CSRF token of their session's forms."""
+
+    user_id: str
+    tenant_id: str
+    session_id: str
+    token: str
+    csrf: str
+    role: str
+
+
+def signed_in(client, tenant: str = "acme", role: str = "rep", *, provider: str = "hubspot",
+              crm_user_id: str | None = None, email: str | None = None,
+              name: str | None = None) -> SignedIn:
+    """Sign a user of `role` in tenant `tenant` (a name, created when missing) in on `client`:
+    a real users row and a real server-side session, its cookie set on the client."""
+    from webapp import users
+
+    app = client.application
+    crm_user_id = crm_user_id or f"{role}-{uuid.uuid4().hex[:8]}"
+    with app.test_request_context():
+        s = session()
+        t = ensure_tenant(s, tenant)
+        user = users.upsert_user(s, t.id, provider, crm_user_id,
+                                 email=email or f"{crm_user_id}@{tenant}.example",
+                                 name=name or f"{role.title()} of {tenant}", role=role)
+        row, token = users.start_session(s, tenant_id=t.id, actor=users.actor_of(user), user=user)
+        s.commit()
+        result = SignedIn(user.id, t.id, row.id, token, users.csrf_for(row.id), user.role)
+    client.set_cookie(users.COOKIE, token)
+    return result
+
+
+@pytest.fixture
+def sign_in(client):
+    """`sign_in(tenant="acme", role="rep", **user)` signs a user in on the test client."""
+    return lambda tenant="acme", role="rep", **kw: signed_in(client, tenant, role, **kw)

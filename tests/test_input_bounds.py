@@ -91,6 +91,15 @@ COLUMN_SOURCES: dict[str, list[tuple[type[BaseModel], str]] | str] = {
     "hubspot_events.key": "the webhook event", "hubspot_events.tenant_id": "the installation",
     "hubspot_events.installation_id": "the installation",
     "hubspot_events.kind": "the webhook event", "hubspot_events.object_id": "the webhook event",
+    "plans.owner_user_id": "a users row", "plans.created_by": "the actor, cut to 200",
+    "users.id": "new_id()", "users.tenant_id": "the installation",
+    "users.provider": "a provider name", "users.crm_user_id": "the CRM's user id (users.py, cut)",
+    "users.email": "the CRM's user record (users.py, cut to 254)",
+    "users.name": "the CRM's user record (users.py, cut to 200)", "users.role": "users.ROLES",
+    "sessions.id": "new_id()", "sessions.token_hash": "sha256 hex",
+    "sessions.tenant_id": "the user or plan", "sessions.user_id": "the user",
+    "sessions.actor": "the actor, cut to 200", "sessions.plan_id": "the plan",
+    "sessions.api_key_id": "the API key", "used_links.token_hash": "sha256 hex",
 }
 
 # Text nested in JSON columns, with the column-like limit it is stored under.

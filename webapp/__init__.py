@@ -49,6 +49,13 @@ def create_app(config: Config | dict | None = None) -> Flask:
     app.register_blueprint(hubspot.bp)  # webhooks, card API
     app.register_blueprint(salesforce.bp)  # disconnect
 
+    from . import users
+    from .blueprints import account, workspace
+
+    users.init_app(app)  # csrf_token() and current_user() in templates
+    app.register_blueprint(account.bp)  # /login, /logout
+    app.register_blueprint(workspace.bp)  # /app
+
     from . import localdemo
 
     if localdemo.sandbox_url(app.config):  # `make run` against the local HubSpot sandbox

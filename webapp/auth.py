@@ -10,12 +10,12 @@ import secrets
 from dataclasses import dataclass
 from functools import wraps
 
-from flask import g, request
+from flask import g, redirect, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .db import session
-from .errors import Unauthorized
+from .errors import ProblemError, Unauthorized
 from .models import ApiKey, Tenant
 
 KEY_PREFIX = "mp_"
@@ -25,6 +25,7 @@ KEY_PREFIX = "mp_"
 class Principal:
     tenant_id: str
     actor: str
+    key_id: str | None = None  # the API key that authenticated (editor sessions remember it)
 
 
 def hash_key(key: str) -> str:
@@ -54,7 +55,7 @@ def authenticate(header: str | None) -> Principal:
     row = session().scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).one_or_none()
     if row is None or row.revoked_at is not None:
         raise Unauthorized("This API key is not valid.")
-    return Principal(tenant_id=row.tenant_id, actor=f"api:{row.label or row.prefix}")
+    return Principal(tenant_id=row.tenant_id, actor=f"api:{row.label or row.prefix}", key_id=row.id)
 
 
 def api_key_required(view):
@@ -67,3 +68,73 @@ def api_key_required(view):
         return view(*args, **kwargs)
 
     return wrapper
+
+
+# ---- people: sign-in sessions (webapp/users.py) ------------------------------------------
+
+
+class Forbidden(ProblemError):
+    status, slug, title = 403, "forbidden", "Not allowed"
+
+
+def safe_next(target: str | None, default: str = "/app") -> str:
+    """A local path to go back to after sign-in; anything else (another site, `//evil`,
+    a backslash trick) is replaced by `default`, so /login is no open redirect."""
+    if (not target or not target.startswith("/") or target.startswith(("//", "/\\"))
+            or any(c in target for c in "\\\r\n\t") or len(target) > 500):
+        return default
+    return target
+
+
+def _is_api() -> bool:
+    return request.path.startswith("/api/") or not request.accept_mimetypes.accept_html
+
+
+def login_required(view):
+    """Anonymous people go to /login?next=<this page>; API clients get a 401 problem.
+    Sets g.user."""
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        from .users import current_user
+
+        user = current_user()
+        if user is None:
+            if _is_api():
+                raise Unauthorized("Sign in first.")
+            target = request.full_path if request.query_string else request.path
+            return redirect(url_for("account.login", next=safe_next(target)))
+        g.user = user
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def admin_required(view):
+    """Like login_required, and then only admins: others get a friendly 403 page (or a 403
+    problem from the API)."""
+    @wraps(view)
+    def check(*args, **kwargs):
+        if g.user.role != "admin":
+            raise Forbidden("Only an admin of your team can open this page. Ask an admin to "
+                            "change your role if you need it.")
+        return view(*args, **kwargs)
+
+    return login_required(check)
+
+
+def revoke_key(s: Session, tenant_id: str, key_id: str) -> ApiKey:
+    """Revoke an API key of the tenant, and end the editor sessions its links opened
+    (issue 10, F8). Sessions also check their key on every request, so a key revoked
+    any other way ends them too. The caller commits."""
+    from .clock import now
+    from .domain_errors import NotFound
+    from .users import revoke_sessions
+
+    row = s.scalars(select(ApiKey).where(ApiKey.tenant_id == tenant_id,
+                                         ApiKey.id == key_id)).one_or_none()
+    if row is None:
+        raise NotFound("No API key with this id.")
+    if row.revoked_at is None:
+        row.revoked_at = now()
+    revoke_sessions(s, tenant_id=tenant_id, api_key_id=row.id)
+    return row

@@ -55,6 +55,68 @@ class ApiKey(Base):
     tenant: Mapped[Tenant] = relationship()
 
 
+ROLES = ("admin", "rep")
+
+
+class User(Base):
+    """A person of a tenant, known by their CRM identity (webapp/users.py)."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "provider", "crm_user_id", name="uq_user_crm_identity"),
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(20))  # hubspot | salesforce | local
+    crm_user_id: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str] = mapped_column(String(254), default="")
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(10), default="rep")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.email or f"{self.provider} user {self.crm_user_id}"
+
+
+class UserSession(Base):
+    """A server-side session. The cookie holds a random 256-bit token; only its hash is here.
+
+    A sign-in session has a user and no plan; an editor session (opened from a card or
+    API editor link) is scoped to one plan, may have no user (a link minted by an API key
+    for nobody in particular; `actor` then names the key), and remembers the key that
+    minted it so that revoking the key ends it.
+    """
+
+    __tablename__ = "sessions"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    plan_id: Mapped[str | None] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
+    api_key_id: Mapped[str | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    user: Mapped["User | None"] = relationship()
+
+
+class UsedLink(Base):
+    """An editor link already opened: links are single-use (issue 10, F8).
+
+    Keyed by the hash of the link's token; kept until the link would have expired anyway.
+    """
+
+    __tablename__ = "used_links"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class Plan(Base):
     __tablename__ = "plans"
     __table_args__ = (
@@ -73,6 +135,11 @@ class Plan(Base):
     deal_account_id: Mapped[str | None] = mapped_column(String(64))
     deal_id: Mapped[str | None] = mapped_column(String(64))
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # e.g. deal deleted
+    # Who the plan belongs to (the rep's dashboard): the deal owner when the CRM says so,
+    # else the person who created it. Null for plans made through the API or by the system.
+    owner_user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    created_by: Mapped[str | None] = mapped_column(String(200))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

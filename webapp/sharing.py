@@ -36,7 +36,7 @@ from .models import Comment, DateProposal, Milestone, Plan, ShareLink, Stage, ne
 from .schemas import MilestonePatch
 
 EDITOR_LINK_TTL = timedelta(minutes=15)
-EDITOR_SESSION_TTL = timedelta(hours=8)
+EDITOR_SESSION_TTL = timedelta(hours=8)  # users.EDITOR_TTL: the server-side session
 
 
 aware = clock.aware  # the old name; hubspot.py still uses it
@@ -372,13 +372,23 @@ def _editor_serializer(keys: Keys) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(keys.secret, salt="mutualplan-editor-link")
 
 
-def editor_link(tenant_id: str, plan_id: str, actor: str, keys: Keys) -> tuple[str, datetime]:
-    """A signed, short-lived URL that opens the rep editor on one plan.
+def editor_link(tenant_id: str, plan_id: str, actor: str, keys: Keys, *,
+                user_id: str | None = None, key_id: str | None = None) -> tuple[str, datetime]:
+    """A signed, short-lived, single-use URL that opens the rep editor on one plan.
 
-    Valid for 15 minutes; opening it starts an 8-hour editor session (cookie)
-    limited to that tenant and plan.
+    Valid for 15 minutes and for one opening (blueprints/editor.py records the
+    token's hash in `used_links`); opening it starts an 8-hour server-side editor
+    session (webapp/users.py) limited to that tenant and plan. `user_id` is the
+    person it was minted for (the HubSpot user who clicked in the card), so edits
+    carry their name; `key_id` the API key that minted it, whose revocation ends
+    the session.
     """
-    token = _editor_serializer(keys).dumps({"t": tenant_id, "p": plan_id, "a": actor[:200]})
+    data = {"t": tenant_id, "p": plan_id, "a": actor[:200], "j": secrets.token_hex(8)}
+    if user_id:
+        data["u"] = user_id
+    if key_id:
+        data["k"] = key_id
+    token = _editor_serializer(keys).dumps(data)
     expires_at = clock.now().replace(microsecond=0) + EDITOR_LINK_TTL
     return f"{keys.base_url}/editor/open/{token}", expires_at
 
@@ -390,26 +400,9 @@ def load_editor_link(token: str, keys: Keys) -> dict | None:
         return None
     if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in "tpa"):
         return None
+    if any(k in data and not isinstance(data[k], str) for k in "uk"):
+        return None
     return data
-
-
-def _editor_session_serializer(keys: Keys) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(keys.secret, salt="mutualplan-editor-session")
-
-
-def dump_editor_session(data: dict, keys: Keys) -> str:
-    return _editor_session_serializer(keys).dumps({**data, "n": secrets.token_hex(16)})
-
-
-def load_editor_session(cookie: str | None, keys: Keys) -> dict | None:
-    if not cookie:
-        return None
-    max_age = int(EDITOR_SESSION_TTL.total_seconds())
-    try:
-        data = _editor_session_serializer(keys).loads(cookie, max_age=max_age)
-    except BadSignature:
-        return None
-    return data if isinstance(data, dict) and all(isinstance(data.get(k), str) for k in "tpan") else None
 
 
 def plan_stage_milestones(plan: Plan, include_internal: bool) -> list[tuple[Stage, list[Milestone]]]:

@@ -1,10 +1,13 @@
 """The rep editor: a server-rendered page per plan, progressively enhanced.
 
-Opened through a signed, 15-minute link (`sharing.editor_link`, or
-POST /api/v1/plans/{id}/editor-link); opening it sets an editor session
-cookie scoped to that plan's path, so several plans can be open at once. The
-page may be framed by the CRMs only (CSP frame-ancestors); over https the
-cookie is `SameSite=None; Secure; Partitioned` so that it works inside the
+Opened through a signed, 15-minute, single-use link (`sharing.editor_link`, from
+the CRM card or POST /api/v1/plans/{id}/editor-link): opening it spends the link
+and starts a server-side editor session (webapp/users.py) whose cookie is scoped
+to that plan's path, so several plans can be open at once. Revoking the API key
+that minted the link, or "Sign out everywhere" on the plan, ends the session. A
+signed-in user (/login) opens the plans they own (admins: every plan) without a
+link. The page may be framed by the CRMs only (CSP frame-ancestors); over https
+the cookie is `SameSite=None; Secure; Partitioned` so that it works inside the
 HubSpot / Salesforce iframe, over plain http (local) it is `SameSite=Lax`.
 
 Every change is one form POST to /editor/plans/<id>/do with an `op` field,
@@ -19,8 +22,9 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 
-from .. import clock, plan_templates, plans, sharing
+from .. import clock, plan_templates, plans, sharing, users
 from ..auth import api_key_required
 from ..db import session
 from ..errors import (
@@ -32,7 +36,7 @@ from ..errors import (
     VersionConflict,
     describe,
 )
-from ..models import Milestone, Stage
+from ..models import Activity, Milestone, Stage
 from ..schemas import (
     Constraints,
     EditorLinkOut,
@@ -52,7 +56,6 @@ from .buyer import build_view, fmt_date
 bp = Blueprint("editor", __name__, url_prefix="/editor")
 api_bp = Blueprint("editor_api", __name__, url_prefix="/api/v1")
 
-COOKIE = "mp_editor"
 FRAME_ANCESTORS = ("'self' https://app.hubspot.com https://app-eu1.hubspot.com https://*.hubspot.com "
                    "https://*.lightning.force.com https://*.my.salesforce.com")
 CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
@@ -99,24 +102,37 @@ def open_link(token):
     if data is None:
         raise Unauthorized("This editor link has expired or is not valid. Open the plan again from "
                            "your CRM to get a fresh one.")
-    plans.get_plan(session(), data["t"], data["p"], full=False)  # 404 when gone
+    s = session()
+    plans.get_plan(s, data["t"], data["p"], full=False)  # 404 when gone
+    try:
+        _row, cookie = users.open_editor_link(s, token, data)
+        s.commit()
+    except (users.LinkAlreadyUsed, IntegrityError):  # IntegrityError: a concurrent first use
+        s.rollback()
+        return render_template("editor/closed.html", detail=USED), 410
     response = redirect(url_for("editor.page", plan_id=data["p"]), code=303)
-    cookie = sharing.dump_editor_session(data, keys())
-    path = f"/editor/plans/{data['p']}"
-    max_age = int(sharing.EDITOR_SESSION_TTL.total_seconds())
-    if _secure():
-        response.set_cookie(COOKIE, cookie, max_age=max_age, path=path, httponly=True,
-                            secure=True, samesite="None", partitioned=True)
-    else:
-        response.set_cookie(COOKIE, cookie, max_age=max_age, path=path, httponly=True, samesite="Lax")
+    response.set_cookie(users.EDITOR_COOKIE, cookie, **users.session_cookie_kwargs(
+        embedded=True, path=f"/editor/plans/{data['p']}", max_age=users.EDITOR_TTL))
     return response
 
 
+USED = ("This editor link was already used. Editor links open once, so that a copied link "
+        "is worthless: open the plan again from your CRM (or sign in) to get a fresh one.")
+ENDED = "Your editor session has ended. Open the plan again from your CRM."
+
+
 def _session_for(plan_id: str) -> dict:
-    data = sharing.load_editor_session(request.cookies.get(COOKIE), keys())
-    if data is None or data["p"] != plan_id:
-        raise Unauthorized("Your editor session has ended. Open the plan again from your CRM.")
-    return data
+    """The editor session for this plan: the plan's editor cookie (from a link), else the
+    signed-in user's session when the plan is theirs or they are an admin."""
+    s = session()
+    row = users.editor_session(s, request.cookies.get(users.EDITOR_COOKIE), plan_id)
+    if row is None:
+        row = users.current_session()
+        if row is None or not users.may_edit(s, row.user, plan_id):
+            raise Unauthorized(ENDED)
+    users.touch_session(row)
+    return {"t": row.tenant_id, "p": plan_id, "a": row.actor, "n": row.id, "s": row.id,
+            "u": row.user_id}
 
 
 def _origin_ok() -> bool:
@@ -420,6 +436,25 @@ def do(plan_id):
     return redirect(url_for("editor.page", plan_id=plan_id, ok=code) + f"#{anchor}", code=303)
 
 
+@bp.post("/plans/<plan_id>/sign-out-everywhere")
+def sign_out_everywhere(plan_id):
+    """End every editor session on this plan (every browser a link was opened in), and
+    this browser's editor cookie. Signed-in users' own sessions stay: they are not per plan."""
+    ed = _session_for(plan_id)
+    if not _origin_ok() or not sharing.csrf_ok(ed["n"], plan_id, request.form.get("csrf"), keys()):
+        return _render(ed, status=403, error="This form came from another page, so it was ignored.")
+    s = session()
+    ended = users.revoke_sessions(s, tenant_id=ed["t"], plan_id=plan_id)
+    s.add(Activity(tenant_id=ed["t"], plan_id=plan_id, actor=ed["a"],  # no new plan version
+                   action="editor.signed_out_everywhere", detail={"sessions": ended}))
+    s.commit()
+    response = Response(render_template("editor/closed.html", detail=(
+        f"Signed out everywhere: {ended} editor session(s) on this plan ended. Open the plan "
+        "again from your CRM to keep working.")), mimetype="text/html")
+    response.delete_cookie(users.EDITOR_COOKIE, path=f"/editor/plans/{plan_id}")
+    return response
+
+
 # ---- the API entry point -------------------------------------------------------------
 
 
@@ -427,7 +462,8 @@ def do(plan_id):
 @api_key_required
 def create_editor_link(plan_id):
     plans.get_plan(session(), g.principal.tenant_id, plan_id, full=False)
-    url, expires_at = sharing.editor_link(g.principal.tenant_id, plan_id, g.principal.actor, keys())
+    url, expires_at = sharing.editor_link(g.principal.tenant_id, plan_id, g.principal.actor, keys(),
+                                          key_id=g.principal.key_id)
     response = render(EditorLinkOut, {"url": url, "expires_at": expires_at})
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.hubspot import MODE_DEAL, InvalidSignature, SignatureVerifier
 
-from .. import clock, jobs, plan_templates, plans, sharing, sync
+from .. import clock, jobs, plan_templates, plans, sharing, sync, users
 from ..db import session
 from ..errors import Invalid, ProblemError, Unauthorized
 from ..models import HubSpotEvent, Installation, Plan
@@ -280,6 +280,7 @@ def card_create_plan(deal_id):
         "deal": DealRef.model_validate({"provider": PROVIDER, "account_id": row.account_id, "deal_id": deal_id}),
         "start_date": today()})
     plan = plans.create_plan(s, row.tenant_id, create, g.hs_actor, today())
+    users.claim_plan(s, plan, _card_user(), g.hs_actor)
     s.commit()
     return envelope(plan, 201)
 
@@ -332,11 +333,26 @@ def card_buyer_link(plan_id):
     return jsonify(url=url)
 
 
+def _card_user():
+    """The HubSpot user who clicked in the card (the signed request's userId and userEmail),
+    as a users row of the tenant: created on first sight as a rep. None without a userId."""
+    uid = request.args.get("userId", "")
+    if not (uid.isascii() and uid.isdigit()):
+        return None
+    email = (request.args.get("userEmail") or "")[:254]
+    return users.upsert_user(session(), g.hs_installation.tenant_id, PROVIDER, uid, email=email)
+
+
 @bp.post("/hubspot/card/plans/<plan_id>/editor-link")
 @card
 def card_editor_link(plan_id):
     plan = _plan(plan_id)
-    url, expires_at = sharing.editor_link(plan.tenant_id, plan.id, g.hs_actor, keys())
+    user = _card_user()
+    actor = users.actor_of(user) if user else g.hs_actor
+    url, expires_at = sharing.editor_link(plan.tenant_id, plan.id, actor, keys(),
+                                          user_id=user.id if user else None)
+    if user is not None:
+        session().commit()
     return jsonify(url=url, expires_at=expires_at.isoformat())
 
 
