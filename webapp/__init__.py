@@ -56,6 +56,11 @@ def create_app(config: Config | dict | None = None) -> Flask:
     app.register_blueprint(account.bp)  # /login, /logout
     app.register_blueprint(workspace.bp)  # /app
 
+    from .blueprints import analytics  # /analytics, /api/v1/analytics/...
+
+    app.register_blueprint(analytics.bp)
+    app.register_blueprint(analytics.api_bp)
+
     from . import localdemo
 
     if localdemo.sandbox_url(app.config):  # `make run` against the local HubSpot sandbox

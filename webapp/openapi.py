@@ -51,6 +51,7 @@ OPERATIONS = [
 ]
 
 EXTRA_OPERATIONS: list[tuple] = []  # other blueprints may add (method, path, summary, in, status, out)
+EXTRA_PARAMS: dict[str, list[dict]] = {}  # path -> query parameters (blueprints/analytics.py)
 
 LIST_PARAMS = [
     {"name": "provider", "in": "query", "schema": {"enum": ["hubspot", "salesforce"]}},
@@ -91,6 +92,7 @@ def document() -> dict:
                   for p in path.split("/") if p.startswith("{")]
         if method == "get" and path == "/plans":
             params += LIST_PARAMS
+        params += EXTRA_PARAMS.get(path, [])
         if method in ("patch", "delete"):
             params.append({"name": "If-Match", "in": "header", "required": False,
                            "schema": {"type": "string"}, "description": "ETag from a previous GET"})

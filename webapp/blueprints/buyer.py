@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
-from .. import plans, sharing
+from .. import analytics, plans, sharing
 from ..auth import api_key_required
 from ..db import session
 from ..errors import DomainError, Invalid, NotFound, ProblemError, VersionConflict, describe
@@ -311,6 +311,8 @@ def page(token):
     s = session()
     link, version, updated_at = sharing.resolve_version(s, token)
     buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
+    analytics.record_view(s, link, buyer)  # engagement (webapp/analytics.py), committed below
+    s.commit()
     ok_code = request.args.get("ok", "")
     ok = OK_MESSAGES.get(ok_code)
     key = (link.id, version, updated_at, today(), buyer, ok_code if ok else "")
