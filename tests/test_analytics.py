@@ -296,3 +296,20 @@ def test_api_win_rates_json(app, client, seeded):
 
 def test_statistics_reference_helper_is_nearest_rank():
     assert _nearest([1, 2, 3, 4], 0.5) == 2 and statistics.median([1, 2, 3]) == 2
+
+
+def test_demo_history_seeds_once_and_the_demo_plan_stays_the_demo_plan(app):
+    from webapp.cli import demo
+
+    runner = app.test_cli_runner()
+    first = runner.invoke(demo, ["--history"])
+    assert first.exit_code == 0, first.output
+    assert "History: 337 plans added" in first.output
+    again = runner.invoke(demo, ["--history"])
+    assert "History: already seeded" in again.output
+    with app.app_context():
+        s = session()
+        tenant = ensure_tenant(s, "demo")
+        data = analytics.win_rates(s, analytics.Filters(tenant.id))
+        assert data["won"] > 20 and data["lost"] > 20 and data["plans"] == 338
+        assert s.scalar(select(Plan.title).where(Plan.deal_id == "demo-deal-1")).startswith("Acme")

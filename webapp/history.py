@@ -1,7 +1,7 @@
 """A synthetic plan history with known probabilities: `mutualplan demo --history`, the tests
 (tests/test_analytics.py) and the benchmark (bench/analytics.py).
 
-Each plan follows the enterprise template's twelve milestones. It reaches a furthest step F
+Each plan follows the enterprise template's eleven milestones. It reaches a furthest step F
 (drawn from REACH), then closes won with probability WIN_GIVEN_FURTHEST[F] (or stays open).
 Milestones take a milestone-specific number of days (legal review and the commercial
 agreement are the slow ones), some slip (the same two most), and buyers who end up winning
@@ -36,7 +36,11 @@ from .models import (
 )
 from .plan_templates import TEMPLATES
 
-HISTORY_ACCOUNT = "demo-history"
+HISTORY_ACCOUNT = "demo-history"  # + the tenant id: installations are unique per account
+
+
+def history_account(tenant_id: str) -> str:
+    return f"{HISTORY_ACCOUNT}-{tenant_id}"
 PIPELINE = [  # (id, label, probability, closed, won)
     ("appointmentscheduled", "Appointment scheduled", 0.2, False, False),
     ("qualifiedtobuy", "Qualified to buy", 0.4, False, False),
@@ -46,9 +50,9 @@ PIPELINE = [  # (id, label, probability, closed, won)
     ("closedwon", "Closed won", 1.0, True, True),
     ("closedlost", "Closed lost", 0.0, True, False),
 ]
-# P(furthest step = F), F = 0..12 (0: nothing done), and P(won | furthest = F).
-REACH = [0.04, 0.08, 0.08, 0.1, 0.1, 0.1, 0.08, 0.1, 0.08, 0.08, 0.06, 0.05, 0.05]
-WIN_GIVEN_FURTHEST = [0.0, 0.02, 0.04, 0.08, 0.12, 0.18, 0.25, 0.4, 0.55, 0.75, 0.88, 0.93, 0.97]
+# P(furthest step = F), F = 0..11 (0: nothing done), and P(won | furthest = F).
+REACH = [0.04, 0.08, 0.08, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.08, 0.06, 0.06]
+WIN_GIVEN_FURTHEST = [0.0, 0.02, 0.04, 0.08, 0.12, 0.18, 0.25, 0.4, 0.6, 0.8, 0.9, 0.95]
 SLOW = {"Legal and compliance review": 2.5, "Commercial agreement": 1.8,
         "Follow-up demo with executive team": 1.4}
 SLIPPY = {"Legal and compliance review": 0.5, "Commercial agreement": 0.35,
@@ -70,12 +74,13 @@ def p_reached(step: int) -> float:
 
 def history_installation(s: Session, tenant_id: str) -> Installation:
     row = s.scalars(select(Installation).where(Installation.provider == "hubspot",
-                                               Installation.account_id == HISTORY_ACCOUNT,
+                                               Installation.account_id == history_account(tenant_id),
                                                Installation.tenant_id == tenant_id)).one_or_none()
     if row is None:
         stages = [{"id": i, "label": label, "position": n, "probability": p, "closed": c, "won": w}
                   for n, (i, label, p, c, w) in enumerate(PIPELINE)]
-        row = Installation(tenant_id=tenant_id, provider="hubspot", account_id=HISTORY_ACCOUNT,
+        row = Installation(tenant_id=tenant_id, provider="hubspot",
+                           account_id=history_account(tenant_id),
                            status="uninstalled", status_reason="demo history (never synced)",
                            settings={"pipelines": {"default": stages}, "mode": "summary"})
         s.add(row)
@@ -89,16 +94,18 @@ def _draw_furthest(rng: random.Random) -> int:
 
 def seed(s: Session, tenant_id: str, *, closed: int = 300, open_plans: int = 40, seed: int = 7,
          now: datetime | None = None, owners: list[str] | None = None,
-         buyer_activity: bool = True) -> dict:
+         buyer_activity: bool = True, reviews: int = 0) -> dict:
     """Insert `closed` closed plans and `open_plans` open ones; returns what was made, with
     each open plan's known win probability (for calibration)."""
     rng = random.Random(seed)
     now = now or clock.now()
     installation = history_installation(s, tenant_id)
-    layout = template_milestones()
+    # `reviews`: extra post-signature milestones (the benchmark's 12 per plan), never done.
+    layout = template_milestones() + [("Implementation", f"Business review {i + 1}")
+                                      for i in range(reviews)]
     rows: dict[type, list[dict]] = {t: [] for t in (Plan, Stage, Milestone, Mirror, Slip,
                                                      Activity, BuyerView, ShareLink, Stakeholder)}
-    known, made = {}, 0
+    known, outcomes = {}, {}
     for n in range(closed + open_plans):
         is_open = n >= closed
         furthest = _draw_furthest(rng)
@@ -108,10 +115,11 @@ def seed(s: Session, tenant_id: str, *, closed: int = 300, open_plans: int = 40,
         age = rng.randint(20, 330)
         created = now - timedelta(days=age + (0 if is_open else 40), hours=rng.random() * 8)
         plan_id = new_id()
-        known[plan_id] = p_reached(furthest)
+        known[plan_id], outcomes[plan_id] = p_reached(furthest), won
         rows[Plan].append(dict(
             id=plan_id, tenant_id=tenant_id, title=f"History deal {n + 1:05d}", template="enterprise",
-            start_date=created.date(), deal_provider="hubspot", deal_account_id=HISTORY_ACCOUNT,
+            start_date=created.date(), deal_provider="hubspot",
+            deal_account_id=installation.account_id,
             deal_id=f"h{seed}-{n}", owner_user_id=rng.choice(owners) if owners else None,
             created_by="demo-history", version=1, created_at=created, updated_at=created,
             value_summary="", objectives={}, constraints={}, resources=[]))
@@ -155,9 +163,9 @@ def seed(s: Session, tenant_id: str, *, closed: int = 300, open_plans: int = 40,
         for chunk in range(0, len(rows[model]), 2000):
             if rows[model][chunk:chunk + 2000]:
                 s.execute(insert(model), rows[model][chunk:chunk + 2000])
-    made = {"closed": closed, "open": open_plans, "milestones": len(rows[Milestone]),
-            "known": {p: known[p] for p in list(known)[closed:]}}
-    return made
+    return {"closed": closed, "open": open_plans, "milestones": len(rows[Milestone]),
+            "known": {p: known[p] for p in list(known)[closed:]},
+            "outcomes": {p: outcomes[p] for p in list(known)[closed:]}}
 
 
 def _engagement(rows, rng, tenant_id, plan_id, created, won, n, now) -> None:

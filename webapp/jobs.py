@@ -36,7 +36,8 @@ EXT = "mutualplan.jobs"
 
 # The clock: (task, seconds between two runs). pull_due asks each provider's schedule
 # (HubSpot: reconcile every 5 minutes besides webhooks; Salesforce: the adaptive poll).
-CLOCK = [("relay", 10.0), ("sweep", 60.0), ("pull_due", 15.0), ("keep_alive", 3600.0)]
+CLOCK = [("relay", 10.0), ("sweep", 60.0), ("pull_due", 15.0), ("keep_alive", 3600.0),
+         ("refresh_summaries", 3600.0)]
 
 
 def worker_name() -> str:
@@ -168,8 +169,23 @@ def keep_alive() -> int:
 
 
 # Every task a queue may run; nothing adds to it at runtime (providers are data, not tasks).
+def refresh_summaries() -> int:
+    """The clock's task: queue pushes of the plans whose health or win probability changed
+    (a closed deal moves the history, a quiet buyer the health); see analytics.py."""
+    from . import analytics
+
+    Session = database().Session
+    try:
+        s = Session()
+        queued = analytics.refresh_summaries(s)
+        s.commit()
+    finally:
+        Session.remove()
+    return queued
+
+
 TASKS = {"relay": relay, "sweep": sweep, "pull": pull, "setup": setup, "pull_due": pull_due,
-         "keep_alive": keep_alive}
+         "keep_alive": keep_alive, "refresh_summaries": refresh_summaries}
 PER_INSTALLATION = ("pull", "setup")  # one queued job per installation at a time
 
 

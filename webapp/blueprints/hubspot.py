@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.hubspot import MODE_DEAL, InvalidSignature, SignatureVerifier
 
-from .. import clock, jobs, plan_templates, plans, sharing, sync, users
+from .. import analytics, clock, jobs, plan_templates, plans, sharing, sync, users
 from ..db import session
 from ..errors import Invalid, ProblemError, Unauthorized
 from ..models import HubSpotEvent, Installation, Plan
@@ -214,6 +214,8 @@ def envelope(plan: Plan | None, status: int = 200):
         "sync": _sync(s, plan),
         "buyer_link": _buyer_link(s, plan),
     }
+    if plan is not None:  # health, win probability, stakeholder coverage (webapp/analytics.py)
+        body["plan"].update(analytics.card_fields(s, plan, today()))
     response = jsonify(body)
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
