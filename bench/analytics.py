@@ -30,14 +30,14 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _setup import make_app  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
+from _setup import make_app
+from sqlalchemy import func, select
 
-from webapp import analytics, history, users  # noqa: E402
-from webapp.auth import create_key, ensure_tenant  # noqa: E402
-from webapp.db import session  # noqa: E402
-from webapp.models import Installation, Mirror, OutboxEntry  # noqa: E402
-from webapp.web import today  # noqa: E402
+from webapp import analytics, history, users
+from webapp.auth import create_key, ensure_tenant
+from webapp.db import session
+from webapp.models import Installation, Mirror, OutboxEntry
+from webapp.web import today
 
 PLANS = int(os.environ.get("BENCH_PLANS", "10000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "20"))
@@ -56,7 +56,7 @@ def _times(fn, rounds: int) -> list[float]:
 
 
 def _p95(values: list[float]) -> float:
-    return sorted(values)[max(0, int(round(0.95 * len(values))) - 1)]
+    return sorted(values)[max(0, round(0.95 * len(values)) - 1)]
 
 
 def latency(app) -> None:
@@ -68,7 +68,7 @@ def latency(app) -> None:
                             seed=11, reviews=1)
         user = users.upsert_user(s, tenant.id, "local", "admin", email="a@big.example", name="Admin",
                                  role="admin")
-        row, token = users.start_session(s, tenant_id=tenant.id, actor=users.actor_of(user), user=user)
+        _row, token = users.start_session(s, tenant_id=tenant.id, actor=users.actor_of(user), user=user)
         key = create_key(s, tenant, "bench")
         s.commit()
         print(f"seeded {made['closed'] + made['open']} plans, {made['milestones']} milestones "

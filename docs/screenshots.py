@@ -15,8 +15,8 @@ from werkzeug.serving import make_server
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from webapp import create_app, migrate, sharing
-from webapp.cli import seed_demo
+from webapp import create_app, migrate, sharing, users
+from webapp.cli import seed_demo, seed_history
 from webapp.db import make_engine, session
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -36,9 +36,16 @@ def main() -> None:
     with app.app_context():
         s = session()
         _, plan = seed_demo(s)
-        _, link = sharing.create_link(s, plan, "docs")
+        keys = sharing.Keys.from_config(app.config)
+        _, link = sharing.create_link(s, plan, "docs", keys)
         s.commit()
-        editor, _ = sharing.editor_link(plan.tenant_id, plan.id, "riley@mutualplan.example")
+        editor, _ = sharing.editor_link(plan.tenant_id, plan.id, "riley@mutualplan.example", keys)
+        seed_history(s, plan.tenant_id)  # the analytics page's closed plans
+        admin = users.upsert_user(s, plan.tenant_id, "local", "docs-admin", email="dana@seller.example",
+                                  name="Dana (sales leader)", role="admin")
+        _, admin_token = users.start_session(s, tenant_id=plan.tenant_id,
+                                             actor=users.actor_of(admin), user=admin)
+        s.commit()
     out = ROOT / "docs"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
@@ -52,9 +59,16 @@ def main() -> None:
         rep = browser.new_page(viewport={"width": 1280, "height": 900})
         rep.goto(editor)
         rep.screenshot(path=str(out / "editor.png"))
+        leader = browser.new_context(viewport={"width": 1280, "height": 900})
+        leader.add_cookies([{"name": users.COOKIE, "value": admin_token,
+                             "url": app.config["PUBLIC_BASE_URL"]}])
+        page = leader.new_page()
+        page.goto(app.config["PUBLIC_BASE_URL"] + "/analytics")
+        page.screenshot(path=str(out / "analytics.png"), full_page=True)
         browser.close()
     server.shutdown()
-    print("wrote docs/buyer-desktop.png, docs/buyer-phone.png, docs/editor.png")
+    print("wrote docs/buyer-desktop.png, docs/buyer-phone.png, docs/editor.png, "
+          "docs/analytics.png")
 
 
 if __name__ == "__main__":

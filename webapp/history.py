@@ -116,46 +116,46 @@ def seed(s: Session, tenant_id: str, *, closed: int = 300, open_plans: int = 40,
         created = now - timedelta(days=age + (0 if is_open else 40), hours=rng.random() * 8)
         plan_id = new_id()
         known[plan_id], outcomes[plan_id] = p_reached(furthest), won
-        rows[Plan].append(dict(
-            id=plan_id, tenant_id=tenant_id, title=f"History deal {n + 1:05d}", template="enterprise",
-            start_date=created.date(), deal_provider="hubspot",
-            deal_account_id=installation.account_id,
-            deal_id=f"h{seed}-{n}", owner_user_id=rng.choice(owners) if owners else None,
-            created_by="demo-history", version=1, created_at=created, updated_at=created,
-            value_summary="", objectives={}, constraints={}, resources=[]))
+        rows[Plan].append({
+            "id": plan_id, "tenant_id": tenant_id, "title": f"History deal {n + 1:05d}", "template": "enterprise",
+            "start_date": created.date(), "deal_provider": "hubspot",
+            "deal_account_id": installation.account_id,
+            "deal_id": f"h{seed}-{n}", "owner_user_id": rng.choice(owners) if owners else None,
+            "created_by": "demo-history", "version": 1, "created_at": created, "updated_at": created,
+            "value_summary": "", "objectives": {}, "constraints": {}, "resources": []})
         if is_open:
             stage = PIPELINE[min(4, furthest * 5 // 13)][0]
         else:
             stage = "closedwon" if won else "closedlost"
-        rows[Mirror].append(dict(plan_id=plan_id, tenant_id=tenant_id,
-                                 installation_id=installation.id, remote_ids={},
-                                 pushed_hashes={}, pushed_deal={}, deal_pipeline="default",
-                                 deal_stage=stage, pushes=0))
+        rows[Mirror].append({"plan_id": plan_id, "tenant_id": tenant_id,
+                                 "installation_id": installation.id, "remote_ids": {},
+                                 "pushed_hashes": {}, "pushed_deal": {}, "deal_pipeline": "default",
+                                 "deal_stage": stage, "pushes": 0})
         stage_ids, at = {}, created
         for step, (stage_name, title) in enumerate(layout, start=1):
             if stage_name not in stage_ids:
                 stage_ids[stage_name] = new_id()
-                rows[Stage].append(dict(id=stage_ids[stage_name], tenant_id=tenant_id,
-                                        plan_id=plan_id, name=stage_name,
-                                        position=len(stage_ids) - 1, version=1))
+                rows[Stage].append({"id": stage_ids[stage_name], "tenant_id": tenant_id,
+                                        "plan_id": plan_id, "name": stage_name,
+                                        "position": len(stage_ids) - 1, "version": 1})
             days = rng.gammavariate(2.0, 3.0 * SLOW.get(title, 1.0))
             due = (at + timedelta(days=8 * SLOW.get(title, 1.0))).date()
             done = step <= furthest
             at = at + timedelta(days=days)
             mid = new_id()
-            rows[Milestone].append(dict(
-                id=mid, tenant_id=tenant_id, plan_id=plan_id, stage_id=stage_ids[stage_name],
-                title=title, description="", owner_side="both", owners=[], due_date=due,
-                status="done" if done else "not_started", risk="on_track", internal=False,
-                position=step - 1, completed_at=min(at, now) if done else None,
-                completed_by="demo-history" if done else None, version=1, created_at=created,
-                updated_at=created))
+            rows[Milestone].append({
+                "id": mid, "tenant_id": tenant_id, "plan_id": plan_id, "stage_id": stage_ids[stage_name],
+                "title": title, "description": "", "owner_side": "both", "owners": [], "due_date": due,
+                "status": "done" if done else "not_started", "risk": "on_track", "internal": False,
+                "position": step - 1, "completed_at": min(at, now) if done else None,
+                "completed_by": "demo-history" if done else None, "version": 1, "created_at": created,
+                "updated_at": created})
             if rng.random() < SLIPPY.get(title, 0.05):
                 slipped = rng.randint(3, 25)
-                rows[Slip].append(dict(id=new_id(), tenant_id=tenant_id, plan_id=plan_id,
-                                       milestone_id=mid, old_date=due,
-                                       new_date=due + timedelta(days=slipped),
-                                       actor="demo-history", reason="", at=created))
+                rows[Slip].append({"id": new_id(), "tenant_id": tenant_id, "plan_id": plan_id,
+                                       "milestone_id": mid, "old_date": due,
+                                       "new_date": due + timedelta(days=slipped),
+                                       "actor": "demo-history", "reason": "", "at": created})
         if buyer_activity:
             _engagement(rows, rng, tenant_id, plan_id, created, won, n, now)
     for model in (Plan, Stage, Milestone, Mirror, Slip, ShareLink, BuyerView, Activity,
@@ -170,24 +170,24 @@ def seed(s: Session, tenant_id: str, *, closed: int = 300, open_plans: int = 40,
 
 def _engagement(rows, rng, tenant_id, plan_id, created, won, n, now) -> None:
     link_id = new_id()
-    rows[ShareLink].append(dict(id=link_id, tenant_id=tenant_id, plan_id=plan_id,
-                                token_hash=secrets.token_hex(32),
-                                salt=new_id(), label="", created_by="demo-history",
-                                created_at=created))
+    rows[ShareLink].append({"id": link_id, "tenant_id": tenant_id, "plan_id": plan_id,
+                                "token_hash": secrets.token_hex(32),
+                                "salt": new_id(), "label": "", "created_by": "demo-history",
+                                "created_at": created})
     people = [("Dana", "decision_maker"), ("Sam", "champion"), ("Lee", "legal")]
     for i, (name, role) in enumerate(people):
         email = f"{name.lower()}{n}@buyer.example"
-        rows[Stakeholder].append(dict(id=new_id(), tenant_id=tenant_id, plan_id=plan_id, name=name,
-                                      title="", email=email, side="buyer", role=role,
-                                      position=i, version=1))
+        rows[Stakeholder].append({"id": new_id(), "tenant_id": tenant_id, "plan_id": plan_id, "name": name,
+                                      "title": "", "email": email, "side": "buyer", "role": role,
+                                      "position": i, "version": 1})
         views = int(rng.expovariate(1 / (9 if won else 3)))
         if views:
             last = min(created + timedelta(days=rng.randint(1, 60)), now)
-            rows[BuyerView].append(dict(id=new_id(), tenant_id=tenant_id, plan_id=plan_id,
-                                        link_id=link_id, viewer_email=email, viewer_name=name,
-                                        views=views, first_seen=created, last_seen=last))
+            rows[BuyerView].append({"id": new_id(), "tenant_id": tenant_id, "plan_id": plan_id,
+                                        "link_id": link_id, "viewer_email": email, "viewer_name": name,
+                                        "views": views, "first_seen": created, "last_seen": last})
         for _ in range(int(rng.expovariate(1 / (3 if won else 1)))):
-            rows[Activity].append(dict(id=new_id(), tenant_id=tenant_id, plan_id=plan_id,
-                                       actor=f"buyer:{name} <{email}>", action="comment.add",
-                                       subject_id=None, detail={},
-                                       at=min(created + timedelta(days=rng.randint(1, 60)), now)))
+            rows[Activity].append({"id": new_id(), "tenant_id": tenant_id, "plan_id": plan_id,
+                                       "actor": f"buyer:{name} <{email}>", "action": "comment.add",
+                                       "subject_id": None, "detail": {},
+                                       "at": min(created + timedelta(days=rng.randint(1, 60)), now)})
