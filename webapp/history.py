@@ -109,9 +109,13 @@ def seed(s: Session, tenant_id: str, *, closed: int = 300, open_plans: int = 40,
     for n in range(closed + open_plans):
         is_open = n >= closed
         furthest = _draw_furthest(rng)
-        won = rng.random() < WIN_GIVEN_FURTHEST[furthest]
-        if is_open:  # a plan under way: observed at some step up to where it will get
-            furthest = rng.randint(0, furthest)
+        if is_open:
+            # A plan under way, seen at step `furthest`; where it will end is drawn from REACH
+            # given that it got this far, so its true P(won) is exactly p_reached(furthest).
+            final = rng.choices(range(furthest, len(REACH)), weights=REACH[furthest:])[0]
+            won = rng.random() < WIN_GIVEN_FURTHEST[final]
+        else:
+            won = rng.random() < WIN_GIVEN_FURTHEST[furthest]
         age = rng.randint(20, 330)
         created = now - timedelta(days=age + (0 if is_open else 40), hours=rng.random() * 8)
         plan_id = new_id()
