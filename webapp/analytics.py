@@ -32,7 +32,7 @@ import io
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Float, Integer, String, and_, case, func, literal, select, union_all
+from sqlalchemy import Float, String, and_, case, cast, func, literal, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -181,7 +181,9 @@ def _stage_table(s: Session, tenant_id: str):
     # A UNION ALL of literal rows: SQLite has no `(VALUES ...) AS t (columns)`.
     selects = [select(literal(i, String).label("inst"), literal(p, String).label("pipeline"),
                       literal(st, String).label("stage"), literal(o, String).label("outcome"),
-                      literal(pr, Float).label("probability")) for i, p, st, o, pr in rows]
+                      # typed: a NULL literal alone is text to PostgreSQL
+                      cast(literal(pr, Float), Float).label("probability"))
+               for i, p, st, o, pr in rows]
     return union_all(*selects).cte("deal_stages") if len(selects) > 1 else selects[0].cte(
         "deal_stages")
 
@@ -279,8 +281,10 @@ def _percentiles(s: Session, source, key, value) -> list[tuple]:
     n = func.count().over(partition_by=source.c[key])
     ranked = select(source.c[key].label("k"), source.c[value].label("v"), source.c.ord,
                     rank.label("r"), n.label("n")).subquery("ranked")
-    median_rank = func.cast((ranked.c.n + 1) / 2, Integer)  # ceil(n/2)
-    p75_rank = func.cast((ranked.c.n * 3 + 3) / 4, Integer)  # ceil(3n/4)
+    # `//` is integer division on both databases (`/` is true division in SQLAlchemy 2,
+    # and PostgreSQL rounds a numeric cast to integer where SQLite truncates).
+    median_rank = (ranked.c.n + 1) // 2  # ceil(n/2)
+    p75_rank = (ranked.c.n * 3 + 3) // 4  # ceil(3n/4)
     return s.execute(
         select(ranked.c.k, func.max(ranked.c.n),
                func.max(case((ranked.c.r == median_rank, ranked.c.v))),
