@@ -117,6 +117,9 @@ DEAL_PROPERTIES = {
     "slip_days": ("mp_days_slipped", "MAP days slipped", "number", "number", None),
     "buyer_link": ("mp_buyer_link", "MAP buyer link", "string", "text", None),
     "last_buyer_activity": ("mp_last_buyer_activity", "MAP last buyer activity", "datetime", "date", None),
+    "health": ("mp_health", "MAP health", "enumeration", "select",
+               [("on_track", "On track"), ("at_risk", "At risk"), ("stalled", "Stalled")]),
+    "win_probability": ("mp_win_probability", "MAP win probability %", "number", "number", None),
 }
 SUMMARY_MARKER = "mp_progress_percent"  # deals with a plan have it; the deal pull filters on it
 

@@ -291,6 +291,8 @@ OPPORTUNITY_SUMMARY = {  # DealUpdate.properties key -> (Opportunity field, kind
     "overdue_count": ("MAP_Overdue_Count__c", "number"),
     "slip_days": ("MAP_Days_Slipped__c", "number"),
     "buyer_link": ("MAP_Buyer_Link__c", "url"),
+    "health": ("MAP_Health__c", "text"),
+    "win_probability": ("MAP_Win_Probability__c", "number"),
 }
 
 

@@ -93,6 +93,11 @@ def create_app(config: Config | dict | None = None) -> Flask:
     content.init_storage_hooks(db.database(app).Session.session_factory,
                                lambda: content_routes.store_of(app))
 
+    from .blueprints import analytics  # /analytics, /api/v1/analytics/...
+
+    app.register_blueprint(analytics.bp)
+    app.register_blueprint(analytics.api_bp)
+
     from . import localdemo
 
     if localdemo.sandbox_url(app.config):  # `make run` against the local HubSpot sandbox

@@ -71,7 +71,8 @@ def seed_demo(s) -> tuple[str, Plan]:
     """The demo workspace: tenant, a fresh key, one enterprise plan (made once)."""
     tenant = ensure_tenant(s, DEMO_TENANT)
     key = create_key(s, tenant, "demo")
-    plan = s.scalars(select(Plan).where(Plan.tenant_id == tenant.id)).first()
+    plan = s.scalars(select(Plan).where(Plan.tenant_id == tenant.id,
+                                        Plan.deal_id == "demo-deal-1")).first()
     if plan is None:
         data = PlanCreate(
             title="Acme Corp × MutualPlan rollout",
@@ -103,11 +104,30 @@ def seed_demo(s) -> tuple[str, Plan]:
     return key, plan
 
 
+def seed_history(s, tenant_id: str, closed: int = 300) -> int:
+    """A closed-plan history for the analytics page and the forecast (webapp/history.py),
+    seeded once per tenant: returns the plans added (0 when it is there already)."""
+    from . import history
+
+    if s.scalars(select(Plan.id).where(Plan.tenant_id == tenant_id,
+                                       Plan.deal_account_id == history.history_account(tenant_id))
+                  ).first():
+        return 0
+    made = history.seed(s, tenant_id, closed=closed, open_plans=closed // 8)
+    s.commit()
+    return made["closed"] + made["open"]
+
+
 @main.command("demo")
+@click.option("--history", "with_history", is_flag=True,
+              help="Also seed a few hundred closed plans (analytics and forecast).")
 @with_appcontext
-def demo():
+def demo(with_history=False):
     """Seed the demo workspace and print its API key and URLs."""
     key, plan = seed_demo(session())
+    if with_history:
+        added = seed_history(session(), plan.tenant_id)
+        click.echo(f"History: {added} plans added" if added else "History: already seeded")
     base = current_app.config["PUBLIC_BASE_URL"]
     click.echo("")
     click.echo("MutualPlan demo workspace")

@@ -39,7 +39,7 @@ EXT = "mutualplan.jobs"
 # (HubSpot: reconcile every 5 minutes besides webhooks; Salesforce: the adaptive poll).
 SETUP_EVERY = timedelta(days=1)
 CLOCK = [("relay", 10.0), ("sweep", 60.0), ("pull_due", 15.0), ("keep_alive", 3600.0),
-         ("notify", 30.0), ("reminders", 900.0)]
+         ("notify", 30.0), ("reminders", 900.0), ("refresh_summaries", 3600.0)]
 
 
 def worker_name() -> str:
@@ -208,8 +208,24 @@ def reminders() -> int:
 
 
 # Every task a queue may run; nothing adds to it at runtime (providers are data, not tasks).
+def refresh_summaries() -> int:
+    """The clock's task: queue pushes of the plans whose health or win probability changed
+    (a closed deal moves the history, a quiet buyer the health); see analytics.py."""
+    from . import analytics
+
+    Session = database().Session
+    try:
+        s = Session()
+        queued = analytics.refresh_summaries(s)
+        s.commit()
+    finally:
+        Session.remove()
+    return queued
+
+
 TASKS = {"relay": relay, "sweep": sweep, "pull": pull, "setup": setup, "pull_due": pull_due,
-         "keep_alive": keep_alive, "notify": notify, "reminders": reminders}
+         "keep_alive": keep_alive, "notify": notify, "reminders": reminders,
+         "refresh_summaries": refresh_summaries}
 PER_INSTALLATION = ("pull", "setup")  # one queued job per installation at a time
 
 

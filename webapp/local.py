@@ -120,7 +120,7 @@ def main() -> None:
         app.extensions["mutualplan.mail_catcher"] = catcher
     with app.app_context():
         migrate.upgrade(database().engine)
-    result = app.test_cli_runner().invoke(demo)
+    result = app.test_cli_runner().invoke(demo, ["--history"])
     print(result.output, end="")
     for line in SANDBOX_NOTES:
         print(line)

@@ -30,7 +30,8 @@ SIDES = ("buyer", "seller")
 OWNER_SIDES = ("buyer", "seller", "both")
 STATUSES = ("not_started", "in_progress", "done")
 RISKS = ("on_track", "at_risk", "off_track")
-DECISION_ROLES = ("decision_maker", "approver", "champion", "influencer", "user", "other")
+DECISION_ROLES = ("decision_maker", "approver", "champion", "influencer", "user", "other",
+                  "economic_buyer", "technical", "legal", "security")
 
 
 def new_id() -> str:
@@ -434,6 +435,26 @@ class Comment(Base):
     body: Mapped[str] = mapped_column(Text)
     internal: Mapped[bool] = mapped_column(Boolean, default=False)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class BuyerView(Base):
+    """Buyer page views, one row per link and viewer (email; "" before they say who they
+    are): a counter with first and last seen, upserted by analytics.record_view."""
+
+    __tablename__ = "buyer_views"
+    __table_args__ = (
+        UniqueConstraint("link_id", "viewer_email", name="uq_buyer_view_link_viewer"),
+        Index("ix_buyer_views_plan_seen", "plan_id", "last_seen"),
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    link_id: Mapped[str] = mapped_column(ForeignKey("share_links.id", ondelete="CASCADE"))
+    viewer_email: Mapped[str] = mapped_column(String(254), default="")
+    viewer_name: Mapped[str] = mapped_column(String(200), default="")
+    views: Mapped[int] = mapped_column(Integer, default=1)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
 class DateProposal(Base):

@@ -50,10 +50,11 @@ OPERATIONS = [
      S.StageMappingIn, 200, S.StageMappingOut),
 ]
 
-EXTRA_OPERATIONS: list[tuple] = []
+EXTRA_OPERATIONS: list[tuple] = []  # other blueprints may add (method, path, summary, in, status, out)
+EXTRA_PARAMS: dict[str, list[dict]] = {}  # path -> query parameters (blueprints/analytics.py)
 # Operations whose body is not JSON: the raw bytes of a file.
 RAW_BODY = {"/plans/{plan_id}/blocks/{block_id}/file": {"required": True, "content": {
-    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}  # other blueprints may add (method, path, summary, in, status, out)
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
 
 LIST_PARAMS = [
     {"name": "provider", "in": "query", "schema": {"enum": ["hubspot", "salesforce"]}},
@@ -96,6 +97,7 @@ def document() -> dict:
             params += LIST_PARAMS
         if path.endswith("/import"):
             params += IMPORT_PARAMS
+        params += EXTRA_PARAMS.get(path, [])
         if method in ("patch", "delete"):
             params.append({"name": "If-Match", "in": "header", "required": False,
                            "schema": {"type": "string"}, "description": "ETag from a previous GET"})

@@ -19,7 +19,8 @@ OwnerSide = Literal["buyer", "seller", "both"]
 Side = Literal["buyer", "seller"]
 Status = Literal["not_started", "in_progress", "done"]
 Risk = Literal["on_track", "at_risk", "off_track"]
-DecisionRole = Literal["decision_maker", "approver", "champion", "influencer", "user", "other"]
+DecisionRole = Literal["decision_maker", "approver", "champion", "influencer", "user", "other",
+                       "economic_buyer", "technical", "legal", "security"]
 Provider = Literal["hubspot", "salesforce"]
 
 # ---- what any accepted value must satisfy ---------------------------------------

@@ -40,7 +40,7 @@ from connector.errors import (
     Transient,
 )
 
-from . import clock, mirror, outbox, plans, providers
+from . import analytics, clock, mirror, outbox, plans, providers
 from .models import (
     Activity,
     Installation,
@@ -150,6 +150,7 @@ def plan_document(s: Session, plan: Plan, gates: dict, pushed: dict, day: date) 
         deleted_milestones=tuple(sorted(set(pushed) - set(fields) - {plan.id})),
     )
     summary = summary_properties(plan, figures, slip_days, buyer_link)
+    summary.update(analytics.summary_fields(s, plan, day))  # health, win_probability
     return plan_doc, {"milestones": [m for _, m in milestones], "fields": fields, "summary": summary}
 
 

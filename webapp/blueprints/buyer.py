@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, g, redirect, render_template
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from .. import content, plans, sharing
+from .. import analytics, content, plans, sharing
 from ..auth import api_key_required
 from ..db import database, session
 from ..errors import DomainError, Invalid, NotFound, ProblemError, VersionConflict, describe
@@ -377,6 +377,8 @@ def _read_version(engine, token: str):
 def page(token):
     link, version = _probe(token)
     buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
+    analytics.record_view(s, link, buyer)  # engagement (webapp/analytics.py), committed below
+    s.commit()
     ok_code = request.args.get("ok", "")
     ok = OK_MESSAGES.get(ok_code)
     variant = (buyer, ok_code if ok else "")

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.hubspot import MODE_DEAL, InvalidSignature, SignatureVerifier
 
-from .. import clock, jobs, plan_templates, plans, security, sharing, sync, users
+from .. import analytics, clock, jobs, plan_templates, plans, security, sharing, sync, users
 from ..config import LOCAL_HOSTS
 from ..db import session
 from ..errors import Invalid, ProblemError, Unauthorized
@@ -334,6 +334,8 @@ def envelope(plan: Plan | None, status: int = 200):
         "sync": _sync(s, plan),
         "buyer_link": _buyer_link(s, plan),
     }
+    if plan is not None:  # health, win probability, stakeholder coverage (webapp/analytics.py)
+        body["plan"].update(analytics.card_fields(s, plan, today()))
     # Encoded here, once, so that what is measured is exactly what is sent.
     response = current_app.response_class(fit_for_card(body, current_app.json.dumps),
                                           status=status, mimetype="application/json")

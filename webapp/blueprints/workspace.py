@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from connector.errors import CrmError
 
-from .. import dashboard, plans, providers, users
+from .. import analytics, dashboard, plans, providers, users
 from ..auth import Forbidden, login_required
 from ..db import session
 from ..domain_errors import Conflict, NotFound
@@ -46,7 +46,10 @@ def home():
     matching = dashboard.view(rows, day, filters=filters, sort=sort, q=q)
     more = request.args.get("all") == "1"
     shown = matching if more else matching[:dashboard.PAGE]
+    # Plan health (webapp/analytics.py): three grouped queries for the rows shown.
+    health = analytics.health_by_plan(session(), g.user.tenant_id, [r.id for r in shown], day)
     return render_template("workspace/home.html", user=g.user, rows=shown, total=len(rows),
+                           health=health, HEALTH=analytics.HEALTH,
                            matching=len(matching), more=more,
                            filters=filters, sort=sort, q=q, day=day,
                            FILTERS=dashboard.FILTERS, SORTS=dashboard.SORTS)

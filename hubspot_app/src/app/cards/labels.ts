@@ -1,7 +1,7 @@
 /** Display labels and small date helpers shared by the card components. */
 import type { BaseDate } from '@hubspot/ui-extensions';
 
-import type { MilestoneStatus, OwnerSide, Risk } from './types';
+import type { Health, MilestoneStatus, OwnerSide, Risk } from './types';
 
 export const STATUS_OPTIONS: { label: string; value: MilestoneStatus }[] = [
   { label: 'Not started', value: 'not_started' },
@@ -25,6 +25,18 @@ export const RISK_VARIANT: Record<Risk, 'success' | 'warning' | 'danger'> = {
   on_track: 'success',
   at_risk: 'warning',
   off_track: 'danger',
+};
+
+export const HEALTH_LABEL: Record<Health, string> = {
+  on_track: 'On track',
+  at_risk: 'At risk',
+  stalled: 'Stalled',
+};
+
+export const HEALTH_VARIANT: Record<Health, 'success' | 'warning' | 'danger'> = {
+  on_track: 'success',
+  at_risk: 'warning',
+  stalled: 'danger',
 };
 
 export const OWNER_SIDE_LABEL: Record<OwnerSide, string> = {

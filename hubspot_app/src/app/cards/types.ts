@@ -64,7 +64,12 @@ export interface Plan {
   slip_count: number;
   slip_days: number;
   version: number;
+  /** Plan health and the milestone-based win probability (%), from webapp/analytics.py. */
+  health?: Health;
+  win_probability?: number | null;
 }
+
+export type Health = 'on_track' | 'at_risk' | 'stalled';
 
 export interface Template {
   key: TemplateKey | string;

@@ -141,6 +141,15 @@ describe('empty state', () => {
 });
 
 describe('plan view', () => {
+  it('leaves health and win probability out when the backend sends none', async () => {
+    mocked.getPlan.mockResolvedValue(
+      envelope({ plan: plan({ health: undefined, win_probability: null }) }),
+    );
+    const renderer = await renderCard();
+    expect(renderer.findAll(Text).some((t) => t.props.testId === 'win-probability')).toBe(false);
+    expect(renderer.findAll(StatusTag).some((t) => t.props.testId === 'plan-health')).toBe(false);
+  });
+
   it('shows progress, risk and the stages in order with their milestones', async () => {
     mocked.getPlan.mockResolvedValue(envelope());
     const renderer = await renderCard();
@@ -153,6 +162,8 @@ describe('plan view', () => {
       'Kick-off call (due 2099-01-15)',
     );
     expect(renderer.findByTestId(Text, 'slips').text).toBe('2 date changes, 9 days');
+    expect(renderer.findByTestId(StatusTag, 'plan-health').text).toBe('Stalled');
+    expect(renderer.findByTestId(Text, 'win-probability').text).toBe('62%');
 
     const stageNames = renderer
       .findAll(Heading)

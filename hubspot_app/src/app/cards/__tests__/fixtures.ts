@@ -53,6 +53,8 @@ export function plan(overrides: Partial<Plan> = {}): Plan {
     slip_count: 2,
     slip_days: 9,
     version: 7,
+    health: 'stalled',
+    win_probability: 62,
     ...overrides,
   };
 }

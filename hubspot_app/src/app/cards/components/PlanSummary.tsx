@@ -10,7 +10,7 @@ import {
   Text,
 } from '@hubspot/ui-extensions';
 
-import { RISK_LABEL, RISK_VARIANT } from '../labels';
+import { HEALTH_LABEL, HEALTH_VARIANT, RISK_LABEL, RISK_VARIANT } from '../labels';
 import type { Plan } from '../types';
 
 interface Props {
@@ -45,6 +45,18 @@ export function PlanSummary({ plan, busy, onOpenEditor }: Props) {
             {RISK_LABEL[plan.risk]}
           </StatusTag>
         </DescriptionListItem>
+        {plan.health ? (
+          <DescriptionListItem label="Health">
+            <StatusTag testId="plan-health" variant={HEALTH_VARIANT[plan.health]}>
+              {HEALTH_LABEL[plan.health]}
+            </StatusTag>
+          </DescriptionListItem>
+        ) : null}
+        {plan.win_probability != null ? (
+          <DescriptionListItem label="Win probability">
+            <Text testId="win-probability">{`${plan.win_probability}%`}</Text>
+          </DescriptionListItem>
+        ) : null}
         <DescriptionListItem label="Next milestone">
           <Text testId="next-milestone">
             {next ? `${next.title}${next.due_date ? ` (due ${next.due_date})` : ''}` : 'None'}

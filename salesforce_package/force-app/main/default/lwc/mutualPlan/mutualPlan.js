@@ -3,6 +3,7 @@ import { getRelatedListRecords } from 'lightning/uiRelatedListApi';
 import {
     createRecord,
     deleteRecord,
+    getRecord,
     updateRecord
 } from 'lightning/uiRecordApi';
 import { ShowToastEvent } from 'lightning/platformShowToastEvent';
@@ -24,6 +25,9 @@ import {
 import { TEMPLATES, findTemplate } from './templates';
 
 import PLAN_OBJECT from '@salesforce/schema/Mutual_Action_Plan__c';
+// Written by the backend from the tenant's history (README "Analytics and forecast").
+import OPP_HEALTH_FIELD from '@salesforce/schema/Opportunity.MAP_Health__c';
+import OPP_WIN_PROBABILITY_FIELD from '@salesforce/schema/Opportunity.MAP_Win_Probability__c';
 import PLAN_NAME_FIELD from '@salesforce/schema/Mutual_Action_Plan__c.Name';
 import PLAN_OPPORTUNITY_FIELD from '@salesforce/schema/Mutual_Action_Plan__c.Opportunity__c';
 import PLAN_UUID_FIELD from '@salesforce/schema/Mutual_Action_Plan__c.Plan_UUID__c';
@@ -106,6 +110,8 @@ export function fullEditorUrl(origin, recordId) {
     return `${base}/login/salesforce?next=${next}`;
 }
 
+const HEALTH_LABELS = { on_track: 'On track', at_risk: 'At risk', stalled: 'Stalled' };
+
 export default class MutualPlan extends LightningElement {
     @api recordId;
     // Lightning App Builder design attribute (js-meta.xml): https origin of MutualPlan.
@@ -121,6 +127,32 @@ export default class MutualPlan extends LightningElement {
     selectedTemplateId = TEMPLATES[0].id;
     isCreating = false;
     savingIds = [];
+
+    @wire(getRecord, {
+        recordId: '$recordId',
+        optionalFields: [OPP_HEALTH_FIELD, OPP_WIN_PROBABILITY_FIELD]
+    })
+    opportunity;
+
+    get health() {
+        const value = this.opportunityValue(OPP_HEALTH_FIELD);
+        return HEALTH_LABELS[value] || null;
+    }
+
+    get winProbability() {
+        const value = this.opportunityValue(OPP_WIN_PROBABILITY_FIELD);
+        return value === null || value === undefined ? null : `${Math.round(value)}%`;
+    }
+
+    opportunityValue(field) {
+        const data = this.opportunity && this.opportunity.data;
+        const entry = data && data.fields ? data.fields[field.fieldApiName] : undefined;
+        return entry ? entry.value : null;
+    }
+
+    get hasForecast() {
+        return Boolean(this.health || this.winProbability);
+    }
 
     @wire(getRelatedListRecords, {
         parentRecordId: '$recordId',

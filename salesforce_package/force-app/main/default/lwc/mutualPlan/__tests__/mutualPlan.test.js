@@ -4,6 +4,7 @@ import { getRelatedListRecords } from 'lightning/uiRelatedListApi';
 import {
     createRecord,
     deleteRecord,
+    getRecord,
     updateRecord
 } from 'lightning/uiRecordApi';
 import { refreshApex } from '@salesforce/apex';
@@ -683,5 +684,29 @@ describe('Open full editor', () => {
         expect(
             fullEditorUrl('http://localhost:5000', OPPORTUNITY_ID)
         ).toBeNull();
+    });
+});
+
+describe('forecast from the Opportunity fields', () => {
+    afterEach(() => {
+        while (document.body.firstChild) {
+            document.body.removeChild(document.body.firstChild);
+        }
+        jest.clearAllMocks();
+    });
+
+    it('shows health and win probability written by the backend', async () => {
+        const element = await renderPlan();
+        expect(element.shadowRoot.querySelector('[data-id="forecast"]')).toBeNull();
+        getRecord.emit({
+            fields: {
+                MAP_Health__c: { value: 'stalled' },
+                MAP_Win_Probability__c: { value: 62 }
+            }
+        });
+        await flushPromises();
+        const text = element.shadowRoot.querySelector('[data-id="forecast"]').textContent;
+        expect(text).toContain('Health: Stalled');
+        expect(text).toContain('Win probability: 62%');
     });
 });
