@@ -377,7 +377,8 @@ def _read_version(engine, token: str):
 def page(token):
     link, version = _probe(token)
     buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
-    analytics.record_view(s, link, buyer)  # engagement (webapp/analytics.py), committed below
+    s = session()
+    analytics.record_view(s, link, buyer)  # engagement (webapp/analytics.py): one upsert
     s.commit()
     ok_code = request.args.get("ok", "")
     ok = OK_MESSAGES.get(ok_code)
@@ -387,7 +388,6 @@ def page(token):
     cache = page_cache()
     html = cache.get(link.id, (version, day), variant) if use_cache else None
     if html is None:
-        s = session()
         plan = sharing.load_plan_for_link(s, link)
         html = _render_page(s, link, plan, buyer, ok=ok).encode()
         if use_cache:
