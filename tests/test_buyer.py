@@ -532,3 +532,18 @@ def test_pooled_connections_closed_by_the_server_are_replaced_unseen(app, client
     close_pooled_connections()
     monkeypatch.setattr(db, "IDLE_PING_SECONDS", 0.0)  # idle: pinged, replaced at checkout
     assert client.get("/healthz").status_code == 200
+
+
+def test_every_decision_role_has_a_label_on_the_buyer_page_and_in_the_editor(api, client, plan):
+    """The analytics' coverage roles (economic buyer, technical, legal, security) are real roles:
+    the buyer page names them and the editor offers them."""
+    for name, role in [("Sam", "security"), ("Eve", "economic_buyer")]:
+        response = api.post(f"/plans/{plan['id']}/stakeholders",
+                            json={"name": name, "side": "buyer", "role": role})
+        assert response.status_code == 201, response.json
+    html = client.get(path_of(make_link(api, plan["id"])["url"])).get_data(as_text=True)
+    assert "Security" in html and "Economic buyer" in html
+    from test_editor import open_editor
+
+    editor = client.get(open_editor(api, client, plan["id"])).get_data(as_text=True)
+    assert '<option value="economic_buyer"' in editor and ">Legal</option>" in editor

@@ -33,6 +33,9 @@ def create_app(config: Config | dict | None = None) -> Flask:
     refuse_unsafe_settings(settings)
     app.config.from_mapping(settings.as_dict())
     app.json.sort_keys = False
+    from .models import ROLE_LABELS
+
+    app.jinja_env.globals["ROLE_LABELS"] = ROLE_LABELS  # one list for the editor and the buyer page
 
     security.apply_proxy_fix(app)  # TRUSTED_PROXIES decides the client address and scheme
     logs.init_app(app)

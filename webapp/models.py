@@ -32,6 +32,11 @@ STATUSES = ("not_started", "in_progress", "done")
 RISKS = ("on_track", "at_risk", "off_track")
 DECISION_ROLES = ("decision_maker", "approver", "champion", "influencer", "user", "other",
                   "economic_buyer", "technical", "legal", "security")
+# How people read them (the editor's role list, the buyer page, analytics' coverage).
+ROLE_LABELS = {"decision_maker": "Decision maker", "economic_buyer": "Economic buyer",
+               "approver": "Approver", "champion": "Champion", "influencer": "Influencer",
+               "technical": "Technical", "legal": "Legal", "security": "Security",
+               "user": "User", "other": "Other"}
 
 
 def new_id() -> str:
