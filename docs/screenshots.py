@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import threading
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from werkzeug.serving import make_server
@@ -16,10 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from connector.memory import DEFAULT_PIPELINE
-from webapp import clock, create_app, migrate, mirror, sharing, users
+from webapp import clock, create_app, migrate, mirror, plans, sharing, users
 from webapp.cli import seed_demo
 from webapp.db import make_engine, session
-from webapp.models import Installation, Mirror
+from webapp.models import Activity, Installation, Mirror, Slip
+from webapp.schemas import DealRef, PlanCreate
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -47,6 +48,7 @@ def main() -> None:
         _, admin_token = users.start_session(s, tenant_id=plan.tenant_id, actor=users.actor_of(admin),
                                              user=admin)
         s.commit()
+        _more_plans(s, plan.tenant_id, admin, date(2026, 11, 26))
         editor, _ = sharing.editor_link(plan.tenant_id, plan.id, "riley@mutualplan.example", keys)
         base = app.config["PUBLIC_BASE_URL"]
     out = ROOT / "docs"
@@ -80,6 +82,9 @@ def main() -> None:
                 page.goto(f"{base}/settings/{name}")
                 page.screenshot(path=str(out / f"settings-{name}{suffix}.png"), full_page=not suffix)
                 written.append(f"settings-{name}{suffix}.png")
+            page.goto(f"{base}/app")
+            page.screenshot(path=str(out / f"dashboard{suffix}.png"), full_page=not suffix)
+            written.append(f"dashboard{suffix}.png")
             ctx.close()
         browser.close()
     server.shutdown()
@@ -103,6 +108,32 @@ def _connect_demo(s, plan) -> None:
                  remote_ids={}, pushed_hashes={}, pushed_deal={}, deal_pipeline="default",
                  deal_stage="decisionmakerboughtin", pushed_at=clock.now(), mismatch=decision.mismatch))
     s.flush()
+
+
+def _more_plans(s, tenant_id: str, owner, today: date) -> None:
+    """A few more plans for the dashboard, one per state its filters pick out: on track with a
+    milestone due this week, off track, slipped, and one the buyer worked on yesterday."""
+    made = {}
+    for n, title in enumerate(("Globex: analytics pilot", "Initech: CRM migration",
+                               "Umbrella: EMEA expansion", "Hooli: security review")):
+        data = PlanCreate(title=title, template="quick", start_date=today - timedelta(days=3),
+                          deal=DealRef(provider="hubspot", account_id="demo-portal",
+                                       deal_id=f"demo-deal-{n + 2}"))
+        made[title] = plan = plans.create_plan(s, tenant_id, data, "docs", today)
+        users.claim_plan(s, plan, owner, "docs")
+        for i, m in enumerate(sorted(plan.milestones, key=lambda m: m.position)):
+            m.due_date = today + timedelta(days=4 + 9 * i)
+    s.flush()
+    initech = sorted(made["Initech: CRM migration"].milestones, key=lambda m: m.position)
+    initech[0].risk = "off_track"
+    umbrella = made["Umbrella: EMEA expansion"]
+    first = min(umbrella.milestones, key=lambda m: m.position)
+    s.add(Slip(tenant_id=tenant_id, plan_id=umbrella.id, milestone_id=first.id,
+               old_date=first.due_date - timedelta(days=12), new_date=first.due_date, actor="docs"))
+    hooli = made["Hooli: security review"]
+    s.add(Activity(tenant_id=tenant_id, plan_id=hooli.id, actor="buyer:Dana <dana@hooli.example>",
+                   action="comment.added", at=clock.now() - timedelta(days=1)))
+    s.commit()
 
 
 if __name__ == "__main__":
