@@ -186,6 +186,10 @@ class Page:
 
 @runtime_checkable
 class CrmConnector(Protocol):
+    """What the webapp calls on a CRM. Optional: `remove_plan(plan_uuid, deal_id,
+    milestone_uuids, remote_ids)` for a plan deleted here (archive or delete its records,
+    missing ones included, and empty the deal's summary fields); sync calls it when present."""
+
     provider: str
 
     def ensure_setup(self) -> dict:

@@ -824,6 +824,31 @@ class HubSpotConnector:
                 type_id, BatchInputSimplePublicObjectId(inputs=[SimplePublicObjectId(id=i) for i in chunk]),
                 **self._t))
 
+    def remove_plan(self, plan_uuid: str, deal_id: str, milestone_uuids: tuple,
+                    remote_ids: dict) -> None:
+        """A plan deleted in MutualPlan: in custom-objects mode its plan and milestone records
+        go to the recycle bin (one batch archive per object type, by the record ids the mirror
+        knows; an id already archived or gone answers 204 too, "Archive a batch of objects by
+        ID", https://developers.hubspot.com/docs/api-reference/latest/crm/objects/custom-objects/
+        batch/delete-custom-objects), and in both modes the deal's mp_* summary is emptied in
+        one update. Never-pushed milestones have no record id and nothing to archive."""
+        types = self.settings.get("object_types") or {}
+        if self.mode == MODE_CUSTOM and types:
+            for kind, uuids in (("milestone", milestone_uuids), ("plan", (plan_uuid,))):
+                ids = [remote_ids[u] for u in uuids if remote_ids.get(u)]
+                for chunk in _chunks(ids):
+                    self._call(lambda c, t=types[kind], chunk=chunk: c.crm.objects.batch_api.archive(
+                        t, BatchInputSimplePublicObjectId(
+                            inputs=[SimplePublicObjectId(id=str(i)) for i in chunk]), **self._t))
+        if not (deal_id or "").isdigit():
+            return
+        cleared = {spec[0]: "" for spec in DEAL_PROPERTIES.values()}
+        try:
+            self._call(lambda c: c.crm.objects.basic_api.update(
+                "deals", deal_id, SimplePublicObjectInput(properties=cleared), **self._t))
+        except NotFound:
+            pass  # the deal is gone (deleted in HubSpot): no summary left to clear
+
     # -- deals --------------------------------------------------------------------------------
     def update_deal(self, update: DealUpdate) -> None:
         props = deal_properties(update)

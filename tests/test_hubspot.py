@@ -1229,3 +1229,66 @@ def test_a_storage_error_logs_no_sql_parameters(app, client, sb, capsys, monkeyp
     logged = _logged(capsys)
     assert "no_such_table" in logged  # the traceback is there
     assert "hunter2" not in logged
+
+
+# ---- a plan deleted here leaves nothing in HubSpot ---------------------------------------------
+
+
+def _summary(sb, portal, deal) -> dict:
+    props = sb.get_record(portal, "deals", deal)["properties"]
+    return {k: v for k, v in props.items() if k.startswith("mp_") and v not in (None, "")}
+
+
+def test_deleting_a_plan_archives_its_records_and_clears_the_deal(app, client, sb):
+    installation_id, api = installed(app, client, sb, ENT)
+    deal = deal_id(sb, ENT)
+    plan = new_plan(api, ENT, deal)
+    run(app)
+    types = inst(app, installation_id).settings["object_types"]
+    assert len(sb.records(ENT, types["milestone"])) == 12 and _summary(sb, ENT, deal)
+    assert api.delete(f"/plans/{plan['id']}").status_code == 204
+    [row] = outbox(app, status="pending")
+    assert row.payload["op"] == "remove"
+    sb.reset_calls(ENT)
+    run(app)
+    # two batch archives (milestones, plan) and one deal update
+    assert total_calls(sb, ENT) == 3, sb.call_counts(ENT)
+    assert sb.records(ENT, types["milestone"]) == [] and sb.records(ENT, types["plan"]) == []
+    assert len(sb.records(ENT, types["milestone"], archived=True)) == 12
+    assert [r["properties"]["mp_uuid"] for r in sb.records(ENT, types["plan"], archived=True)] \
+        == [plan["id"]]
+    assert _summary(sb, ENT, deal) == {}
+    assert not outbox(app, status="pending") and not outbox(app, status="dead")
+    # the next pull finds our own archives in the bin and changes nothing here
+    sb.advance(2)
+    run(app, "pull", installation_id)
+    assert api.get("/plans").json["items"] == [] and not outbox(app, status="dead")
+
+
+def test_deleting_a_plan_in_deal_properties_mode_clears_the_deal_in_one_call(app, client, sb):
+    _, api = installed(app, client, sb, PRO)
+    deal = deal_id(sb, PRO)
+    plan = new_plan(api, PRO, deal)
+    run(app)
+    assert _summary(sb, PRO, deal)
+    assert api.delete(f"/plans/{plan['id']}").status_code == 204
+    sb.reset_calls(PRO)
+    run(app)
+    assert sb.call_counts(PRO) == {"PATCH /crm/v3/objects/{object_type}/{object_id}": 1}
+    assert _summary(sb, PRO, deal) == {}
+    assert not outbox(app, status="pending") and not outbox(app, status="dead")
+
+
+def test_a_record_already_archived_does_not_fail_the_removal(app, client, sb):
+    installation_id, api = installed(app, client, sb, ENT)
+    deal = deal_id(sb, ENT)
+    plan = new_plan(api, ENT, deal)
+    run(app)
+    types = inst(app, installation_id).settings["object_types"]
+    gone = _record_of(sb, ENT, types["milestone"], milestone(plan, "Discovery call")["id"])
+    sb.ui_delete(ENT, types["milestone"], gone["id"])  # in the bin before our delete arrives
+    assert api.delete(f"/plans/{plan['id']}").status_code == 204
+    run(app)
+    assert sb.records(ENT, types["milestone"]) == [] and sb.records(ENT, types["plan"]) == []
+    assert _summary(sb, ENT, deal) == {}
+    assert [r.status for r in outbox(app)][-1] == "done" and not outbox(app, status="dead")
