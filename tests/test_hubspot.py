@@ -1229,3 +1229,24 @@ def test_a_storage_error_logs_no_sql_parameters(app, client, sb, capsys, monkeyp
     logged = _logged(capsys)
     assert "no_such_table" in logged  # the traceback is there
     assert "hunter2" not in logged
+
+
+def test_card_sync_carries_advice_that_never_says_move_the_deal_back(app, client, sb, served):
+    installation_id, _ = installed(app, client, sb, ENT)
+    deal = deal_id(sb, ENT)
+
+    def fetch(method, path, body=None):
+        return sb.card_fetch(served + path, method, json_body=body, portal_id=ENT, retry_once=False)
+
+    made = fetch("POST", f"/hubspot/card/deals/{deal}/plan", {"template": "enterprise"})
+    assert made.status == 201 and made.json()["sync"]["advice"] is None
+    run(app)
+    sb.advance(1)
+    # a plan started on a deal already well along: no gating milestone is done yet
+    sb.rep_update_deal(ENT, deal, {"dealstage": "decisionmakerboughtin"})
+    assert run(app, "pull", installation_id) >= 1
+    synced = fetch("GET", f"/hubspot/card/deals/{deal}/plan").json()["sync"]
+    assert synced["mismatch"]["kind"] == "ahead"
+    advice = synced["advice"]
+    assert "Decision Maker Bought-In" in advice and "Leave the deal where it is" in advice
+    assert "move the deal back" not in advice

@@ -28,11 +28,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.hubspot import MODE_DEAL, InvalidSignature, SignatureVerifier
 
-from .. import analytics, clock, jobs, plan_templates, plans, security, sharing, sync, users
+from .. import analytics, clock, jobs, mirror, plan_templates, plans, security, sharing, sync, users
 from ..config import LOCAL_HOSTS
 from ..db import session
 from ..errors import Invalid, ProblemError, Unauthorized
-from ..models import HubSpotEvent, Installation, Plan
+from ..models import HubSpotEvent, Installation, Mirror, Plan
 from ..schemas import DealRef, MilestonePatch, PlanCreate, PlanOut, RowId, ShortText, clean_line
 from ..web import keys, today
 
@@ -247,12 +247,24 @@ def _iso(value):
 
 def _sync(s, plan: Plan | None) -> dict:
     if plan is None:
-        return {"state": "synced", "last_pushed_at": None, "pending": 0, "dead_letters": [], "mismatch": None}
+        return {"state": "synced", "last_pushed_at": None, "pending": 0, "dead_letters": [], "mismatch": None,
+                "advice": None}
     st = sync.status(s, plan)
     state = {"failed": "failed", "pending": "pending", "needs_reconnect": "pending"}.get(st["state"], "synced")
     return {"state": state, "last_pushed_at": _iso(st["last_pushed_at"]), "pending": st["pending"],
             "dead_letters": [{"error": d["error"], "at": _iso(d["at"])} for d in st["dead_letters"]],
-            "mismatch": st["mismatch"]}
+            "mismatch": st["mismatch"],
+            # the same words as the editor's CRM panel (mirror.advice never says to move a deal back)
+            "advice": " ".join(mirror.advice(st["mismatch"], _stage_labels(s, plan))) or None}
+
+
+def _stage_labels(s, plan: Plan) -> dict:
+    """Stage id -> HubSpot label for the deal's pipeline, from the labels cached at install."""
+    row: Installation = g.hs_installation
+    state = s.get(Mirror, plan.id)
+    settings = row.settings or {}
+    pipeline = (state and state.deal_pipeline) or settings.get("default_pipeline") or "default"
+    return {st["id"]: st["label"] for st in settings.get("pipelines", {}).get(pipeline, [])}
 
 
 def _buyer_link(s, plan: Plan | None):

@@ -86,8 +86,12 @@ export interface SyncStatus {
   mismatch: null | {
     kind: 'ahead' | 'behind';
     deal_stage: string;
-    expected_stage: string;
+    /** null when no milestone that moves the deal is done yet */
+    expected_stage: string | null;
   };
+  /** What the rep should do about the mismatch, in the CRM's stage labels (webapp/mirror.py
+   * advice: it never says to move a deal back); absent from older backends. */
+  advice?: string | null;
 }
 
 export interface Envelope {
