@@ -245,6 +245,15 @@ def _iso(value):
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
+def _templates(s, row: Installation) -> list[dict]:
+    """Built-in and the tenant's templates; `default` marks the one the card preselects (the
+    deal's pipeline is not known before a plan exists, so the installation's default pipeline's)."""
+    pipeline = (row.settings or {}).get("default_pipeline")
+    return [{"key": t["key"], "name": t["name"], "description": t["description"],
+             "milestone_count": t["milestone_count"], "default": t["default"]}
+            for t in plan_templates.choices(s, row.tenant_id, None, pipeline)]
+
+
 def _sync(s, plan: Plan | None) -> dict:
     if plan is None:
         return {"state": "synced", "last_pushed_at": None, "pending": 0, "dead_letters": [], "mismatch": None,
@@ -341,8 +350,7 @@ def envelope(plan: Plan | None, status: int = 200):
         "connection": "ok" if active else "needs_reconnect",
         "reconnect_url": None if active else install_url(),
         "plan": PlanOut.model_validate(plans.document(s, plan, today())).model_dump(mode="json") if plan else None,
-        "templates": [{"key": t["key"], "name": t["name"], "description": t["description"],
-                       "milestone_count": t["milestone_count"]} for t in plan_templates.summaries()],
+        "templates": _templates(s, row),
         "sync": _sync(s, plan),
         "buyer_link": _buyer_link(s, plan),
     }
@@ -410,16 +418,14 @@ def card_get_plan(deal_id):
 @card
 def card_create_plan(deal_id):
     data = CardCreate.model_validate(_json_object())
-    if data.template not in plan_templates.TEMPLATES:
-        raise Invalid("template", f"must be one of {sorted(plan_templates.TEMPLATES)}")
     row: Installation = g.hs_installation
     s = session()
     create = PlanCreate.model_validate({
-        "title": (data.title or "").strip() or None, "template": data.template,
+        "title": (data.title or "").strip() or None,
         "deal": DealRef.model_validate({"provider": PROVIDER, "account_id": row.account_id, "deal_id": deal_id,
                                         "name": (data.deal_name or "").strip()[:200] or None}),
         "start_date": today()})
-    plan = plans.create_plan(s, row.tenant_id, create, g.hs_actor, today())
+    plan = plans.create_from_template(s, row.tenant_id, create, data.template, g.hs_actor, today())
     users.claim_plan(s, plan, _card_user(), g.hs_actor)
     s.commit()
     return envelope(plan, 201)

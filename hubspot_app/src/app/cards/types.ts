@@ -76,6 +76,8 @@ export interface Template {
   name: string;
   description: string;
   milestone_count: number;
+  /** The template to preselect: the tenant's default for the pipeline (absent from older backends). */
+  default?: boolean;
 }
 
 export interface SyncStatus {

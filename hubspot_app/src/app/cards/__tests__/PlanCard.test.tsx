@@ -161,6 +161,20 @@ describe('empty state', () => {
     expect(mocked.createPlan).toHaveBeenCalledWith(CALLER, DEAL, 'enterprise', undefined, 'Globex renewal');
   });
 
+  it("preselects the backend's default template", async () => {
+    const own = { key: 'tpl-1', name: 'Pilot first', description: '', milestone_count: 1, default: true };
+    mocked.getPlan.mockResolvedValue(
+      envelope({ plan: null, templates: [...envelope().templates, own] }),
+    );
+    mocked.createPlan.mockResolvedValue(envelope());
+    const renderer = await renderCard();
+
+    expect(renderer.findByTestId(ToggleGroup, 'template').props.value).toBe('tpl-1');
+    renderer.findByTestId(Button, 'create').trigger('onClick');
+    await vi.waitFor(() => expect(mocked.createPlan).toHaveBeenCalled());
+    expect(mocked.createPlan).toHaveBeenCalledWith(CALLER, DEAL, 'tpl-1', undefined, DEAL_NAME);
+  });
+
   it('sends no deal name while HubSpot has not given one', async () => {
     mocked.getPlan.mockResolvedValue(envelope({ plan: null }));
     mocked.createPlan.mockResolvedValue(envelope());

@@ -27,7 +27,7 @@ interface Props {
 
 export function EmptyPlan({ templates, busy, onCreate }: Props) {
   const choices = templates.length ? templates : FALLBACK_TEMPLATES;
-  const [template, setTemplate] = useState(choices[0].key);
+  const [template, setTemplate] = useState((choices.find((t) => t.default) ?? choices[0]).key);
   const [title, setTitle] = useState('');
   // The extension context carries only the deal's id; its name is a CRM property.
   const { properties } = useCrmProperties(['dealname']);
