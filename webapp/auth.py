@@ -8,12 +8,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import wraps
 
 from flask import g, redirect, request, url_for
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from . import clock
 from .db import session
 from .errors import ProblemError, Unauthorized
 from .models import ApiKey, Tenant
@@ -55,7 +57,24 @@ def authenticate(header: str | None) -> Principal:
     row = session().scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).one_or_none()
     if row is None or row.revoked_at is not None:
         raise Unauthorized("This API key is not valid.")
-    return Principal(tenant_id=row.tenant_id, actor=f"api:{row.label or row.prefix}", key_id=row.id)
+    principal = Principal(tenant_id=row.tenant_id, actor=f"api:{row.label or row.prefix}", key_id=row.id)
+    _mark_used(row)
+    return principal
+
+
+LAST_USED_EVERY = timedelta(minutes=1)  # coarser than this is enough for "last used"
+
+
+def _mark_used(row: ApiKey) -> None:
+    """Record the key's use, at most once a minute, committed on its own before the request's
+    work starts (the session holds nothing else yet), so a failed request still counts as a use
+    and changes nothing else."""
+    now = clock.now()
+    if row.last_used_at is not None and now - row.last_used_at < LAST_USED_EVERY:
+        return
+    s = session()
+    s.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
+    s.commit()
 
 
 def api_key_required(view):
