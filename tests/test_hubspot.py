@@ -1292,3 +1292,52 @@ def test_a_record_already_archived_does_not_fail_the_removal(app, client, sb):
     assert sb.records(ENT, types["milestone"]) == [] and sb.records(ENT, types["plan"]) == []
     assert _summary(sb, ENT, deal) == {}
     assert [r.status for r in outbox(app)][-1] == "done" and not outbox(app, status="dead")
+
+
+def test_card_sync_carries_advice_that_never_says_move_the_deal_back(app, client, sb, served):
+    installation_id, _ = installed(app, client, sb, ENT)
+    deal = deal_id(sb, ENT)
+
+    def fetch(method, path, body=None):
+        return sb.card_fetch(served + path, method, json_body=body, portal_id=ENT, retry_once=False)
+
+    made = fetch("POST", f"/hubspot/card/deals/{deal}/plan", {"template": "enterprise"})
+    assert made.status == 201 and made.json()["sync"]["advice"] is None
+    run(app)
+    sb.advance(1)
+    # a plan started on a deal already well along: no gating milestone is done yet
+    sb.rep_update_deal(ENT, deal, {"dealstage": "decisionmakerboughtin"})
+    assert run(app, "pull", installation_id) >= 1
+    synced = fetch("GET", f"/hubspot/card/deals/{deal}/plan").json()["sync"]
+    assert synced["mismatch"]["kind"] == "ahead"
+    advice = synced["advice"]
+    assert "Decision Maker Bought-In" in advice and "Leave the deal where it is" in advice
+    assert "move the deal back" not in advice
+
+
+def test_card_preselects_the_tenants_default_template_and_creates_from_it(app, client, sb, served):
+    from webapp.models import PlanTemplate
+    installation_id, _ = installed(app, client, sb, ENT)
+    deal = deal_id(sb, ENT)
+    with app.app_context():
+        s = session()
+        row = s.get(Installation, installation_id)
+        pipeline = (row.settings or {}).get("default_pipeline") or "default"
+        own = PlanTemplate(tenant_id=row.tenant_id, name="Pilot first", default_for_pipeline=pipeline,
+                           default_go_live_days=30, stages=[{"name": "Pilot", "milestones": [
+                               {"title": "Pilot kickoff", "owner_side": "both", "anchor": "start",
+                                "days": 0, "description": ""}]}])
+        s.add(own)
+        s.commit()
+        key = own.id
+
+    def fetch(method, path, body=None):
+        return sb.card_fetch(served + path, method, json_body=body, portal_id=ENT, retry_once=False)
+
+    templates = fetch("GET", f"/hubspot/card/deals/{deal}/plan").json()["templates"]
+    assert [t["key"] for t in templates if t["default"]] == [key]
+    assert fetch("POST", f"/hubspot/card/deals/{deal}/plan", {"template": "nope"}).status == 422
+    made = fetch("POST", f"/hubspot/card/deals/{deal}/plan", {"template": key, "deal_name": "Acme"})
+    assert made.status == 201, made.body
+    plan = made.json()["plan"]
+    assert plan["title"] == "Acme" and [m["title"] for m in milestones(plan)] == ["Pilot kickoff"]

@@ -108,3 +108,33 @@ def test_salesforce_new_plan_and_the_by_deal_route(app, client, sf, org):
 def test_by_deal_sends_anonymous_people_to_sign_in(client):
     answer = client.get("/app/plans/by-deal/salesforce/00D1/006A", headers=HTML)
     assert answer.status_code == 302 and "/login?next=" in answer.headers["Location"]
+
+
+def _own_template(app, pipeline):
+    from webapp.models import PlanTemplate, Tenant
+    with app.app_context():
+        s = session()
+        row = PlanTemplate(tenant_id=s.scalars(select(Tenant.id)).one(), name="Pilot first",
+                           default_for_pipeline=pipeline, default_go_live_days=30,
+                           stages=[{"name": "Pilot", "milestones": [
+                               {"title": "Pilot kickoff", "owner_side": "both", "anchor": "start", "days": 0,
+                                "description": ""}]}])
+        s.add(row)
+        s.commit()
+        return row.id
+
+
+def test_new_plan_preselects_the_pipelines_default_template(app, client, hs):
+    sign_in_hubspot(client, hs)
+    deal = next(r for r in hs.records(ENT, "deals")
+                if r["properties"]["dealname"] == "Acme - Platform rollout")
+    key = _own_template(app, deal["properties"]["pipeline"])
+    found = client.get("/app/deals?q=platform", headers=HTML)
+    assert re.search(rf'<option value="{key}" selected>Pilot first', found.text)
+    assert '<option value="enterprise" selected' not in found.text
+    made = client.post("/app/plans", headers=HTML, data={
+        "csrf": csrf_of(found), "deal_id": deal["id"], "template": key})
+    assert made.status_code == 303
+    with app.app_context():
+        plan = session().scalars(select(Plan)).one()
+        assert [m.title for m in plan.milestones] == ["Pilot kickoff"] and plan.template == key

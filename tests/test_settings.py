@@ -322,3 +322,30 @@ def test_logo_upload_is_checked_kept_out_when_refused_and_served_safely(app, api
     assert "sandbox" in served.headers["Content-Security-Policy"]
     assert client.get(photo).mimetype == "image/png"
     assert client.get(logo.replace(".svg", ".png")).status_code == 404
+
+
+def test_api_keys_show_when_they_were_last_used_written_at_most_once_a_minute(app, client, sign_in):
+    from datetime import UTC, datetime, timedelta
+    times = iter([datetime(2026, 11, 29, 9, 0, tzinfo=UTC), datetime(2026, 11, 29, 9, 0, 30, tzinfo=UTC),
+                  datetime(2026, 11, 29, 9, 2, tzinfo=UTC)])
+    admin = sign_in(role="admin")
+    response = client.post("/settings/keys", data={"csrf": admin.csrf, "label": "Zapier"})
+    key = re.search(r'value="(mp_[^"]+)"', response.get_data(as_text=True))[1]
+    assert "Never" in client.get("/settings/keys").get_data(as_text=True)
+    bearer = {"Authorization": f"Bearer {key}"}
+
+    def used_after_call():
+        moment = next(times)
+        app.config["CLOCK"] = lambda: moment
+        try:
+            client.get("/api/v1/plans", headers=bearer)
+        finally:
+            app.config.pop("CLOCK")
+        with app.app_context():
+            return session().scalars(select(ApiKey.last_used_at).where(ApiKey.key_hash == hash_key(key))).one()
+
+    first = used_after_call()
+    assert first.replace(tzinfo=UTC) == datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+    assert used_after_call() == first  # 30 s later: not written again
+    assert used_after_call().replace(tzinfo=UTC) - first.replace(tzinfo=UTC) == timedelta(minutes=2)
+    assert "29 Nov 2026 09:02 UTC" in client.get("/settings/keys").get_data(as_text=True)

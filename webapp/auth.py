@@ -8,12 +8,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import wraps
 
-from flask import g, redirect, request, url_for
-from sqlalchemy import select
+from flask import current_app, g, redirect, request, url_for
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from . import clock
 from .db import session
 from .errors import ProblemError, Unauthorized
 from .models import ApiKey, Tenant
@@ -55,7 +57,22 @@ def authenticate(header: str | None) -> Principal:
     row = session().scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).one_or_none()
     if row is None or row.revoked_at is not None:
         raise Unauthorized("This API key is not valid.")
+    g.api_key_last_used = row.last_used_at  # for _mark_used once the request has succeeded
     return Principal(tenant_id=row.tenant_id, actor=f"api:{row.label or row.prefix}", key_id=row.id)
+
+
+LAST_USED_EVERY = timedelta(minutes=1)  # coarser than this is enough for "last used"
+
+
+def _mark_used(key_id: str, last_used) -> None:
+    """Record the key's use, at most once a minute, after a request that succeeded (its work is
+    committed already): a failed request changes nothing, not even this."""
+    now = clock.now()
+    if last_used is not None and now - clock.aware(last_used) < LAST_USED_EVERY:
+        return
+    s = session()
+    s.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+    s.commit()
 
 
 def api_key_required(view):
@@ -65,7 +82,10 @@ def api_key_required(view):
         from .web import limit_tenant  # web imports the domain; auth is imported by it
 
         limit_tenant(g.principal.tenant_id)
-        return view(*args, **kwargs)
+        response = current_app.make_response(view(*args, **kwargs))
+        if response.status_code < 400:
+            _mark_used(g.principal.key_id, g.api_key_last_used)
+        return response
 
     return wrapper
 

@@ -59,6 +59,8 @@ class ApiKey(Base):
     label: Mapped[str] = mapped_column(String(120), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # written at most once a minute (webapp/auth.py authenticate), so reads stay reads
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     tenant: Mapped[Tenant] = relationship()
 
 

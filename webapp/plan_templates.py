@@ -106,6 +106,16 @@ def summaries(s=None, tenant_id: str | None = None) -> list[dict]:
     ]
 
 
+def choices(s, tenant_id: str, pipeline: str | None, fallback_pipeline: str | None) -> list[dict]:
+    """The templates a new plan can start from, built-in then the tenant's, the one to preselect
+    flagged `default`: the default for the deal's pipeline when it is known and has one, else the
+    default for the tenant's (installation's) default pipeline; no flag when neither has one."""
+    items = summaries(s, tenant_id)
+    by_pipeline = {t["default_for_pipeline"]: t["key"] for t in items if t["default_for_pipeline"]}
+    chosen = by_pipeline.get(pipeline) or by_pipeline.get(fallback_pipeline or "default")
+    return [{**t, "default": t["key"] == chosen} for t in items]
+
+
 def milestone_count(stages: list[dict]) -> int:
     return sum(len(st["milestones"]) for st in stages)
 

@@ -279,6 +279,18 @@ def _add_template(plan: Plan, template: dict, start: date, go_live: date | None)
     return go_live
 
 
+def create_from_template(s: Session, tenant_id: str, data: PlanCreate, key: str, actor: str,
+                         today: date) -> Plan:
+    """A new plan from a built-in template or one of the tenant's own (by id), checked first so
+    that an unknown key creates nothing."""
+    if key in plan_templates.TEMPLATES:
+        return create_plan(s, tenant_id, data.model_copy(update={"template": key}), actor, today)
+    if plan_templates.resolve(s, tenant_id, key) is None:
+        raise Invalid("template", "pick one of the templates")
+    plan = create_plan(s, tenant_id, data.model_copy(update={"template": None}), actor, today)
+    return apply_template(s, plan, key, actor, today)
+
+
 def apply_template(s: Session, plan: Plan, key: str, actor: str, today: date) -> Plan:
     """Append a template's stages and milestones to an existing plan (one activity entry).
 

@@ -28,11 +28,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.hubspot import MODE_DEAL, InvalidSignature, SignatureVerifier
 
-from .. import analytics, clock, jobs, plan_templates, plans, security, sharing, sync, users
+from .. import analytics, clock, jobs, mirror, plan_templates, plans, security, sharing, sync, users
 from ..config import LOCAL_HOSTS
 from ..db import session
 from ..errors import Invalid, ProblemError, Unauthorized
-from ..models import HubSpotEvent, Installation, Plan
+from ..models import HubSpotEvent, Installation, Mirror, Plan
 from ..schemas import DealRef, MilestonePatch, PlanCreate, PlanOut, RowId, ShortText, clean_line
 from ..web import keys, today
 
@@ -245,14 +245,35 @@ def _iso(value):
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
+def _templates(s, row: Installation) -> list[dict]:
+    """Built-in and the tenant's templates; `default` marks the one the card preselects (the
+    deal's pipeline is not known before a plan exists, so the installation's default pipeline's)."""
+    pipeline = (row.settings or {}).get("default_pipeline")
+    return [{"key": t["key"], "name": t["name"], "description": t["description"],
+             "milestone_count": t["milestone_count"], "default": t["default"]}
+            for t in plan_templates.choices(s, row.tenant_id, None, pipeline)]
+
+
 def _sync(s, plan: Plan | None) -> dict:
     if plan is None:
-        return {"state": "synced", "last_pushed_at": None, "pending": 0, "dead_letters": [], "mismatch": None}
+        return {"state": "synced", "last_pushed_at": None, "pending": 0, "dead_letters": [], "mismatch": None,
+                "advice": None}
     st = sync.status(s, plan)
     state = {"failed": "failed", "pending": "pending", "needs_reconnect": "pending"}.get(st["state"], "synced")
     return {"state": state, "last_pushed_at": _iso(st["last_pushed_at"]), "pending": st["pending"],
             "dead_letters": [{"error": d["error"], "at": _iso(d["at"])} for d in st["dead_letters"]],
-            "mismatch": st["mismatch"]}
+            "mismatch": st["mismatch"],
+            # the same words as the editor's CRM panel (mirror.advice never says to move a deal back)
+            "advice": " ".join(mirror.advice(st["mismatch"], _stage_labels(s, plan))) or None}
+
+
+def _stage_labels(s, plan: Plan) -> dict:
+    """Stage id -> HubSpot label for the deal's pipeline, from the labels cached at install."""
+    row: Installation = g.hs_installation
+    state = s.get(Mirror, plan.id)
+    settings = row.settings or {}
+    pipeline = (state and state.deal_pipeline) or settings.get("default_pipeline") or "default"
+    return {st["id"]: st["label"] for st in settings.get("pipelines", {}).get(pipeline, [])}
 
 
 def _buyer_link(s, plan: Plan | None):
@@ -329,8 +350,7 @@ def envelope(plan: Plan | None, status: int = 200):
         "connection": "ok" if active else "needs_reconnect",
         "reconnect_url": None if active else install_url(),
         "plan": PlanOut.model_validate(plans.document(s, plan, today())).model_dump(mode="json") if plan else None,
-        "templates": [{"key": t["key"], "name": t["name"], "description": t["description"],
-                       "milestone_count": t["milestone_count"]} for t in plan_templates.summaries()],
+        "templates": _templates(s, row),
         "sync": _sync(s, plan),
         "buyer_link": _buyer_link(s, plan),
     }
@@ -398,16 +418,14 @@ def card_get_plan(deal_id):
 @card
 def card_create_plan(deal_id):
     data = CardCreate.model_validate(_json_object())
-    if data.template not in plan_templates.TEMPLATES:
-        raise Invalid("template", f"must be one of {sorted(plan_templates.TEMPLATES)}")
     row: Installation = g.hs_installation
     s = session()
     create = PlanCreate.model_validate({
-        "title": (data.title or "").strip() or None, "template": data.template,
+        "title": (data.title or "").strip() or None,
         "deal": DealRef.model_validate({"provider": PROVIDER, "account_id": row.account_id, "deal_id": deal_id,
                                         "name": (data.deal_name or "").strip()[:200] or None}),
         "start_date": today()})
-    plan = plans.create_plan(s, row.tenant_id, create, g.hs_actor, today())
+    plan = plans.create_from_template(s, row.tenant_id, create, data.template, g.hs_actor, today())
     users.claim_plan(s, plan, _card_user(), g.hs_actor)
     s.commit()
     return envelope(plan, 201)

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from connector.errors import CrmError
 
-from .. import analytics, dashboard, plans, providers, users
+from .. import analytics, dashboard, plan_templates, plans, providers, users
 from ..auth import Forbidden, login_required
 from ..db import session
 from ..domain_errors import Conflict, NotFound
@@ -79,7 +79,15 @@ def find_deals():
             error = "Your CRM did not answer the search just now. Try again in a minute."
     taken = _plans_by_deal(row, [d.id for d in deals])
     return render_template("workspace/new_plan.html", user=g.user, q=q, deals=deals,
-                           error=error, taken=taken, row=row, single=None)
+                           error=error, taken=taken, row=row, single=None,
+                           templates=_templates(row))
+
+
+def _templates(row: Installation):
+    """Per deal pipeline, the templates with the one to preselect flagged `default` (the
+    pipeline's default template, else the installation's default pipeline's)."""
+    fallback = (row.settings or {}).get("default_pipeline")
+    return lambda pipeline: plan_templates.choices(session(), row.tenant_id, pipeline, fallback)
 
 
 def _plans_by_deal(row: Installation, deal_ids: list[str]) -> dict:
@@ -100,11 +108,13 @@ def create_plan():
     title = (request.form.get("title") or "").strip() or "Mutual Action Plan"
     s = session()
     data = PlanCreate.model_validate({
-        "title": title[:200], "template": "enterprise", "start_date": today(),
+        "title": title[:200], "start_date": today(),
         "deal": DealRef.model_validate({"provider": row.provider, "account_id": row.account_id,
                                         "deal_id": deal_id})})
     try:
-        plan = plans.create_plan(s, row.tenant_id, data, users.actor_of(g.user), today())
+        plan = plans.create_from_template(s, row.tenant_id, data,
+                                          (request.form.get("template") or "enterprise")[:36],
+                                          users.actor_of(g.user), today())
     except Conflict as exc:
         s.rollback()
         return redirect(f"/editor/plans/{exc.extra['plan_id']}", 303)
@@ -128,4 +138,4 @@ def by_deal(provider, account, deal):
             raise Forbidden("This deal's plan belongs to another rep; ask them or an admin.")
         return redirect(f"/editor/plans/{found}", 303)
     return render_template("workspace/new_plan.html", user=g.user, q="", deals=[], error=None,
-                           taken={}, row=row, single=deal)
+                           taken={}, row=row, single=deal, templates=_templates(row))

@@ -87,10 +87,13 @@ export function createPlan(
   dealId: string,
   template: TemplateKey | string,
   title?: string,
+  dealName?: string,
 ): Promise<Envelope> {
   return call(caller, 'POST', `/hubspot/card/deals/${seg(dealId)}/plan`, {
     template,
     ...(title ? { title } : {}),
+    // the backend stores it and defaults the plan's title to it
+    ...(dealName ? { deal_name: dealName } : {}),
   });
 }
 

@@ -76,6 +76,8 @@ export interface Template {
   name: string;
   description: string;
   milestone_count: number;
+  /** The template to preselect: the tenant's default for the pipeline (absent from older backends). */
+  default?: boolean;
 }
 
 export interface SyncStatus {
@@ -86,8 +88,12 @@ export interface SyncStatus {
   mismatch: null | {
     kind: 'ahead' | 'behind';
     deal_stage: string;
-    expected_stage: string;
+    /** null when no milestone that moves the deal is done yet */
+    expected_stage: string | null;
   };
+  /** What the rep should do about the mismatch, in the CRM's stage labels (webapp/mirror.py
+   * advice: it never says to move a deal back); absent from older backends. */
+  advice?: string | null;
 }
 
 export interface Envelope {

@@ -26,7 +26,7 @@ export interface PlanState {
   notice: Notice | null;
   busy: boolean;
   reload: () => Promise<void>;
-  create: (template: string, title?: string) => Promise<void>;
+  create: (template: string, title?: string, dealName?: string) => Promise<void>;
   changeMilestone: (milestone: Milestone, changes: MilestoneChanges) => Promise<boolean>;
   move: (stage: Stage, milestoneId: string, delta: -1 | 1) => Promise<void>;
   buyerLink: (rotate: boolean) => Promise<void>;
@@ -100,8 +100,8 @@ export function usePlan(caller: Caller, dealId: string): PlanState {
     busy,
     reload,
 
-    create: async (template, title) => {
-      await run(() => api.createPlan(who, dealId, template, title), (next) => {
+    create: async (template, title, dealName) => {
+      await run(() => api.createPlan(who, dealId, template, title, dealName), (next) => {
         replace(next);
         setNotice({ variant: 'success', title: 'Plan created' });
       });

@@ -40,6 +40,8 @@ const ORIGIN = 'https://backend.mutualplan.test';
 /** The caller the renderer's mocked context produces (portal 123, user 1, deal 123). */
 const CALLER = { origin: ORIGIN, portalId: 123, userId: 1, userEmail: 'fake_email@example.com' };
 const DEAL = '123';
+/** The renderer's default useCrmProperties mock answers `fake_<name>`. */
+const DEAL_NAME = 'fake_dealname';
 
 function problem(status: number, title: string, detail?: string, errors?: unknown) {
   return new ApiError({ type: 'about:blank', title, status, detail, errors });
@@ -124,7 +126,7 @@ describe('empty state', () => {
     renderer.findByTestId(Button, 'create').trigger('onClick');
 
     await renderer.waitFor(() => expect(renderer.maybeFind(EmptyState)).toBeNull());
-    expect(mocked.createPlan).toHaveBeenCalledWith(CALLER, DEAL, 'quick', 'Acme rollout');
+    expect(mocked.createPlan).toHaveBeenCalledWith(CALLER, DEAL, 'quick', 'Acme rollout', DEAL_NAME);
     expect(renderer.findByTestId(Alert, 'notice').props.title).toBe('Plan created');
     expect(renderer.findByTestId(Heading, 'plan-title').text).toBe('Acme rollout');
   });
@@ -136,7 +138,60 @@ describe('empty state', () => {
 
     renderer.findByTestId(Button, 'create').trigger('onClick');
     await vi.waitFor(() => expect(mocked.createPlan).toHaveBeenCalled());
-    expect(mocked.createPlan).toHaveBeenCalledWith(CALLER, DEAL, 'enterprise', undefined);
+    expect(mocked.createPlan).toHaveBeenCalledWith(CALLER, DEAL, 'enterprise', undefined, DEAL_NAME);
+  });
+
+  it("sends the deal's name from its CRM properties, and none when HubSpot has none", async () => {
+    mocked.getPlan.mockResolvedValue(envelope({ plan: null }));
+    mocked.createPlan.mockResolvedValue(envelope());
+    const renderer = configuredRenderer();
+    renderer.mocks.useCrmProperties.willCall((names) => ({
+      properties: Object.fromEntries(names.map((n) => [n, n === 'dealname' ? '  Globex renewal ' : null])),
+      error: null,
+      isLoading: false,
+      isRefetching: false,
+      refetch: async () => {},
+    }));
+    renderer.render(<PlanCard />);
+    await renderer.waitFor(() => expect(renderer.maybeFind(LoadingSpinner)).toBeNull());
+
+    expect(renderer.findByTestId(Input, 'title').props.placeholder).toBe('Globex renewal');
+    renderer.findByTestId(Button, 'create').trigger('onClick');
+    await vi.waitFor(() => expect(mocked.createPlan).toHaveBeenCalled());
+    expect(mocked.createPlan).toHaveBeenCalledWith(CALLER, DEAL, 'enterprise', undefined, 'Globex renewal');
+  });
+
+  it("preselects the backend's default template", async () => {
+    const own = { key: 'tpl-1', name: 'Pilot first', description: '', milestone_count: 1, default: true };
+    mocked.getPlan.mockResolvedValue(
+      envelope({ plan: null, templates: [...envelope().templates, own] }),
+    );
+    mocked.createPlan.mockResolvedValue(envelope());
+    const renderer = await renderCard();
+
+    expect(renderer.findByTestId(ToggleGroup, 'template').props.value).toBe('tpl-1');
+    renderer.findByTestId(Button, 'create').trigger('onClick');
+    await vi.waitFor(() => expect(mocked.createPlan).toHaveBeenCalled());
+    expect(mocked.createPlan).toHaveBeenCalledWith(CALLER, DEAL, 'tpl-1', undefined, DEAL_NAME);
+  });
+
+  it('sends no deal name while HubSpot has not given one', async () => {
+    mocked.getPlan.mockResolvedValue(envelope({ plan: null }));
+    mocked.createPlan.mockResolvedValue(envelope());
+    const renderer = configuredRenderer();
+    renderer.mocks.useCrmProperties.nextResult({
+      properties: {},
+      error: null,
+      isLoading: true,
+      isRefetching: false,
+      refetch: async () => {},
+    });
+    renderer.render(<PlanCard />);
+    await renderer.waitFor(() => expect(renderer.maybeFind(LoadingSpinner)).toBeNull());
+
+    renderer.findByTestId(Button, 'create').trigger('onClick');
+    await vi.waitFor(() => expect(mocked.createPlan).toHaveBeenCalled());
+    expect(mocked.createPlan).toHaveBeenCalledWith(CALLER, DEAL, 'enterprise', undefined, undefined);
   });
 });
 
@@ -194,7 +249,8 @@ describe('plan view', () => {
           last_pushed_at: null,
           pending: 2,
           dead_letters: [{ error: 'Property hs_map_progress does not exist', at: '2026-11-26T09:00:00Z' }],
-          mismatch: { kind: 'ahead', deal_stage: 'Contract sent', expected_stage: 'Qualified' },
+          mismatch: { kind: 'ahead', deal_stage: 'Contract sent', expected_stage: null },
+          advice: 'The deal is already at “Contract sent”, further along than the plan. Leave the deal where it is.',
         },
       }),
     );
@@ -204,8 +260,31 @@ describe('plan view', () => {
     expect(renderer.findByTestId(Text, 'sync-failure').text).toContain(
       'Property hs_map_progress does not exist',
     );
-    expect(renderer.findByTestId(Alert, 'mismatch').text).toContain('ahead of the plan');
+    const mismatch = renderer.findByTestId(Alert, 'mismatch').text;
+    expect(mismatch).toBe(
+      'The deal is already at “Contract sent”, further along than the plan. Leave the deal where it is.',
+    );
+    expect(mismatch).not.toContain('move the deal back');
     expect(renderer.findByTestId(Text, 'mode').text).toContain('only the deal summary properties');
+  });
+
+  it('never tells the rep to move the deal back, even without advice from an older backend', async () => {
+    mocked.getPlan.mockResolvedValue(
+      envelope({
+        sync: {
+          state: 'synced',
+          last_pushed_at: null,
+          pending: 0,
+          dead_letters: [],
+          mismatch: { kind: 'ahead', deal_stage: 'Contract sent', expected_stage: 'Qualified' },
+        },
+      }),
+    );
+    const renderer = await renderCard();
+
+    const mismatch = renderer.findByTestId(Alert, 'mismatch').text;
+    expect(mismatch).toContain('Mark done the milestones that already happened');
+    expect(mismatch).not.toContain('move the deal back');
   });
 
   it('shows pending changes', async () => {

@@ -7,6 +7,7 @@ import {
   Text,
   ToggleGroup,
 } from '@hubspot/ui-extensions';
+import { useCrmProperties } from '@hubspot/ui-extensions/crm';
 import { useState } from 'react';
 
 import type { Template } from '../types';
@@ -20,13 +21,17 @@ const FALLBACK_TEMPLATES: Template[] = [
 interface Props {
   templates: Template[];
   busy: boolean;
-  onCreate: (template: string, title?: string) => void;
+  /** The deal's name goes with the request: the backend keeps it and titles the plan with it. */
+  onCreate: (template: string, title?: string, dealName?: string) => void;
 }
 
 export function EmptyPlan({ templates, busy, onCreate }: Props) {
   const choices = templates.length ? templates : FALLBACK_TEMPLATES;
-  const [template, setTemplate] = useState(choices[0].key);
+  const [template, setTemplate] = useState((choices.find((t) => t.default) ?? choices[0]).key);
   const [title, setTitle] = useState('');
+  // The extension context carries only the deal's id; its name is a CRM property.
+  const { properties } = useCrmProperties(['dealname']);
+  const dealName = properties.dealname?.trim() || undefined;
 
   return (
     <EmptyState testId="empty" title="No mutual action plan yet" layout="vertical" imageName="target">
@@ -49,6 +54,7 @@ export function EmptyPlan({ templates, busy, onCreate }: Props) {
           testId="title"
           name="title"
           label="Plan title (optional)"
+          placeholder={dealName}
           value={title}
           onChange={setTitle}
         />
@@ -56,7 +62,7 @@ export function EmptyPlan({ templates, busy, onCreate }: Props) {
           testId="create"
           variant="primary"
           disabled={busy}
-          onClick={() => onCreate(template, title.trim() || undefined)}
+          onClick={() => onCreate(template, title.trim() || undefined, dealName)}
         >
           Create plan
         </Button>

@@ -149,7 +149,7 @@ function ConfiguredCard({ origin }: { origin: string }) {
         <EmptyPlan
           templates={envelope.templates}
           busy={busy}
-          onCreate={(template, title) => void state.create(template, title)}
+          onCreate={(template, title, dealName) => void state.create(template, title, dealName)}
         />
       )}
     </Flex>

@@ -9,6 +9,14 @@ const MODE_LABEL: Record<Envelope['mode'], string> = {
     'This account has no custom objects (they need an Enterprise subscription), so only the deal summary properties are updated.',
 };
 
+/** Shown only when an older backend sends a mismatch without advice; never "move the deal back". */
+const FALLBACK_ADVICE: Record<'ahead' | 'behind', string> = {
+  ahead:
+    'The deal is further along than the plan. Mark done the milestones that already happened; MutualPlan never moves a deal back.',
+  behind:
+    'The deal was moved back in HubSpot. MutualPlan does not undo a rep\'s move: move the deal if the plan is right, or mark a milestone not done.',
+};
+
 /** How many recent failures to list. */
 const SHOWN_FAILURES = 3;
 
@@ -32,9 +40,7 @@ export function SyncPanel({ mode, sync }: { mode: Envelope['mode']; sync: SyncSt
         ))}
       {sync.mismatch && (
         <Alert testId="mismatch" title="Deal stage and plan disagree" variant="warning">
-          {sync.mismatch.kind === 'ahead'
-            ? `The deal is at "${sync.mismatch.deal_stage}", ahead of the plan, which expects "${sync.mismatch.expected_stage}". Complete the milestones or move the deal back.`
-            : `The deal is at "${sync.mismatch.deal_stage}", behind the plan, which expects "${sync.mismatch.expected_stage}". MutualPlan does not move a deal a rep has moved; update the stage if the plan is right.`}
+          {sync.advice || FALLBACK_ADVICE[sync.mismatch.kind]}
         </Alert>
       )}
       <Text variant="microcopy" testId="mode">

@@ -110,7 +110,11 @@ export function fullEditorUrl(origin, recordId) {
     return `${base}/login/salesforce?next=${next}`;
 }
 
-const HEALTH_LABELS = { on_track: 'On track', at_risk: 'At risk', stalled: 'Stalled' };
+const HEALTH_LABELS = {
+    on_track: 'On track',
+    at_risk: 'At risk',
+    stalled: 'Stalled'
+};
 
 export default class MutualPlan extends LightningElement {
     @api recordId;
@@ -141,12 +145,15 @@ export default class MutualPlan extends LightningElement {
 
     get winProbability() {
         const value = this.opportunityValue(OPP_WIN_PROBABILITY_FIELD);
-        return value === null || value === undefined ? null : `${Math.round(value)}%`;
+        return value === null || value === undefined
+            ? null
+            : `${Math.round(value)}%`;
     }
 
     opportunityValue(field) {
         const data = this.opportunity && this.opportunity.data;
-        const entry = data && data.fields ? data.fields[field.fieldApiName] : undefined;
+        const entry =
+            data && data.fields ? data.fields[field.fieldApiName] : undefined;
         return entry ? entry.value : null;
     }
 

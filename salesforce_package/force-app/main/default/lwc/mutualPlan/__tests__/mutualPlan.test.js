@@ -697,7 +697,9 @@ describe('forecast from the Opportunity fields', () => {
 
     it('shows health and win probability written by the backend', async () => {
         const element = await renderPlan();
-        expect(element.shadowRoot.querySelector('[data-id="forecast"]')).toBeNull();
+        expect(
+            element.shadowRoot.querySelector('[data-id="forecast"]')
+        ).toBeNull();
         getRecord.emit({
             fields: {
                 MAP_Health__c: { value: 'stalled' },
@@ -705,7 +707,9 @@ describe('forecast from the Opportunity fields', () => {
             }
         });
         await flushPromises();
-        const text = element.shadowRoot.querySelector('[data-id="forecast"]').textContent;
+        const text = element.shadowRoot.querySelector(
+            '[data-id="forecast"]'
+        ).textContent;
         expect(text).toContain('Health: Stalled');
         expect(text).toContain('Win probability: 62%');
     });
