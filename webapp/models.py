@@ -423,7 +423,33 @@ class ShareLink(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who may open it (webapp/access.py): open | identify | domain | verified.
+    access_mode: Mapped[str] = mapped_column(String(12), default="open", server_default="open")
+    allowed_domains: Mapped[list] = mapped_column(JSON, default=list)
     plan: Mapped[Plan] = relationship()
+
+
+class BuyerAccess(Base):
+    """One e-mail verification on a share link (webapp/access.py): the one-time code (its
+    HMAC only), then, once verified, the device's 30-day session (the SHA-256 of its cookie)."""
+
+    __tablename__ = "buyer_access"
+    __table_args__ = (Index("ix_buyer_access_link_email", "link_id", "email"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    link_id: Mapped[str] = mapped_column(ForeignKey("share_links.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(254))
+    name: Mapped[str] = mapped_column(String(100), default="")
+    code_hash: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    code_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    session_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    session_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Comment(Base):

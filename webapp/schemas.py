@@ -507,9 +507,32 @@ class NudgeOut(Out):
 # ---- buyer links and the editor ------------------------------------------------
 
 
+AccessMode = Literal["open", "identify", "domain", "verified"]
+AccessDomains = Annotated[list[Line(253)], Field(max_length=20, description=(
+    "E-mail domains (acme.com; subdomains included) a buyer's address must be at; required "
+    "for `domain`, optional for `verified`"))]
+
+
 class ShareLinkIn(In):
     label: ShortText = ""
     expires_at: Moment | None = None
+    access_mode: AccessMode = Field("open", description=(
+        "Who may open the link: `open` (anyone with it), `identify` (name and e-mail asked), "
+        "`domain` (an e-mail at an allowed domain), `verified` (a one-time code e-mailed to "
+        "the address; then 30 days on that device)"))
+    allowed_domains: AccessDomains = []
+
+
+class ShareLinkPatch(In):
+    access_mode: AccessMode | None = None
+    allowed_domains: AccessDomains | None = None
+
+
+class VerifiedBuyer(Out):
+    email: str
+    name: str
+    verified_at: datetime
+    last_seen_at: datetime | None
 
 
 class ShareLinkOut(Out):
@@ -521,6 +544,10 @@ class ShareLinkOut(Out):
     expires_at: datetime | None
     revoked_at: datetime | None
     active: bool
+    access_mode: AccessMode
+    allowed_domains: list[str]
+    verified: list[VerifiedBuyer] = Field(description="Who verified their e-mail on this link "
+                                          "(one entry per address; empty unless `verified`)")
 
 
 class ShareLinkCreated(ShareLinkOut):

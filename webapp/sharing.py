@@ -83,9 +83,15 @@ def is_active(link: ShareLink, now: datetime | None = None) -> bool:
 
 
 def create_link(s: Session, plan: Plan, actor: str, keys: Keys, *, label: str = "",
-                expires_at: datetime | None = None) -> tuple[ShareLink, str]:
-    """A new buyer link; returns (row, url). The url is derived, never stored."""
+                expires_at: datetime | None = None, access_mode: str = "open",
+                allowed_domains=()) -> tuple[ShareLink, str]:
+    """A new buyer link; returns (row, url). The url is derived, never stored. Who may open
+    it: `access_mode` and `allowed_domains` (webapp/access.py)."""
+    from . import access  # access -> notifications -> sharing
+
     expires_at = clock.aware(expires_at)  # a zone-less input is UTC
+    allowed_domains = access.clean_domains(allowed_domains)
+    access.check_mode(access_mode, allowed_domains)
     if expires_at is not None and expires_at <= clock.now():
         raise Invalid("expires_at", "must be in the future")
     plans.check_limit("live_share_links_per_plan", _live_links(s, plan) + 1)
@@ -93,11 +99,12 @@ def create_link(s: Session, plan: Plan, actor: str, keys: Keys, *, label: str = 
     token = _token_for(keys, link_id, salt)
     link = ShareLink(id=link_id, tenant_id=plan.tenant_id, plan_id=plan.id, label=label or "",
                      created_by=actor[:200], expires_at=expires_at, salt=salt,
-                     token_hash=hash_token(token))
+                     token_hash=hash_token(token), access_mode=access_mode,
+                     allowed_domains=allowed_domains)
     s.add(link)
     s.flush()
     plans.touch(s, plan, actor, "share_link.created", link.id,
-                 {"label": link.label, "expires_at": expires_at})
+                 {"label": link.label, "expires_at": expires_at, "access_mode": access_mode})
     return link, f"{keys.base_url}/p/{token}"
 
 
@@ -153,11 +160,13 @@ def current_or_new_link(s: Session, plan: Plan, actor: str, keys: Keys,
     return url
 
 
-def link_document(link: ShareLink, *, url: str | None = None) -> dict:
+def link_document(link: ShareLink, *, url: str | None = None, verified: list | None = None) -> dict:
     return {"id": link.id, "plan_id": link.plan_id, "label": link.label,
             "created_by": link.created_by, "created_at": link.created_at,
             "expires_at": link.expires_at, "revoked_at": link.revoked_at,
-            "active": is_active(link), **({"url": url} if url is not None else {})}
+            "active": is_active(link), "access_mode": link.access_mode or "open",
+            "allowed_domains": list(link.allowed_domains or []), "verified": verified or [],
+            **({"url": url} if url is not None else {})}
 
 
 def resolve(s: Session, token: str) -> ShareLink:
@@ -179,12 +188,14 @@ class LinkRef:
     plan_id: str
     expires_at: datetime | None
     revoked_at: datetime | None
+    access_mode: str = "open"
+    allowed_domains: list | None = None
 
 
 # Built once: building the statement per view cost more CPU than running it.
 _LINK_AND_VERSION = (
     select(ShareLink.id, ShareLink.tenant_id, ShareLink.plan_id, ShareLink.expires_at,
-           ShareLink.revoked_at, Plan.version)
+           ShareLink.revoked_at, ShareLink.access_mode, ShareLink.allowed_domains, Plan.version)
     .join(Plan, (Plan.id == ShareLink.plan_id) & (Plan.tenant_id == ShareLink.tenant_id))
     .where(ShareLink.token_hash == bindparam("token_hash"))
 )
@@ -198,10 +209,10 @@ def resolve_version(conn: Connection, token: str) -> tuple[LinkRef, int]:
     row = conn.execute(_LINK_AND_VERSION, {"token_hash": hash_token(token)}).one_or_none()
     if row is None:
         raise NotFound("This link is not valid.")
-    link = LinkRef(*row[:5])
+    link = LinkRef(*row[:7])
     if not is_active(link):
         raise NotFound("This link is not valid.")
-    return link, row[5]
+    return link, row[7]
 
 
 def resolve_with_plan(s: Session, token: str) -> tuple[ShareLink, Plan]:

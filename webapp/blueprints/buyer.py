@@ -18,11 +18,11 @@ from flask import Blueprint, Response, current_app, g, redirect, render_template
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from .. import analytics, content, plans, sharing
+from .. import access, analytics, content, plans, sharing
 from ..auth import api_key_required
 from ..db import database, session
 from ..errors import DomainError, Invalid, NotFound, ProblemError, VersionConflict, describe
-from ..schemas import _EMAIL, ShareLinkCreated, ShareLinkIn, ShareLinkList
+from ..schemas import _EMAIL, ShareLinkCreated, ShareLinkIn, ShareLinkList, ShareLinkOut, ShareLinkPatch
 from ..web import RateLimiter, json_body, keys, render, today
 
 bp = Blueprint("buyer", __name__)
@@ -44,6 +44,7 @@ OK_MESSAGES = {
     "confirmed": "Date confirmed. Thank you!",
     "proposed": "Your proposed date was sent to the team; they will confirm or come back to you.",
     "uploaded": "File added. The team can see it on the milestone now.",
+    "verified": "Thanks — your e-mail is confirmed. This device stays signed in to this plan for 30 days.",
 }
 
 DEFAULT_LIMITS = {"ip": (30, 600), "link": (120, 600)}  # (requests, seconds) for writes
@@ -327,7 +328,10 @@ def _render_page(s, link, plan, buyer, *, ok=None, error=None, error_field=None,
 
 def _page(link, plan, *, status: int = 200, error: str | None = None, error_field: str | None = None,
           form: dict | None = None, milestone_id: str | None = None):
-    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
+    if "access_ok" in g:
+        buyer = g.access_buyer
+    else:
+        buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
     html = _render_page(session(), link, plan, buyer, error=error, error_field=error_field, form=form,
                         milestone_id=milestone_id)
     return _respond(html.encode(), link, status)
@@ -373,11 +377,143 @@ def _read_version(engine, token: str):
 # ---- pages ---------------------------------------------------------------------------
 
 
+# ---- access (webapp/access.py) ---------------------------------------------------------
+# One policy for every /p/<token>/… route: the page checks it inline (it already holds the
+# link from _probe); every other route of this blueprint and of content_buyer goes through
+# _access_gate first. The gate's own forms (identify, forget, access_*) pass it.
+
+GATE_ENDPOINTS = {"buyer.page", "buyer.identify", "buyer.forget", "buyer.access_form",
+                  "buyer.access_code", "buyer.access_verify"}
+SESSION_AGE = int(access.SESSION_TTL.total_seconds())
+
+
+def _access_cookie(link) -> str:
+    return f"mp_access_{link.id}"
+
+
+def _granted(s, link) -> tuple[bool, sharing.Buyer | None]:
+    """(may see the plan, who they are) for this browser on this link."""
+    mode = link.access_mode or "open"
+    if mode == "verified":
+        row = access.session_for(s, link.id, request.cookies.get(_access_cookie(link)))
+        return (True, sharing.Buyer(row.name or row.email, row.email)) if row else (False, None)
+    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
+    if mode == "open":
+        return True, buyer
+    if buyer is None or (mode == "domain" and not access.email_allowed(link.allowed_domains, buyer.email)):
+        return False, None
+    return True, buyer
+
+
+@bp.before_app_request
+def _access_gate():
+    token = (request.view_args or {}).get("token")
+    if token is None or request.blueprint not in ("buyer", "content_buyer") or request.endpoint == "buyer.page":
+        return None
+    s = session()
+    try:
+        link = sharing.resolve(s, token)
+    except NotFound:
+        return None  # the route answers its own 404
+    g.access_ok, g.access_buyer = _granted(s, link)
+    if g.access_ok or request.endpoint in GATE_ENDPOINTS:
+        return None
+    return _gate(link, status=403, error="Open the plan first: tell us who you are below.")
+
+
+def _gate(link, *, status: int = 200, step: str = "ask", error: str | None = None,
+          error_field: str | None = None, form: dict | None = None, row=None):
+    """The gate page: no plan data, only the company's branding and the form of the step."""
+    html = render_template(
+        "buyer/gate.html", tenant_id=link.tenant_id, mode=link.access_mode,
+        domains=list(link.allowed_domains or []), token=request.view_args["token"], csrf=CSRF_SLOT,
+        step=step, error=error, error_field=error_field, form=form or {},
+        masked=access.mask(row.email) if row else "", access_id=row.id if row else "")
+    return _respond(html.encode(), link, status)
+
+
+def _explain(exc) -> tuple[int, str, str | None]:
+    """(status, sentence, field) for a refused buyer form."""
+    if isinstance(exc, ValidationError):
+        return 422, "; ".join(e["msg"] for e in exc.errors()[:3]), None
+    if isinstance(exc, Invalid):
+        return 422, exc.message[0].upper() + exc.message[1:] + ".", exc.field
+    if isinstance(exc, VersionConflict):
+        return 409, "Someone changed this milestone at the same moment; please try again.", None
+    return describe(exc).status, exc.detail, None
+
+
+@bp.get("/p/<token>/access")
+def access_form(token):
+    """Step two of "verified": the code form for the request `v` (made by access_code)."""
+    s = session()
+    link = sharing.resolve(s, token)
+    row = access.pending(s, link, request.args.get("v", ""))
+    if link.access_mode != "verified" or row is None:
+        return redirect(url_for("buyer.page", token=token), code=303)
+    return _gate(link, step="code", row=row)
+
+
+@bp.post("/p/<token>/access/code")
+def access_code(token):
+    s = session()
+    link = sharing.resolve(s, token)
+    form = {k: request.form.get(k, "")[:254] for k in ("name", "email")}
+    try:
+        _guard(link)
+        name, email = _field("name", 100), _field("email", 254)
+        if not name:
+            raise Invalid("name", "tell us your name")
+        if not _EMAIL.match(email):
+            raise Invalid("email", "that does not look like an email address")
+        if not limiter().hit(f"access-code:{_client_ip()}", 10, 600):
+            raise TooMany("Too many codes asked from here in a short time. Please wait 10 minutes.")
+        row = access.send_code(s, link, name, email, keys().secret)
+        s.commit()
+    except (ProblemError, DomainError) as exc:
+        s.rollback()
+        status, message, field = _explain(exc)
+        return _gate(link, status=status, error=message, error_field=field, form=form)
+    return redirect(url_for("buyer.access_form", token=token, v=row.id), code=303)
+
+
+@bp.post("/p/<token>/access/verify")
+def access_verify(token):
+    s = session()
+    link = sharing.resolve(s, token)
+    row = access.pending(s, link, request.form.get("v", ""))
+    try:
+        _guard(link)
+        if row is None or link.access_mode != "verified":
+            raise Invalid("code", "this code is not valid any more; ask for a new one")
+        cookie = access.verify(s, row, _field("code", 12), keys().secret)
+        s.commit()
+    except Invalid as exc:
+        s.commit()  # a wrong code still counts as an attempt
+        status, message, field = _explain(exc)
+        spent = row is None or row.attempts >= access.CODE_ATTEMPTS
+        return _gate(link, status=status, error=message, error_field=None if spent else field,
+                     step="ask" if spent else "code", row=None if spent else row)
+    except ProblemError as exc:
+        s.rollback()
+        status, message, _ = _explain(exc)
+        return _gate(link, status=status, error=message, step="code" if row else "ask", row=row)
+    response = redirect(url_for("buyer.page", token=token, ok="verified"), code=303)
+    response.set_cookie(_access_cookie(link), cookie, max_age=SESSION_AGE, path="/p/",
+                        httponly=True, samesite="Lax", secure=_secure())
+    response.set_cookie(BUYER_COOKIE, sharing.dump_buyer(sharing.Buyer(row.name or row.email, row.email), keys()),
+                        max_age=SESSION_AGE, path="/p/", httponly=True, samesite="Lax", secure=_secure())
+    return _set_cookies(response)
+
+
 @bp.get("/p/<token>")
 def page(token):
     link, version = _probe(token)
-    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
     s = session()
+    allowed, buyer = _granted(s, link)
+    if not allowed:
+        s.commit()
+        return _gate(link)
     analytics.record_view(s, link, buyer)  # engagement (webapp/analytics.py): one upsert
     s.commit()
     ok_code = request.args.get("ok", "")
@@ -497,7 +633,10 @@ def _field(name: str, limit: int) -> str:
 
 
 def _buyer_required() -> sharing.Buyer:
-    buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
+    if "access_ok" in g:  # _access_gate ran: a verified session names the buyer
+        buyer = g.access_buyer
+    else:
+        buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
     if buyer is None:
         raise Refused("Tell us your name and email first (at the top of the page), "
                       "so the team knows who made the change.")
@@ -516,17 +655,14 @@ def _action(token: str, work, *, milestone_id: str | None = None):
         if isinstance(exc, NotFound):
             raise
         s.expire_all()
+        status, message, field = _explain(exc)
+        if not g.get("access_ok", True):  # the gate's own form: never the plan
+            response = _gate(link, status=status, error=message, error_field=field,
+                             form=request.form.to_dict())
+            if status == 429:
+                response.headers["Retry-After"] = str(_limits()["ip"][1])
+            return response
         plan = sharing.load_plan_for_link(s, link)
-        status, field = 422, None
-        if isinstance(exc, ValidationError):
-            message = "; ".join(e["msg"] for e in exc.errors()[:3])
-        elif isinstance(exc, Invalid):
-            field = exc.field
-            message = exc.message[0].upper() + exc.message[1:] + "."
-        elif isinstance(exc, VersionConflict):
-            status, message = 409, "Someone changed this milestone at the same moment; please try again."
-        else:
-            status, message = describe(exc).status, exc.detail
         response = _page(link, plan, status=status, error=message, error_field=field,
                          form=request.form.to_dict(), milestone_id=milestone_id)
         if status == 429:
@@ -548,6 +684,11 @@ def identify(token):
             raise Invalid("name", "tell us your name")
         if not _EMAIL.match(email):
             raise Invalid("email", "that does not look like an email address")
+        if link.access_mode == "verified":
+            raise Invalid("email", "this plan confirms your address with a code; use the form above")
+        if link.access_mode == "domain" and not access.email_allowed(link.allowed_domains, email):
+            raise Invalid("email", "this plan is shared with addresses at "
+                          + ", ".join(link.allowed_domains) + " only")
         buyer = sharing.Buyer(name, email)
 
         def hook(response):
@@ -561,7 +702,14 @@ def identify(token):
 @bp.post("/p/<token>/forget")
 def forget(token):
     def work(s, link, plan):
-        return "bye", lambda response: response.delete_cookie(BUYER_COOKIE, path="/p/")
+        row = access.session_for(s, link.id, request.cookies.get(_access_cookie(link)))
+        if row is not None:
+            access.end_session(row)
+
+        def hook(response):
+            response.delete_cookie(BUYER_COOKIE, path="/p/")
+            response.delete_cookie(_access_cookie(link), path="/p/")
+        return "bye", hook
     return _action(token, work)
 
 
@@ -616,7 +764,8 @@ def create_share_link(plan_id):
     s = session()
     plan = plans.get_plan(s, g.principal.tenant_id, plan_id, full=False)
     link, url = sharing.create_link(s, plan, g.principal.actor, keys(), label=data.label,
-                                    expires_at=data.expires_at)
+                                    expires_at=data.expires_at, access_mode=data.access_mode,
+                                    allowed_domains=data.allowed_domains)
     s.commit()
     response = render(ShareLinkCreated, sharing.link_document(link, url=url), 201)
     response.headers["Cache-Control"] = "no-store"
@@ -628,7 +777,25 @@ def create_share_link(plan_id):
 def list_share_links(plan_id):
     s = session()
     plan = plans.get_plan(s, g.principal.tenant_id, plan_id, full=False)
-    return render(ShareLinkList, {"items": [sharing.link_document(x) for x in sharing.list_links(s, plan)]})
+    links = sharing.list_links(s, plan)
+    verified = access.verified_people(s, [x.id for x in links])
+    return render(ShareLinkList, {"items": [sharing.link_document(x, verified=verified.get(x.id))
+                                            for x in links]})
+
+
+@api_bp.patch("/share-links/<link_id>")
+@api_key_required
+def update_share_link(link_id):
+    """Change who may open a link (its access mode and allowed domains)."""
+    data = json_body(ShareLinkPatch)
+    s = session()
+    link = sharing.get_link(s, g.principal.tenant_id, link_id)
+    mode = data.access_mode if data.access_mode is not None else link.access_mode
+    domains = data.allowed_domains if data.allowed_domains is not None else link.allowed_domains
+    access.set_access(s, link, mode, domains, g.principal.actor)
+    s.commit()
+    verified = access.verified_people(s, [link.id])
+    return render(ShareLinkOut, sharing.link_document(link, verified=verified.get(link.id)))
 
 
 @api_bp.delete("/share-links/<link_id>")
