@@ -238,3 +238,36 @@ def test_sign_out_ends_the_verified_session(app, api, client, catcher, plan):
     assert_no_plan_data(client.get(path).text, plan)
     with app.app_context():
         assert session().scalars(select(BuyerAccess)).one().ended_at is not None
+
+
+# ---- the editor ----------------------------------------------------------------------------------
+
+
+def test_editor_creates_and_changes_a_links_mode_and_shows_who_verified(app, api, client, catcher, plan):
+    from test_editor import Editor, open_editor
+
+    editor = Editor(client, open_editor(api, client, plan["id"]))
+    refused = editor.do("link-create", expect=422, label="Legal", access_mode="domain", allowed_domains="")
+    assert 'id="lc-dom-err"' in refused.text and 'value="Legal"' in refused.text
+    editor.do("link-create", label="Legal", access_mode="verified", allowed_domains="acme.example")
+    [link] = api.get(f"/plans/{plan['id']}/share-links").json["items"]
+    assert (link["access_mode"], link["allowed_domains"]) == ("verified", ["acme.example"])
+    page = editor.html()
+    assert "Verified e-mail (one-time code)" in page and "acme.example" in page
+
+    # a buyer verifies; the rep sees them in the list
+    url = next(x for x in re.findall(r'value="(http[^"]+/p/[^"]+)"', page))
+    path = path_of(url)
+    access_id = access_id_of(ask_code(client, path))
+    assert enter(client, path, access_id, delivered_code(app, catcher)).status_code == 303
+    page = editor.html()
+    assert "Verified e-mail addresses" in page and "Dana Buyer · dana@acme.example" in page
+
+    bad = editor.do("link-access", expect=422, link_id=link["id"], access_mode="domain",
+                    allowed_domains="not a domain")
+    assert "is not a domain name" in bad.text
+    editor.do("link-access", link_id=link["id"], access_mode="open", allowed_domains="")
+    assert api.get(f"/plans/{plan['id']}/share-links").json["items"][0]["access_mode"] == "open"
+    with app.app_context():
+        from webapp.models import Activity
+        assert session().scalars(select(Activity).where(Activity.action == "share_link.access")).first()

@@ -60,8 +60,8 @@ STALLED_OVERDUE_DAYS = 7
 STALLED_QUIET_DAYS = 14
 ACTIONS = ("done", "confirm", "propose")
 
-PLAN_DEFAULTS = {"remind_days_before": 3, "weekends": False, "timezone": "UTC", "send_hour": 8,
-                 "recipient_timezones": {}}
+PLAN_DEFAULTS = {"reminders": True, "remind_days_before": 3, "weekends": False, "timezone": "UTC",
+                 "send_hour": 8, "recipient_timezones": {}}
 USER_DEFAULTS = {"instant": True, "digest": True, "stalled": True, "slack_url": "",
                  "timezone": "UTC"}
 
@@ -353,6 +353,8 @@ def reminders(s: Session, now: datetime | None = None) -> int:
 
 def _remind_plan(s: Session, plan: Plan, now: datetime) -> int:
     settings = plan_settings(s, plan)
+    if not settings["reminders"]:  # switched off in the editor; "Send reminder" still works
+        return 0
     people = {}
     for m in _open_buyer_milestones(plan):
         people.update({e: n for e, n in recipients_of(plan, m)})

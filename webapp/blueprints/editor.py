@@ -27,7 +27,20 @@ from sqlalchemy.exc import IntegrityError
 
 from connector.base import PipelineStage
 
-from .. import clock, mirror, outbox, plan_templates, plans, providers, sharing, spreadsheets, sync, users
+from .. import (
+    access,
+    clock,
+    mirror,
+    notifications,
+    outbox,
+    plan_templates,
+    plans,
+    providers,
+    sharing,
+    spreadsheets,
+    sync,
+    users,
+)
 from ..auth import api_key_required
 from ..db import session
 from ..errors import (
@@ -74,6 +87,7 @@ MESSAGES = {
     "declined": "Proposal declined.", "comment": "Comment added.", "note": "Internal note added.",
     "link": "Buyer link created. Copy it from the list below.", "revoked": "Buyer link revoked.",
     "imported": "Spreadsheet imported: its milestones were added to the plan.",
+    "access": "Saved who may open the link.", "reminders": "Reminder settings saved.",
 }
 
 
@@ -212,7 +226,7 @@ class Posted:
     typed values back; every other form on the page shows the stored ones.
     """
 
-    IDS = ("milestone_id", "stage_id", "stakeholder_id")
+    IDS = ("milestone_id", "stage_id", "stakeholder_id", "link_id")
 
     def __init__(self, form=None, errors=None):
         self.form = dict(form or {})
@@ -241,8 +255,10 @@ def _render(ed: dict, *, status=200, error=None, ok=None, posted: Posted | None 
     plan = plans.get_plan(s, ed["t"], ed["p"])
     view = build_view(s, plan, include_internal=True, day=today())
     signing = keys()
-    links = [{"row": link, "url": sharing.link_url(link, signing),
-              "active": sharing.is_active(link)} for link in sharing.list_links(s, plan)]
+    rows = sharing.list_links(s, plan)
+    verified = access.verified_people(s, [link.id for link in rows])
+    links = [{"row": link, "url": sharing.link_url(link, signing), "active": sharing.is_active(link),
+              "verified": verified.get(link.id, [])} for link in rows]
     titles = {m.id: m.title for m in plan.milestones}
     slip_rows = plans.slips(s, plan)
     activity = plans.activity(s, plan, limit=60)
@@ -251,7 +267,8 @@ def _render(ed: dict, *, status=200, error=None, ok=None, posted: Posted | None 
         activity=activity, csrf=sharing.csrf_token(ed["n"], plan.id, signing),
         actor=ed["a"], ok=ok, error=error, fmt=fmt_date, posted=posted or Posted(),
         crm=crm_panel(s, plan), templates=plan_templates.summaries(s, plan.tenant_id),
-        stages=[sv["stage"] for sv in view["stages"]],
+        stages=[sv["stage"] for sv in view["stages"]], access_modes=access.MODE_LABELS,
+        reminders=notifications.plan_settings(s, plan),
         buyer_events=[a for a in activity if a.actor.startswith("buyer:")],
         slip_count=sum(1 for r in slip_rows if r.old_date and r.new_date and r.new_date > r.old_date))
     return Response(html, status=status, mimetype="text/html")
@@ -510,8 +527,39 @@ def op_link_create(s, plan, actor):
     expires = clock.now() + timedelta(days=days) if days else None
     if days is not None and not 1 <= days <= 365:
         raise Invalid("expires_in_days", "between 1 and 365 days, or empty for no expiry")
-    sharing.create_link(s, plan, actor, keys(), label=_text("label", 200), expires_at=expires)
+    sharing.create_link(s, plan, actor, keys(), label=_text("label", 200), expires_at=expires,
+                        access_mode=_text("access_mode", 12) or "open",
+                        allowed_domains=_text("allowed_domains", 2000))
     return "link", "links"
+
+
+def op_link_access(s, plan, actor):
+    link = sharing.get_link(s, plan.tenant_id, _text("link_id", 36))
+    if link.plan_id != plan.id:
+        raise NotFound("No buyer link with this id in this plan.")
+    access.set_access(s, link, _text("access_mode", 12), _text("allowed_domains", 2000), actor)
+    return "access", "links"
+
+
+def _bounded(name: str, low: int, high: int, what: str) -> int:
+    value = _int(name)
+    if value is None or not low <= value <= high:
+        raise Invalid(name, f"{what} from {low} to {high}")
+    return value
+
+
+def op_reminders(s, plan, actor):
+    """The plan's buyer reminders (notifications.PLAN_DEFAULTS): on/off, how many days before
+    the due date, weekends, and the local hour they go out at."""
+    values = {"reminders": request.form.get("reminders") == "1",
+              "weekends": request.form.get("weekends") == "1",
+              "remind_days_before": _bounded("remind_days_before", 0, 30, "days"),
+              "send_hour": _bounded("send_hour", 0, 23, "an hour"),
+              "timezone": _text("timezone", 64) or "UTC"}
+    notifications.save_settings(s, plan.tenant_id, values, plan_id=plan.id)
+    s.add(Activity(tenant_id=plan.tenant_id, plan_id=plan.id, actor=actor,  # no new plan version
+                   action="reminders.settings", detail=values))
+    return "reminders", "reminders"
 
 
 def op_link_revoke(s, plan, actor):
@@ -526,6 +574,8 @@ LABELS = {
     "value_summary": "Value summary", "ideal_results": "Ideal results", "go_live_date": "Go-live date",
     "start_date": "Start date", "dates": "Other key dates", "resources": "Linked resources",
     "due_date": "Due date", "owner_side": "Owner side", "expires_in_days": "Expires after",
+    "access_mode": "Who may open it", "allowed_domains": "Allowed domains",
+    "remind_days_before": "Days before the due date", "send_hour": "Send at", "timezone": "Time zone",
     "body": "Comment", "name": "Name", "title": "Title", "email": "Email",
 }
 
@@ -536,7 +586,8 @@ OPS = {
     "milestone-move": op_milestone_move, "milestone-done": op_milestone_done, "milestone-delete": op_milestone_delete,
     "person-add": op_person_add, "person-edit": op_person_edit, "person-delete": op_person_delete,
     "template": op_template, "decide": op_decide, "comment": op_comment,
-    "link-create": op_link_create, "link-revoke": op_link_revoke,
+    "link-create": op_link_create, "link-revoke": op_link_revoke, "link-access": op_link_access,
+    "reminders": op_reminders,
 }
 
 

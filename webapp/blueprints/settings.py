@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from connector.errors import CrmError
 
-from .. import auth, clock, mirror, outbox, plan_templates, providers, sync, users
+from .. import auth, clock, mirror, notifications, outbox, plan_templates, providers, sync, users
 from .. import branding as brand
 from ..db import session
 from ..errors import Conflict, DomainError, Invalid, NotFound
@@ -32,7 +32,8 @@ bp = Blueprint("settings", __name__, url_prefix="/settings")
 
 PAGES = [("settings.connections", "Connections"), ("settings.mapping", "Stage mapping"),
          ("settings.templates", "Templates"), ("settings.branding", "Branding"),
-         ("settings.team", "Team"), ("settings.keys", "API keys")]
+         ("settings.team", "Team"), ("settings.notifications_page", "Notifications"),
+         ("settings.keys", "API keys")]
 
 
 @bp.after_request
@@ -414,6 +415,34 @@ def set_role(user_id):
         return _page("settings/team.html", status=409 if isinstance(exc, Conflict) else 422,
                      people=users.list_users(s, g.user.tenant_id), error=exc.detail)
     return redirect(url_for("settings.team", ok=f"{person.display_name} is now {person.role}."), 303)
+
+
+# ---- notifications: the tenant's Slack webhook -------------------------------------------
+
+
+@bp.route("/notifications", methods=["GET", "POST"])
+@auth.admin_required
+def notifications_page():
+    """The tenant's Slack incoming webhook: every rep's alerts go there unless the rep set
+    their own (/app/notifications). Checked by notifications.check_webhook_url (https, a
+    public address); an empty field switches it off."""
+    s = session()
+    if request.method == "GET":
+        url = notifications.tenant_settings(s, g.user.tenant_id)["slack_url"]
+        return _page("settings/notifications.html", slack_url=url, errors={})
+    _checked_form()
+    url = (request.form.get("slack_url") or "").strip()
+    try:
+        if len(url) > 500:
+            raise Invalid("slack_url", "at most 500 characters")
+        notifications.save_settings(s, g.user.tenant_id, {"slack_url": url})
+        s.commit()
+    except Invalid as exc:
+        s.rollback()
+        return _page("settings/notifications.html", status=422, slack_url=url,
+                     errors={exc.field: exc.message})
+    return redirect(url_for("settings.notifications_page",
+                            ok="Slack webhook saved." if url else "Slack alerts switched off."), 303)
 
 
 # ---- API keys -----------------------------------------------------------------------------
