@@ -110,7 +110,9 @@ def test_a_gated_page_and_every_buyer_route_show_no_plan_data(api, client, plan,
     m = milestones_of(plan)[1]
     for response in (client.get(path + "/calendar.ics"),
                      client.post(f"{path}/m/{m['id']}/comment", data={"body": "hi"}),
-                     client.post(f"{path}/m/{m['id']}/done", data={"done": "1"})):
+                     client.post(f"{path}/m/{m['id']}/done", data={"done": "1"}),
+                     client.get(f"{path}/blocks/{m['id']}/open"),  # content routes too
+                     client.post(f"{path}/m/{m['id']}/upload", data={})):
         assert response.status_code == 403
         assert_no_plan_data(response.text, plan)
 
