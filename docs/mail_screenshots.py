@@ -17,13 +17,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import select
 
-from webapp import access, create_app, migrate, notifications, plans, sharing, users  # noqa: E402
-from webapp.cli import seed_demo  # noqa: E402
-from webapp.db import make_engine, session  # noqa: E402
-from webapp.models import Notification  # noqa: E402
-from webapp.schemas import MilestonePatch, Owner  # noqa: E402
+from webapp import access, create_app, migrate, notifications, plans, sharing, users
+from webapp.cli import seed_demo
+from webapp.db import make_engine, session
+from webapp.models import Notification
+from webapp.schemas import MilestonePatch, Owner
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]

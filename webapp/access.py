@@ -215,5 +215,14 @@ def mask(email: str) -> str:
     return f"{local[:1]}***@{host}"
 
 
-__all__ = ["MODES", "check_mode", "clean_domains", "email_allowed", "send_code", "session_for",
-           "set_access", "verify", "verified_people"]
+__all__ = [
+    "MODES",
+    "check_mode",
+    "clean_domains",
+    "email_allowed",
+    "send_code",
+    "session_for",
+    "set_access",
+    "verified_people",
+    "verify",
+]

@@ -22,7 +22,14 @@ from .. import access, analytics, content, plans, sharing
 from ..auth import api_key_required
 from ..db import database, session
 from ..errors import DomainError, Invalid, NotFound, ProblemError, VersionConflict, describe
-from ..schemas import _EMAIL, ShareLinkCreated, ShareLinkIn, ShareLinkList, ShareLinkOut, ShareLinkPatch
+from ..schemas import (
+    _EMAIL,
+    ShareLinkCreated,
+    ShareLinkIn,
+    ShareLinkList,
+    ShareLinkOut,
+    ShareLinkPatch,
+)
 from ..web import RateLimiter, json_body, keys, render, today
 
 bp = Blueprint("buyer", __name__)
