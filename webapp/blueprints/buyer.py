@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, g, redirect, render_template
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from .. import analytics, content, plans, sharing
+from .. import analytics, content, plans, sharing, webhooks
 from ..auth import api_key_required
 from ..db import database, session
 from ..errors import DomainError, Invalid, NotFound, ProblemError, VersionConflict, describe
@@ -379,6 +379,7 @@ def page(token):
     buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
     s = session()
     analytics.record_view(s, link, buyer)  # engagement (webapp/analytics.py): one upsert
+    webhooks.viewed(s, link, buyer)  # buyer.viewed, when the tenant has an endpoint for it
     s.commit()
     ok_code = request.args.get("ok", "")
     ok = OK_MESSAGES.get(ok_code)

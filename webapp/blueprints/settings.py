@@ -32,7 +32,8 @@ bp = Blueprint("settings", __name__, url_prefix="/settings")
 
 PAGES = [("settings.connections", "Connections"), ("settings.mapping", "Stage mapping"),
          ("settings.templates", "Templates"), ("settings.branding", "Branding"),
-         ("settings.team", "Team"), ("settings.keys", "API keys")]
+         ("settings.team", "Team"), ("settings.keys", "API keys"),
+         ("webhooks.page", "Webhooks")]
 
 
 @bp.after_request
