@@ -449,3 +449,22 @@ def test_settings_page_adds_shows_the_secret_once_logs_replays_and_deletes(
     assert len(receiver.requests) == 2
     assert client.post(f"/settings/webhooks/{endpoint_id}/delete", data={"csrf": csrf}).status_code == 303
     assert "No endpoints yet" in client.get("/settings/webhooks").text
+
+
+def test_signing_secrets_are_encrypted_at_rest_and_rotate_with_the_token_keys(app, api, receiver):
+    from cryptography.fernet import Fernet
+
+    from webapp import installations
+
+    hook = _register(api, f"http://127.0.0.1:{receiver.port}/in", allow_private=True)
+    with app.app_context():
+        s = session()
+        stored = s.get(WebhookEndpoint, hook["id"]).secret
+        assert hook["secret"] not in stored
+        new_key = Fernet.generate_key().decode()
+        app.config["TOKEN_ENCRYPTION_KEYS"] = f"{new_key},{app.config['TOKEN_ENCRYPTION_KEYS']}"
+        app.extensions.pop("mutualplan.cipher", None)
+        installations.rotate_keys(s)
+        row = s.get(WebhookEndpoint, hook["id"])
+        assert row.secret != stored
+        assert Fernet(new_key.encode()).decrypt(row.secret.encode()).decode() == hook["secret"]
