@@ -25,11 +25,10 @@ import hmac
 import json
 import random
 import secrets
-import time
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import Text, cast, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -126,7 +125,6 @@ def create_endpoint(s: Session, tenant_id: str, *, url: str, events: list, descr
                           secret=_cipher().encrypt(secret.encode()).decode(), created_by=actor[:200])
     s.add(row)
     s.flush()
-    forget_subscriptions(tenant_id)
     return row, secret
 
 
@@ -148,7 +146,6 @@ def update_endpoint(s: Session, row: WebhookEndpoint, changes: dict) -> WebhookE
             row.disabled_reason = ""
     row.updated_at = clock.now()
     s.flush()
-    forget_subscriptions(row.tenant_id)
     return row
 
 
@@ -156,7 +153,6 @@ def delete_endpoint(s: Session, row: WebhookEndpoint) -> None:
     s.delete(row)  # its deliveries go with it (ON DELETE CASCADE, and here explicitly for SQLite)
     s.execute(WebhookDelivery.__table__.delete().where(WebhookDelivery.endpoint_id == row.id))
     s.flush()
-    forget_subscriptions(row.tenant_id)
 
 
 # ---- events ----------------------------------------------------------------------------------
@@ -246,29 +242,16 @@ def on_change(s: Session, plan: Plan, actor: str, action: str, subject_id, detai
              targets=targets)
 
 
-# The buyer page is the hottest read path: whether a tenant has an endpoint for buyer.viewed
-# is remembered per process for a few seconds instead of asked on every view.
-SUBSCRIPTION_TTL = 10.0
-
-
-def _subscription_cache() -> dict:
-    return current_app.extensions.setdefault("mutualplan.webhook_views", {})
-
-
-def forget_subscriptions(tenant_id: str) -> None:
-    _subscription_cache().pop(tenant_id, None)
+def wanted(tenant_id: str, event_type: str):
+    """SQL: does the tenant have an active endpoint for `event_type`? A scalar expression for
+    the buyer page's view upsert to answer in the same statement (no query of its own)."""
+    return exists().where(WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.active.is_(True),
+                          cast(WebhookEndpoint.events, Text).like(f'%"{event_type}"%'))
 
 
 def viewed(s: Session, link, buyer) -> int:
     """A buyer page view (the caller commits): `buyer.viewed`, at most once per link, viewer and
-    hour (a dedupe key), only when the tenant has an endpoint subscribed."""
-    cache, now = _subscription_cache(), time.monotonic()
-    hit = cache.get(link.tenant_id)
-    if hit is None or hit[0] < now:
-        wanted = any("buyer.viewed" in (e.events or []) for e in _subscribed(s, link.tenant_id))
-        cache[link.tenant_id] = hit = (now + SUBSCRIPTION_TTL, wanted)
-    if not hit[1]:
-        return 0
+    hour (a dedupe key). The buyer page calls it only when `wanted` said so."""
     email = (buyer.email.lower() if buyer else "")
     at = clock.now()
     return fire(s, link.tenant_id, "buyer.viewed",
@@ -387,7 +370,6 @@ def attempt(s: Session, row: WebhookDelivery, endpoint: WebhookEndpoint | None) 
         return True
     if answer.status == 410:  # Gone: the receiver wants no more (Standard Webhooks)
         endpoint.active, endpoint.disabled_reason = False, "the endpoint answered 410 Gone"
-        forget_subscriptions(endpoint.tenant_id)
         row.status, row.last_error = "failed", "HTTP 410: endpoint disabled"
         return False
     return _retry(row, f"HTTP {answer.status}", _retry_after(answer.headers))

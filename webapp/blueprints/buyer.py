@@ -378,8 +378,9 @@ def page(token):
     link, version = _probe(token)
     buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
     s = session()
-    analytics.record_view(s, link, buyer)  # engagement (webapp/analytics.py): one upsert
-    webhooks.viewed(s, link, buyer)  # buyer.viewed, when the tenant has an endpoint for it
+    # engagement (webapp/analytics.py): one upsert, which also says whether a webhook wants it
+    if analytics.record_view(s, link, buyer, also=webhooks.wanted(link.tenant_id, "buyer.viewed")):
+        webhooks.viewed(s, link, buyer)
     s.commit()
     ok_code = request.args.get("ok", "")
     ok = OK_MESSAGES.get(ok_code)
