@@ -468,3 +468,10 @@ def test_signing_secrets_are_encrypted_at_rest_and_rotate_with_the_token_keys(ap
         row = s.get(WebhookEndpoint, hook["id"])
         assert row.secret != stored
         assert Fernet(new_key.encode()).decrypt(row.secret.encode()).decode() == hook["secret"]
+
+
+def test_an_unreachable_first_address_falls_back_to_the_next_checked_one(app, api, plan, dns, receiver):
+    dns.names["two.test"] = ["127.0.0.3", "127.0.0.1"]  # nothing listens on 127.0.0.3
+    _register(api, f"http://two.test:{receiver.port}/in", allow_private=True)
+    api.patch(f"/plans/{plan['id']}", json={"title": "Second address"})
+    assert _deliver(app) == 1 and len(receiver.requests) == 1

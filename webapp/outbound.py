@@ -4,8 +4,8 @@ guard against server-side request forgery, and the one way such a request is mad
 - `pin(url)` resolves the host once and checks every address it got: private, loopback,
   link-local, multicast, reserved and unspecified addresses are refused unless the caller
   allows private targets. The answer is a `Target` holding the address that was checked.
-- `post(target, …)` connects to that address, not to the name: a DNS answer that changes
-  between the check and the connect (DNS rebinding) cannot move the request elsewhere. TLS
+- `post(target, …)` connects to those checked addresses, never to the name: a DNS answer that
+  changes between the check and the connect (DNS rebinding) cannot move the request. TLS
   still sends the host name as SNI and checks the certificate against it, and the Host header
   is the URL's. Redirects are never followed (a 3xx is the answer).
 
@@ -44,7 +44,11 @@ class Target:
     host: str  # the name in the URL: SNI, certificate check, Host header
     port: int
     path: str  # path and query
-    address: str  # the one address checked, and the one connected to
+    addresses: tuple[str, ...]  # every address the name resolved to, all checked
+
+    @property
+    def address(self) -> str:
+        return self.addresses[0]
 
     @property
     def host_header(self) -> str:
@@ -117,22 +121,33 @@ def pin(url: str, *, allow_private: bool = False, allow_http: bool = False,
         raise Refused("an https:// URL")
     path = parts.path or "/"
     return Target(parts.scheme, host, port, path + (f"?{parts.query}" if parts.query else ""),
-                  addresses[0])
+                  tuple(addresses))
 
 
 def post(target: Target, body: bytes, headers: dict, *, timeout: tuple[float, float] = (5.0, 15.0),
          ca_bundle: str | None = None) -> Answer:
-    """POST `body` to the pinned address; urllib3 errors (connection, TLS, timeout) propagate
-    as urllib3.exceptions.HTTPError."""
+    """POST `body` to the pinned addresses, in the resolver's order: the next one only when a
+    connection could not be made (e.g. an IPv6 address on a host without IPv6). Other urllib3
+    errors (TLS, read timeout, reset) propagate as urllib3.exceptions.HTTPError."""
+    for i, address in enumerate(target.addresses):
+        try:
+            return _post_to(address, target, body, headers, timeout, ca_bundle)
+        except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError):
+            if i == len(target.addresses) - 1:
+                raise
+    raise AssertionError("unreachable: a Target has at least one address")
+
+
+def _post_to(address: str, target: Target, body: bytes, headers: dict,
+             timeout: tuple[float, float], ca_bundle: str | None) -> Answer:
     kwargs = {"timeout": urllib3.Timeout(connect=timeout[0], read=timeout[1]), "retries": False,
               "maxsize": 1}
     if target.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
-            target.address, target.port, server_hostname=target.host,
-            assert_hostname=target.host, cert_reqs="CERT_REQUIRED",
-            ca_certs=ca_bundle or certifi.where(), **kwargs)
+            address, target.port, server_hostname=target.host, assert_hostname=target.host,
+            cert_reqs="CERT_REQUIRED", ca_certs=ca_bundle or certifi.where(), **kwargs)
     else:
-        pool = urllib3.HTTPConnectionPool(target.address, target.port, **kwargs)
+        pool = urllib3.HTTPConnectionPool(address, target.port, **kwargs)
     try:
         response = pool.urlopen("POST", target.path, body=body,
                                 headers={**headers, "Host": target.host_header},
