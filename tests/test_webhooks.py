@@ -237,6 +237,9 @@ def test_replay_sends_the_same_message_again_with_a_new_signature(app, api, plan
     _deliver(app)
     [row] = api.get(f"/webhooks/{hook['id']}/deliveries").json["items"]
     clock_box["now"] += timedelta(hours=30)
+    other = _register(api, f"http://127.0.0.1:{receiver.port}/other", allow_private=True,
+                      events=["buyer.viewed"])
+    assert api.post(f"/webhooks/{other['id']}/deliveries/{row['id']}/replay").status_code == 404
     response = api.post(f"/webhooks/{hook['id']}/deliveries/{row['id']}/replay")
     assert response.status_code == 202 and response.json["status"] == "pending"
     again = api.post(f"/webhooks/{hook['id']}/deliveries/{row['id']}/replay")

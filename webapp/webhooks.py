@@ -273,11 +273,11 @@ def deliveries(s: Session, tenant_id: str, endpoint_id: str, limit: int = 50,
                                          WebhookDelivery.id).limit(limit)))
 
 
-def replay(s: Session, tenant_id: str, delivery_id: str) -> WebhookDelivery:
+def replay(s: Session, tenant_id: str, endpoint_id: str, delivery_id: str) -> WebhookDelivery:
     """Send a delivered or failed message again (same webhook-id and body, a new timestamp and
     signature), with a fresh 24-hour retry window. The caller commits."""
     row = s.get(WebhookDelivery, delivery_id)
-    if row is None or row.tenant_id != tenant_id:
+    if row is None or row.tenant_id != tenant_id or row.endpoint_id != endpoint_id:
         raise NotFound("No webhook delivery with this id.")
     if row.status in ("pending", "sending"):
         raise Conflict("This delivery is queued already.")

@@ -191,9 +191,7 @@ def list_deliveries(endpoint_id):
 def replay(endpoint_id, delivery_id):
     s = session()
     endpoint = webhooks.get_endpoint(s, _tenant(), endpoint_id)
-    row = webhooks.replay(s, _tenant(), delivery_id)
-    if row.endpoint_id != endpoint.id:
-        raise NotFound("No webhook delivery with this id.")
+    row = webhooks.replay(s, _tenant(), endpoint.id, delivery_id)
     s.commit()
     return render(WebhookDeliveryOut, _delivery_doc(row), 202)
 
@@ -287,9 +285,7 @@ def replay_form(endpoint_id, delivery_id):
     _checked_form()
     s = session()
     row = _endpoint(endpoint_id)
-    delivery = webhooks.replay(s, g.user.tenant_id, delivery_id)
-    if delivery.endpoint_id != row.id:
-        raise NotFound("No webhook delivery with this id.")
+    delivery = webhooks.replay(s, g.user.tenant_id, row.id, delivery_id)
     s.commit()
     return redirect(url_for("webhooks.log", endpoint_id=row.id,
                             ok=f"{delivery.event_type} {delivery.msg_id} queued again."), 303)
