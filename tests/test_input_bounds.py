@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy import String
 
 from webapp import models, schemas  # noqa: F401 - models registers the tables
+from webapp.blueprints import webhooks as hooks
 from webapp.db import Base
 
 # ---- lengths: validation == database ------------------------------------------------
@@ -147,6 +148,15 @@ COLUMN_SOURCES: dict[str, list[tuple[type[BaseModel], str]] | str] = {
     "content_events.kind": "opened | played | downloaded",
     "content_events.viewer": "the buyer's name (100) or 'Someone', cut to 200",
     "content_events.side": "buyer | seller",
+    # outgoing webhooks (webapp/webhooks.py); the URL is Text, checked to 500 by outbound.pin
+    "webhook_endpoints.id": "new_id()", "webhook_endpoints.tenant_id": "the principal",
+    "webhook_endpoints.description": [(hooks.WebhookEndpointIn, "description"),
+                                      (hooks.WebhookEndpointPatch, "description")],
+    "webhook_endpoints.created_by": "the actor, cut to 200",
+    "webhook_deliveries.id": "new_id()", "webhook_deliveries.tenant_id": "the endpoint",
+    "webhook_deliveries.endpoint_id": "the endpoint", "webhook_deliveries.msg_id": "msg_ + 32 hex",
+    "webhook_deliveries.event_type": "webhooks.EVENTS", "webhook_deliveries.status": "a constant",
+    "webhook_deliveries.dedupe_key": "made by the server, cut to 200",
 }
 
 # Text nested in JSON columns, with the column-like limit it is stored under.

@@ -101,6 +101,10 @@ def create_app(config: Config | dict | None = None) -> Flask:
     app.register_blueprint(analytics.bp)
     app.register_blueprint(analytics.api_bp)
 
+    from .blueprints import webhooks  # /api/v1/webhooks, /settings/webhooks
+
+    webhooks.init_app(app)
+
     from . import localdemo
 
     if localdemo.sandbox_url(app.config):  # `make run` against the local HubSpot sandbox

@@ -79,8 +79,10 @@ class Filters:
 # ---- engagement: recorded by the buyer page --------------------------------------------
 
 
-def record_view(s: Session, link, buyer) -> None:
-    """Count one buyer page view for (link, viewer); the caller commits. One statement."""
+def record_view(s: Session, link, buyer, also=None):
+    """Count one buyer page view for (link, viewer); the caller commits. One statement.
+    `also`: a scalar SQL expression answered by the same statement (RETURNING), e.g. whether
+    the tenant has a webhook for views (webapp/webhooks.py), so the page costs no extra query."""
     now = clock.now()
     email = (buyer.email.lower() if buyer else "")[:254]
     name = (buyer.name if buyer else "")[:200]
@@ -88,9 +90,13 @@ def record_view(s: Session, link, buyer) -> None:
     statement = insert(BuyerView).values(
         id=new_id(), tenant_id=link.tenant_id, plan_id=link.plan_id, link_id=link.id,
         viewer_email=email, viewer_name=name, views=1, first_seen=now, last_seen=now)
-    s.execute(statement.on_conflict_do_update(
+    statement = statement.on_conflict_do_update(
         index_elements=["link_id", "viewer_email"],
-        set_={"views": BuyerView.views + 1, "last_seen": now, "viewer_name": name}))
+        set_={"views": BuyerView.views + 1, "last_seen": now, "viewer_name": name})
+    if also is None:
+        s.execute(statement)
+        return None
+    return s.execute(statement.returning(also)).scalar()
 
 
 def engagement(s: Session, tenant_id: str, plan_id: str) -> dict:

@@ -77,11 +77,16 @@ def decrypt_tokens(blob: str | None) -> TokenSet | None:
 
 
 def rotate_keys(s: Session) -> int:
-    """Re-encrypt every stored token with the current (first) key."""
+    """Re-encrypt every stored token with the current (first) key; returns the installations
+    done. Outgoing webhooks' signing secrets (webapp/webhooks.py) are re-encrypted too."""
+    from .models import WebhookEndpoint
+
     count = 0
     for row in s.scalars(select(Installation).where(Installation.tokens.is_not(None))):
         row.tokens = cipher().rotate(row.tokens.encode()).decode()
         count += 1
+    for endpoint in s.scalars(select(WebhookEndpoint)):
+        endpoint.secret = cipher().rotate(endpoint.secret.encode()).decode()
     s.commit()
     return count
 

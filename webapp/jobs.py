@@ -39,7 +39,8 @@ EXT = "mutualplan.jobs"
 # (HubSpot: reconcile every 5 minutes besides webhooks; Salesforce: the adaptive poll).
 SETUP_EVERY = timedelta(days=1)
 CLOCK = [("relay", 10.0), ("sweep", 60.0), ("pull_due", 15.0), ("keep_alive", 3600.0),
-         ("notify", 30.0), ("reminders", 900.0), ("refresh_summaries", 3600.0)]
+         ("notify", 30.0), ("reminders", 900.0), ("refresh_summaries", 3600.0),
+         ("webhooks", 10.0)]
 
 
 def worker_name() -> str:
@@ -207,6 +208,17 @@ def reminders() -> int:
         Session.remove()
 
 
+def webhooks() -> int:
+    """Deliver the due outgoing webhooks (webapp/webhooks.py); returns how many succeeded."""
+    from . import webhooks as outgoing
+
+    Session = database().Session
+    try:
+        return outgoing.deliver(Session())
+    finally:
+        Session.remove()
+
+
 # Every task a queue may run; nothing adds to it at runtime (providers are data, not tasks).
 def refresh_summaries() -> int:
     """The clock's task: queue pushes of the plans whose health or win probability changed
@@ -225,7 +237,7 @@ def refresh_summaries() -> int:
 
 TASKS = {"relay": relay, "sweep": sweep, "pull": pull, "setup": setup, "pull_due": pull_due,
          "keep_alive": keep_alive, "notify": notify, "reminders": reminders,
-         "refresh_summaries": refresh_summaries}
+         "refresh_summaries": refresh_summaries, "webhooks": webhooks}
 PER_INSTALLATION = ("pull", "setup")  # one queued job per installation at a time
 
 
@@ -385,11 +397,14 @@ def init_app(app: Flask) -> None:
             kick(app)
         if session.info.pop("notifications_written", False):
             kick(app, "notify")
+        if session.info.pop("webhooks_written", False):
+            kick(app, "webhooks")
 
     @event.listens_for(database(app).Session.session_factory, "after_rollback")
     def _forget(session):
         session.info.pop("outbox_written", None)
         session.info.pop("notifications_written", None)
+        session.info.pop("webhooks_written", None)
 
 
 def kick(app: Flask, task: str = "relay") -> None:

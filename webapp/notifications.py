@@ -16,12 +16,10 @@ No CRM here; links point at PUBLIC_BASE_URL and are signed with SECRET_KEY (shar
 from __future__ import annotations
 
 import hashlib
-import ipaddress
+import json
 import logging
 import random
-import socket
 from datetime import date, datetime, timedelta
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app, render_template
@@ -31,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import clock, mail, mirror, outbox, plans, sharing
+from . import clock, mail, mirror, outbound, outbox, plans, sharing
 from .domain_errors import Invalid, NotFound
 from .models import (
     Activity,
@@ -609,40 +607,28 @@ def _send(row: Notification) -> None:
 # ---- Slack incoming webhooks ---------------------------------------------------------------
 
 
-def check_webhook_url(url: str) -> None:
+def check_webhook_url(url: str):
     """HTTPS to a public address; private, loopback and link-local addresses are refused
-    unless NOTIFY_ALLOW_PRIVATE_URLS is set (local development, tests)."""
-    allow = current_app.config.get("NOTIFY_ALLOW_PRIVATE_URLS")
-    parts = urlsplit(url)
-    if parts.scheme != "https" and not (allow and parts.scheme == "http"):
-        raise Invalid("slack_url", "an https:// URL (Slack incoming webhooks are https)")
-    if not parts.hostname or len(url) > 500:
-        raise Invalid("slack_url", "a webhook URL such as https://hooks.slack.com/services/…")
-    if allow:
-        return
+    unless NOTIFY_ALLOW_PRIVATE_URLS is set (local development, tests), which also allows
+    http to loopback. Returns the pinned target (webapp/outbound.py: the one SSRF guard)."""
+    allow = bool(current_app.config.get("NOTIFY_ALLOW_PRIVATE_URLS"))
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
-    except OSError:
-        raise Invalid("slack_url", "this host does not resolve") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise Invalid("slack_url", "this URL points at a private or local address")
+        return outbound.pin(url, allow_private=allow, allow_http=allow)
+    except outbound.Refused as exc:
+        raise Invalid("slack_url", exc.detail) from None
 
 
 def _post_slack(url: str, subject: str, text: str) -> None:
-    import requests
-
     try:
-        check_webhook_url(url)
+        target = check_webhook_url(url)
     except Invalid as exc:
         raise mail.MailError(exc.detail, permanent=True) from None
-    try:
-        response = requests.post(url, json={"text": f"*{subject}*\n{text}"}, timeout=10,
-                                 allow_redirects=False)
-    except requests.RequestException as exc:
+    body = json.dumps({"text": f"*{subject}*\n{text}"}).encode()
+    try:  # connects to the address just checked (DNS pinning); never follows a redirect
+        answer = outbound.post(target, body, {"Content-Type": "application/json"},
+                               timeout=(10.0, 10.0))
+    except Exception as exc:  # noqa: BLE001 - connection, TLS and timeout errors alike
         raise mail.MailError(f"slack: {type(exc).__name__}") from None
-    if response.status_code >= 300:
-        raise mail.MailError(f"slack: HTTP {response.status_code}",
-                             permanent=400 <= response.status_code < 500
-                             and response.status_code != 429)
+    if answer.status >= 300:
+        raise mail.MailError(f"slack: HTTP {answer.status}",
+                             permanent=400 <= answer.status < 500 and answer.status != 429)

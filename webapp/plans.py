@@ -207,6 +207,9 @@ def touch(s: Session, plan: Plan, actor: str, action: str, subject_id=None, deta
     from . import notifications  # a buyer's action alerts the rep, in this same transaction
 
     notifications.on_change(s, plan, actor, action, subject_id, detail or {})
+    from . import webhooks  # outgoing webhooks: queued in this same transaction
+
+    webhooks.on_change(s, plan, actor, action, subject_id, detail or {})
 
 
 def _apply(row, changes: dict) -> dict:

@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, g, redirect, render_template
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from .. import access, analytics, content, plans, sharing
+from .. import access, analytics, content, plans, sharing, webhooks
 from ..auth import api_key_required
 from ..db import database, session
 from ..errors import DomainError, Invalid, NotFound, ProblemError, VersionConflict, describe
@@ -521,7 +521,9 @@ def page(token):
     if not allowed:
         s.commit()
         return _gate(link)
-    analytics.record_view(s, link, buyer)  # engagement (webapp/analytics.py): one upsert
+    # engagement (webapp/analytics.py): one upsert, which also says whether a webhook wants it
+    if analytics.record_view(s, link, buyer, also=webhooks.wanted(link.tenant_id, "buyer.viewed")):
+        webhooks.viewed(s, link, buyer)
     s.commit()
     ok_code = request.args.get("ok", "")
     ok = OK_MESSAGES.get(ok_code)

@@ -33,7 +33,7 @@ bp = Blueprint("settings", __name__, url_prefix="/settings")
 PAGES = [("settings.connections", "Connections"), ("settings.mapping", "Stage mapping"),
          ("settings.templates", "Templates"), ("settings.branding", "Branding"),
          ("settings.team", "Team"), ("settings.notifications_page", "Notifications"),
-         ("settings.keys", "API keys")]
+         ("settings.keys", "API keys"), ("webhooks.page", "Webhooks")]
 
 
 @bp.after_request
