@@ -174,6 +174,19 @@ def test_buyer_proposal_alerts_the_rep_by_mail(app, catcher, plan, owned):
     assert "Dana" in msg["subject"] and "Budget freeze" in msg["text"]
 
 
+def test_buyer_completing_a_gate_milestone_alerts_the_rep(app, catcher, plan):
+    _rep_owns(app, plan["id"])
+    with app.app_context():
+        s = session()
+        p = plans.get_plan(s, s.get(Plan, plan["id"]).tenant_id, plan["id"])
+        gate = next(m for m in p.milestones if m.title == "Commercial agreement")
+        assert sharing.buyer_set_done(s, p, gate, True, sharing.Buyer("Dana", "dana@buyer.example"))
+        s.commit()
+    assert _deliver(app) == 1
+    [msg] = catcher.wait_for(1)
+    assert msg["to"] == ["rep@seller.example"] and "Commercial agreement" in msg["text"]
+
+
 def test_a_rolled_back_buyer_action_sends_nothing(app, plan, owned):
     _rep_owns(app, plan["id"])
     with app.app_context():

@@ -419,8 +419,10 @@ def on_change(s: Session, plan: Plan, actor: str, action: str, subject_id, detai
     if not actor.startswith("buyer:") or action not in ALERTS or plan.owner_user_id is None:
         return
     m = s.get(Milestone, subject_id) if subject_id else None
+    status = (detail or {}).get("status")  # plans.touch passes [old, new] for each changed field
     if action == "milestone.updated" and not (
-            m is not None and (detail or {}).get("status") == "done" and _is_gate(s, plan, m)):
+            m is not None and isinstance(status, list) and status[-1] == "done"
+            and _is_gate(s, plan, m)):
         return
     user = s.get(User, plan.owner_user_id)
     if user is None:
