@@ -720,7 +720,7 @@ class SalesforceConnector:
         subs.append({"method": "DELETE", "referenceId": "plan",
                      "url": self._path(f"sobjects/{n(PLAN)}/{n('Plan_UUID__c')}/{quote(plan_uuid)}")})
         if re.fullmatch(r"[a-zA-Z0-9]{15,18}", deal_id or ""):
-            subs.append({"method": "PATCH", "referenceId": "deal",
+            subs.append({"method": "PATCH", "referenceId": "clear",
                          "url": self._path(f"sobjects/Opportunity/{deal_id}"),
                          "body": {n(name): None for name, _ in OPPORTUNITY_SUMMARY.values()}})
         doc = PlanDoc(uuid=plan_uuid, title="", deal_id=deal_id)
@@ -775,8 +775,8 @@ class SalesforceConnector:
             if ref == "plan" and status < 300 and isinstance(body, dict):
                 remote_ids[plan.uuid] = body.get("id")
             if status >= 300:
-                if sub.get("method") == "DELETE" and status == 404:
-                    continue  # already gone: deletes are idempotent
+                if status == 404 and (sub.get("method") == "DELETE" or ref == "clear"):
+                    continue  # already gone: deletes are idempotent, a deleted deal has no summary
                 failures.append(classify(status, body, what=self._describe_sub(ref, plan)))
                 continue
             if ref.startswith("ms") and isinstance(body, list):
