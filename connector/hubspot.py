@@ -81,6 +81,7 @@ from .base import (
     TokenSet,
     TokenStore,
     content_hash,
+    changed_fields,
     milestone_fields,
 )
 from .errors import AuthExpired, CrmError, NeedsReauth, NotFound, RateLimited, Rejected, Transient
@@ -433,10 +434,18 @@ def _ms(when: datetime) -> str:
     return str(int(when.timestamp() * 1000))
 
 
-def milestone_properties(m: MilestoneDoc) -> dict:
+def milestone_properties(m: MilestoneDoc, previous: dict | None = None) -> dict:
+    """The record's properties; with `previous` (what the existing record held), only those
+    that changed. mp_sync fingerprints the whole record as it will then be, so the pull knows
+    our write coming back, and a rep's edit of another property since shows as an edit."""
     fields = milestone_fields(m)
     props = {prop: _s(fields[name]) for name, prop in MILESTONE_MAP.items()}
-    props["mp_sync"] = f"{content_hash(fields)}:{_wire_hash(props)}"
+    sync = f"{content_hash(fields)}:{_wire_hash(props)}"
+    changed = changed_fields(m, previous)
+    if changed is not None:
+        props = {prop: v for name, prop in MILESTONE_MAP.items() if name in changed
+                 for v in (props[prop],)}
+    props["mp_sync"] = sync
     return props
 
 
@@ -757,7 +766,7 @@ class HubSpotConnector:
         milestones = list(plan.milestones)
         if milestones:
             out.update(self._push_milestones(types["milestone"], milestones, plan_id, known, plan_new,
-                                             assoc.get("milestone_to_plan")))
+                                             assoc.get("milestone_to_plan"), plan.previous))
         if plan.deleted_milestones:
             self._archive(types["milestone"], plan.deleted_milestones, known)
         return out
@@ -776,7 +785,8 @@ class HubSpotConnector:
                 self._call(lambda c, t=types[kind], inputs=inputs: c.crm.objects.batch_api.update(
                     t, BatchInputSimplePublicObjectBatchInput(inputs=inputs), **self._t))
 
-    def _push_milestones(self, type_id, milestones, plan_id, known, plan_new, assoc_type) -> dict:
+    def _push_milestones(self, type_id, milestones, plan_id, known, plan_new, assoc_type,
+                         previous: dict | None = None) -> dict:
         out = {}
         if plan_new and assoc_type and not any(m.uuid in known for m in milestones):
             # A brand-new plan: its milestones are new too; create them associated in one go.
@@ -795,7 +805,9 @@ class HubSpotConnector:
             except Rejected as exc:
                 if exc.status != 409:  # someone has them already: fall back to upserts
                     raise
-        results = self._upsert(type_id, [(m.uuid, milestone_properties(m)) for m in milestones])
+        results = self._upsert(type_id, [
+            (m.uuid, milestone_properties(m, (previous or {}).get(m.uuid) if m.uuid in known else None))
+            for m in milestones])
         pairs = []
         for m, r in zip(milestones, results, strict=True):
             out[m.uuid] = r.id

@@ -188,3 +188,18 @@ def test_a_plan_archived_with_its_deal_archives_its_records_and_comes_back_with_
     assert len(sb.records(ENT, types["milestone"])) == len(milestones(plan))
     assert _summary(sb, ENT, deal).get("mp_progress_percent") == "0"
     assert not outbox(app, status="dead") and not outbox(app, status="pending")
+
+
+def test_pulls_through_429_storms_and_5xx_lose_no_remote_edit_and_duplicate_nothing(
+        app, client, sb):
+    """The pull soak, bounded (tests/pull_soak.py; bench/pull_soak.py runs it longer)."""
+    import pull_soak
+
+    installation_id, api = installed(app, client, sb, ENT)
+    plans = [new_plan(api, ENT, deal_id(sb, ENT, n), twelve=False)["id"] for n in range(2)]
+    run(app)
+    side = pull_soak.HubSpotSide(sb, ENT, _types(app, installation_id))
+    outcome = pull_soak.soak(app, side, installation_id, plans, rounds=6, edits=4)
+    assert outcome.failed_pulls > 0  # the storms did break pulls (the error policy took over)
+    assert (outcome.lost, outcome.duplicates, outcome.unsynced) == ([], [], [])
+    assert outcome.born == 3 and outcome.edits >= 30

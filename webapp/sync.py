@@ -148,6 +148,8 @@ def plan_document(s: Session, plan: Plan, gates: dict, pushed: dict, day: date) 
         budget=constraints.get("budget") or "",
         milestones=tuple(docs),
         deleted_milestones=tuple(sorted(set(pushed) - set(fields) - {plan.id})),
+        previous={d.uuid: pushed[d.uuid]["fields"] for d in docs
+                  if (pushed.get(d.uuid) or {}).get("fields")},
     )
     summary = summary_properties(plan, figures, slip_days, buyer_link)
     summary.update(analytics.summary_fields(s, plan, day))  # health, win_probability
