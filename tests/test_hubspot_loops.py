@@ -73,8 +73,15 @@ def test_a_plan_made_in_hubspots_ui_becomes_an_ordinary_plan(app, client, sb):
     [m] = milestones(api.get(f"/plans/{plan.id}").json)
     assert m["status"] == "done"
     assert len(sb.records(ENT, types["milestone"])) == 1 and len(sb.records(ENT, types["plan"])) == 1
-    # the gate "done" on the stage-less default mapping moves nothing back; a stage exists
-    assert mirror(app, plan.id).deal_stage
+    # the stage mirror: a gate milestone done here moves the deal forward
+    before = sb.get_record(ENT, "deals", deal)["properties"]["dealstage"]
+    stage_id = api.get(f"/plans/{plan.id}").json["stages"][0]["id"]
+    assert api.post(f"/plans/{plan.id}/milestones", json={
+        "stage_id": stage_id, "title": "Define requirements and success criteria",
+        "status": "done"}).status_code == 201
+    run(app)
+    after = sb.get_record(ENT, "deals", deal)["properties"]["dealstage"]
+    assert after != before and mirror(app, plan.id).deal_stage == after
 
 
 def test_a_milestone_made_in_hubspots_ui_joins_its_plan_and_is_written_back(app, client, sb):
