@@ -993,10 +993,12 @@ class HubSpotConnector:
         return Page(changes, None)
 
     def _associated(self, from_type: str, to_type: str, ids: list) -> dict:
-        """record id -> the id of the first record of `to_type` it is associated with (a batch
-        read of associations v4, "Retrieve associations between objects": records without any
-        come back without `to` or among the errors, https://developers.hubspot.com/docs/
-        api-reference/latest/crm/associations/associations-v4/batch/get-associations)."""
+        """record id -> the id of the first record of `to_type` it is associated with: one
+        associations v4 batch read per 100 ids ("Retrieve associations", POST
+        /crm/v4/associations/{fromObjectType}/{toObjectType}/batch/read, answering 200 or 207
+        multi-status in HubSpot's published spec, sandboxes/specs/hubspot/PublicApiSpecs/CRM/
+        Associations/Rollouts/130902/v4/associations.json). A record without associations comes
+        back with no `to` or among the errors: either way it has no deal/plan here."""
         out: dict = {}
         for chunk in _chunks([str(i) for i in ids]):
             res = self._call(lambda c, chunk=chunk: c.crm.associations.v4.batch_api.get_page(
