@@ -80,8 +80,8 @@ from .base import (
     RemoteChange,
     TokenSet,
     TokenStore,
-    content_hash,
     changed_fields,
+    content_hash,
     milestone_fields,
 )
 from .errors import AuthExpired, CrmError, NeedsReauth, NotFound, RateLimited, Rejected, Transient
@@ -162,8 +162,8 @@ MILESTONE_PROPERTIES = [
     ("mp_gate_stage", "Gates deal stage", "string", "text", None),
     ("mp_sync", "Sync fingerprint", "string", "text", None),
 ]
+PLAN_PULLED = [UUID_PROPERTY, "mp_name", "mp_value_summary", "mp_deal_id"]  # what an import reads
 # MilestoneDoc field -> property (everything but uuid)
-PLAN_PULLED = [UUID_PROPERTY, "mp_name", "mp_value_summary", "mp_deal_id"]
 MILESTONE_MAP = {
     "plan_uuid": "mp_plan_uuid", "title": "mp_title", "stage_name": "mp_stage_name",
     "position": "mp_position", "description": "mp_description", "owner_side": "mp_owner_side",
@@ -443,8 +443,7 @@ def milestone_properties(m: MilestoneDoc, previous: dict | None = None) -> dict:
     sync = f"{content_hash(fields)}:{_wire_hash(props)}"
     changed = changed_fields(m, previous)
     if changed is not None:
-        props = {prop: v for name, prop in MILESTONE_MAP.items() if name in changed
-                 for v in (props[prop],)}
+        props = {prop: props[prop] for name, prop in MILESTONE_MAP.items() if name in changed}
     props["mp_sync"] = sync
     return props
 

@@ -210,3 +210,20 @@ def test_pulls_through_429_storms_and_5xx_lose_no_remote_edit_and_duplicate_noth
     assert outcome.failed_pulls > 0  # the storms did break pulls (the error policy took over)
     assert (outcome.lost, outcome.duplicates, outcome.unsynced) == ([], [], [])
     assert outcome.born == 3 and outcome.edits >= 30
+
+
+def test_a_pull_before_the_removal_reaches_hubspot_does_not_bring_deleted_records_back(
+        app, client, sb):
+    installation_id, api = installed(app, client, sb, ENT)
+    plan = new_plan(api, ENT, deal_id(sb, ENT))
+    run(app)
+    gone = milestone(plan, "Discovery call")
+    assert api.delete(f"/milestones/{gone['id']}").status_code == 204
+    run(app, "pull", installation_id)  # the record, pushed within the overlap, is still live
+    assert gone["id"] not in {m["id"] for m in milestones(api.get(f"/plans/{plan['id']}").json)}
+    assert api.delete(f"/plans/{plan['id']}").status_code == 204
+    run(app, "pull", installation_id)  # the plan record too
+    assert api.get("/plans").json["items"] == []
+    run(app)
+    run(app, "pull", installation_id)
+    assert api.get("/plans").json["items"] == [] and not outbox(app, status="dead")

@@ -551,6 +551,8 @@ def _import_plan(s: Session, installation: Installation, change: RemoteChange, a
     from . import sharing
     from .schemas import PlanCreate
 
+    if change.key and _deleted_here(s, installation, change.key):
+        return 0  # our own record, still there until the removal reaches the CRM
     deal_id = change.fields.get("deal_id") or ""
     if not deal_id:
         report_problem(installation, change, "the plan record has no deal/opportunity")
@@ -579,6 +581,14 @@ def _import_plan(s: Session, installation: Installation, change: RemoteChange, a
     return 1
 
 
+def _deleted_here(s: Session, installation: Installation, plan_id: str) -> bool:
+    """Was this plan deleted here? (Its removal row outlives it.) A pull that sees its record
+    before the removal reaches the CRM must not bring it back as a plan born there."""
+    rows = s.scalars(select(OutboxEntry).where(OutboxEntry.tenant_id == installation.tenant_id,
+                                               OutboxEntry.plan_id == plan_id)).all()
+    return any((row.payload or {}).get("op") == "remove" for row in rows)
+
+
 def _import_milestone(s: Session, installation: Installation, change: RemoteChange) -> int:
     """A milestone record born in the CRM joins its plan (its stage made if new)."""
     f = change.fields
@@ -586,6 +596,9 @@ def _import_milestone(s: Session, installation: Installation, change: RemoteChan
     if plan is None:
         report_problem(installation, change, "its plan is not here (no deal, or not imported)")
         return 0
+    pushed = s.get(Mirror, plan.id)
+    if pushed is not None and change.key in (pushed.pushed_hashes or {}):
+        return 0  # ours, deleted here: the next push removes its record
     actor = _actor(installation, change)
     stage_name = (f.get("stage_name") or "Milestones").strip()[:120] or "Milestones"
     stage = next((st for st in plan.stages if st.name == stage_name), None)
