@@ -110,6 +110,10 @@ class PlanDoc:
     # bookkeeping keys the connector returned), so a connector can skip creating and
     # associating records it made before.
     remote_ids: dict = field(default_factory=dict, compare=False, hash=False)
+    # What each existing milestone record held after our last push or the last remote edit we
+    # applied (uuid -> milestone fields): a connector writes only the fields that differ, so a
+    # rep's newer edit of another field of the same record is not overwritten by our push.
+    previous: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,14 @@ def _plain(value):
     if value is None:
         return ""
     return str(value)
+
+
+def changed_fields(m: MilestoneDoc, previous: dict | None) -> set[str] | None:
+    """The milestone fields that differ from `previous` (None: no previous, write them all)."""
+    if not previous:
+        return None
+    current = milestone_fields(m)
+    return {k for k, v in current.items() if _plain(v) != _plain(previous.get(k))}
 
 
 def milestone_fields(m: MilestoneDoc) -> dict:

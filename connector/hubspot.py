@@ -46,10 +46,13 @@ from hubspot import HubSpot
 from hubspot.crm.associations.v4 import (
     AssociationSpec,
     BatchInputPublicAssociationMultiPost,
+    BatchInputPublicFetchAssociationsBatchRequest,
     PublicAssociationMultiPost,
+    PublicFetchAssociationsBatchRequest,
     PublicObjectId,
 )
 from hubspot.crm.objects import (
+    BatchInputSimplePublicObjectBatchInput,
     BatchInputSimplePublicObjectBatchInputForCreate,
     BatchInputSimplePublicObjectBatchInputUpsert,
     BatchInputSimplePublicObjectId,
@@ -57,6 +60,7 @@ from hubspot.crm.objects import (
     Filter,
     FilterGroup,
     PublicObjectSearchRequest,
+    SimplePublicObjectBatchInput,
     SimplePublicObjectBatchInputForCreate,
     SimplePublicObjectBatchInputUpsert,
     SimplePublicObjectId,
@@ -76,6 +80,7 @@ from .base import (
     RemoteChange,
     TokenSet,
     TokenStore,
+    changed_fields,
     content_hash,
     milestone_fields,
 )
@@ -157,6 +162,7 @@ MILESTONE_PROPERTIES = [
     ("mp_gate_stage", "Gates deal stage", "string", "text", None),
     ("mp_sync", "Sync fingerprint", "string", "text", None),
 ]
+PLAN_PULLED = [UUID_PROPERTY, "mp_name", "mp_value_summary", "mp_deal_id"]  # what an import reads
 # MilestoneDoc field -> property (everything but uuid)
 MILESTONE_MAP = {
     "plan_uuid": "mp_plan_uuid", "title": "mp_title", "stage_name": "mp_stage_name",
@@ -428,10 +434,17 @@ def _ms(when: datetime) -> str:
     return str(int(when.timestamp() * 1000))
 
 
-def milestone_properties(m: MilestoneDoc) -> dict:
+def milestone_properties(m: MilestoneDoc, previous: dict | None = None) -> dict:
+    """The record's properties; with `previous` (what the existing record held), only those
+    that changed. mp_sync fingerprints the whole record as it will then be, so the pull knows
+    our write coming back, and a rep's edit of another property since shows as an edit."""
     fields = milestone_fields(m)
     props = {prop: _s(fields[name]) for name, prop in MILESTONE_MAP.items()}
-    props["mp_sync"] = f"{content_hash(fields)}:{_wire_hash(props)}"
+    sync = f"{content_hash(fields)}:{_wire_hash(props)}"
+    changed = changed_fields(m, previous)
+    if changed is not None:
+        props = {prop: props[prop] for name, prop in MILESTONE_MAP.items() if name in changed}
+    props["mp_sync"] = sync
     return props
 
 
@@ -717,6 +730,9 @@ class HubSpotConnector:
         assoc = self.settings.get("association_types") or {}
         known = dict(getattr(plan, "remote_ids", None) or {})
         out: dict = {}
+        if known.get("adopted"):
+            self._adopt(plan, known["adopted"])
+            out["adopted"] = {}  # written: nothing left to adopt
         static_key = f"plan-hash:{plan.uuid}"
         static = content_hash(plan_properties(plan))
         plan_id = known.get(plan.uuid)
@@ -749,12 +765,27 @@ class HubSpotConnector:
         milestones = list(plan.milestones)
         if milestones:
             out.update(self._push_milestones(types["milestone"], milestones, plan_id, known, plan_new,
-                                             assoc.get("milestone_to_plan")))
+                                             assoc.get("milestone_to_plan"), plan.previous))
         if plan.deleted_milestones:
             self._archive(types["milestone"], plan.deleted_milestones, known)
         return out
 
-    def _push_milestones(self, type_id, milestones, plan_id, known, plan_new, assoc_type) -> dict:
+    def _adopt(self, plan: PlanDoc, adopted: dict) -> None:
+        """Records made in HubSpot's UI and imported here get our UUID first, by record id (one
+        batch update per object type), so the upserts by mp_uuid that follow find them instead
+        of creating twins."""
+        types = self.settings["object_types"]
+        for kind in ("plan", "milestone"):
+            pairs = [(uuid, rid) for uuid, rid in sorted(adopted.items())
+                     if (uuid == plan.uuid) == (kind == "plan")]
+            for chunk in _chunks(pairs):
+                inputs = [SimplePublicObjectBatchInput(id=str(rid), properties={UUID_PROPERTY: uuid})
+                          for uuid, rid in chunk]
+                self._call(lambda c, t=types[kind], inputs=inputs: c.crm.objects.batch_api.update(
+                    t, BatchInputSimplePublicObjectBatchInput(inputs=inputs), **self._t))
+
+    def _push_milestones(self, type_id, milestones, plan_id, known, plan_new, assoc_type,
+                         previous: dict | None = None) -> dict:
         out = {}
         if plan_new and assoc_type and not any(m.uuid in known for m in milestones):
             # A brand-new plan: its milestones are new too; create them associated in one go.
@@ -773,7 +804,9 @@ class HubSpotConnector:
             except Rejected as exc:
                 if exc.status != 409:  # someone has them already: fall back to upserts
                     raise
-        results = self._upsert(type_id, [(m.uuid, milestone_properties(m)) for m in milestones])
+        results = self._upsert(type_id, [
+            (m.uuid, milestone_properties(m, (previous or {}).get(m.uuid) if m.uuid in known else None))
+            for m in milestones])
         pairs = []
         for m, r in zip(milestones, results, strict=True):
             out[m.uuid] = r.id
@@ -889,9 +922,14 @@ class HubSpotConnector:
     # -- pull -----------------------------------------------------------------------------------
     def pull(self, since: datetime, cursor: str | None = None) -> Page:
         """Deals changed since `since` (those carrying our summary properties), then, in
-        custom-objects mode, milestones edited in HubSpot's UI, then milestones deleted there
-        (the recycle bin, `_binned`). (Deleted deals are not searchable: the webhook's
-        deletion events bring them, see webapp/providers.py.)
+        custom-objects mode, plan records and milestones edited or created in HubSpot's UI,
+        then plan and milestone records deleted there (the recycle bin, `_binned`). (Deleted
+        deals are not searchable: the webhook's deletion events bring them, see
+        webapp/providers.py.)
+
+        A record made in HubSpot's UI has no `mp_uuid`: it comes keyed by its record id with
+        `born_in_crm`, and the record it hangs on (a plan's deal, a milestone's plan) is read
+        from its associations, one batch read per page that has such records.
 
         Cursor: "<phase>:<after>[:<from ms>]". HubSpot's search stops at 10,000 results, so
         before paging past that it restarts from the last record's hs_lastmodifieddate
@@ -899,6 +937,7 @@ class HubSpotConnector:
         phase, after, from_ms = ((cursor or "deals:0").split(":") + ["", ""])[:3]
         changes: list[RemoteChange] = []
         since_ms = from_ms or _ms(since)
+        custom = self.mode == MODE_CUSTOM and bool(self.settings.get("object_types"))
         if phase == "deals":
             res = self._search("deals", since_ms, ["dealstage", "pipeline", "closedate", "hs_lastmodifieddate"],
                                after, [Filter(property_name=SUMMARY_MARKER, operator="HAS_PROPERTY")])
@@ -908,38 +947,78 @@ class HubSpotConnector:
                                                            "close_date": d.close_date},
                                             d.modified_at or utcnow()))
             nxt = _next_cursor("deals", res, since_ms)
-            if nxt:
-                return Page(changes, nxt)
-            if self.mode == MODE_CUSTOM and self.settings.get("object_types"):
-                return Page(changes, "milestones:0")
+            return Page(changes, nxt or ("plans:0" if custom else None))
+        if not custom:
             return Page(changes, None)
-        if phase == "binned":
-            return self._binned(since, after)
+        types = self.settings["object_types"]
+        if phase == "plans":
+            res = self._search(types["plan"], since_ms, [*PLAN_PULLED, "hs_lastmodifieddate"], after, [])
+            records = res.results or []
+            deals = self._associated(types["plan"], "deals",
+                                     [r.id for r in records if not (r.properties or {}).get("mp_deal_id")])
+            for r in records:
+                p = r.properties or {}
+                changes.append(RemoteChange(
+                    "plan", p.get(UUID_PROPERTY) or str(r.id), {
+                        "remote_id": str(r.id), "title": p.get("mp_name") or "",
+                        "value_summary": p.get("mp_value_summary") or "",
+                        "deal_id": p.get("mp_deal_id") or deals.get(str(r.id), "")},
+                    _parse_dt(p.get("hs_lastmodifieddate")) or utcnow(),
+                    born_in_crm=not p.get(UUID_PROPERTY)))
+            return Page(changes, _next_cursor("plans", res, since_ms) or "milestones:0")
         if phase == "milestones":
-            type_id = self.settings["object_types"]["milestone"]
             props = [UUID_PROPERTY, "hs_lastmodifieddate", "mp_sync", *MILESTONE_MAP.values()]
-            res = self._search(type_id, since_ms, props, after, [])
-            for r in res.results or []:
+            res = self._search(types["milestone"], since_ms, props, after, [])
+            records = res.results or []
+            parents = self._associated(types["milestone"], types["plan"],
+                                       [r.id for r in records if not (r.properties or {}).get(UUID_PROPERTY)])
+            for r in records:
                 p = r.properties or {}
                 fields, echo = milestone_from_properties(p)
                 modified = _parse_dt(p.get("hs_lastmodifieddate")) or utcnow()
+                meta = {"remote_id": str(r.id)}
                 if not p.get(UUID_PROPERTY):  # created in HubSpot's UI: keyed by its record id
-                    changes.append(RemoteChange("milestone", str(r.id), fields, modified,
+                    meta["plan_remote_id"] = parents.get(str(r.id), "")
+                    changes.append(RemoteChange("milestone", str(r.id), {**fields, **meta}, modified,
                                                 born_in_crm=True))
                     continue
-                changes.append(RemoteChange("milestone", p[UUID_PROPERTY], fields, modified, content_hash=echo))
+                changes.append(RemoteChange("milestone", p[UUID_PROPERTY], {**fields, **meta}, modified,
+                                            content_hash=echo))
             return Page(changes, _next_cursor("milestones", res, since_ms) or "binned:0")
+        if phase == "binned":
+            return self._binned("milestone", since, after, "plans-binned:0")
+        if phase == "plans-binned":
+            return self._binned("plan", since, after, None)
         return Page(changes, None)
 
-    def _binned(self, since: datetime, after: str) -> Page:
-        """Milestones deleted in HubSpot's UI since `since`: search never returns archived
-        records, and custom-object deletions reach no public app's webhooks, so the pull lists
-        the recycle bin ("Whether to return only results that have been archived",
-        `archived=true` on GET /crm/v3/objects/{objectType},
+    def _associated(self, from_type: str, to_type: str, ids: list) -> dict:
+        """record id -> the id of the first record of `to_type` it is associated with: one
+        associations v4 batch read per 100 ids ("Retrieve associations", POST
+        /crm/v4/associations/{fromObjectType}/{toObjectType}/batch/read, answering 200 or 207
+        multi-status in HubSpot's published spec, sandboxes/specs/hubspot/PublicApiSpecs/CRM/
+        Associations/Rollouts/130902/v4/associations.json). A record without associations comes
+        back with no `to` or among the errors: either way it has no deal/plan here."""
+        out: dict = {}
+        for chunk in _chunks([str(i) for i in ids]):
+            res = self._call(lambda c, chunk=chunk: c.crm.associations.v4.batch_api.get_page(
+                from_type, to_type, BatchInputPublicFetchAssociationsBatchRequest(
+                    inputs=[PublicFetchAssociationsBatchRequest(id=i) for i in chunk]), **self._t))
+            for row in res.results or []:
+                linked = sorted((str(t.to_object_id) for t in row.to or []), key=lambda v: (len(v), v))
+                if linked:
+                    out[str(row._from.id)] = linked[0]
+        return out
+
+    def _binned(self, kind: str, since: datetime, after: str, then: str | None) -> Page:
+        """Plan or milestone records deleted in HubSpot's UI since `since`: search never
+        returns archived records, and custom-object deletions reach no public app's webhooks,
+        so the pull lists the recycle bin ("Whether to return only results that have been
+        archived", `archived=true` on GET /crm/v3/objects/{objectType},
         https://developers.hubspot.com/docs/api-reference/latest/crm/objects/custom-objects/get-custom-objects).
         The list has no time filter: it is paged in full (one call per 100 binned records,
-        kept 90 days) and `archivedAt` picks those new since the last pull."""
-        type_id = self.settings["object_types"]["milestone"]
+        kept 90 days) and `archivedAt` picks those new since the last pull. `then` is the
+        phase after the last page."""
+        type_id = self.settings["object_types"][kind]
         res = self._call(lambda c: c.crm.objects.basic_api.get_page(
             type_id, limit=SEARCH_PAGE, after=after or None, properties=[UUID_PROPERTY],
             archived=True, **self._t))
@@ -948,10 +1027,15 @@ class HubSpotConnector:
             uuid = (r.properties or {}).get(UUID_PROPERTY)
             when = r.archived_at or r.updated_at
             when = when if when is None or when.tzinfo else when.replace(tzinfo=timezone.utc)
-            if uuid and when is not None and when >= since:
-                changes.append(RemoteChange("milestone", uuid, {}, when, deleted=True))
+            if when is None or when < since:
+                continue
+            if uuid:
+                changes.append(RemoteChange(kind, uuid, {"remote_id": str(r.id)}, when, deleted=True))
+            elif kind == "plan":  # an imported plan whose UUID was not written back yet
+                changes.append(RemoteChange(kind, str(r.id), {"remote_id": str(r.id)}, when,
+                                            deleted=True, born_in_crm=True))
         nxt = _next_after(res)
-        return Page(changes, f"binned:{nxt}" if nxt else None)
+        return Page(changes, f"{cursor_phase(kind)}:{nxt}" if nxt else then)
 
     def _search(self, object_type: str, since_ms: str, properties: list[str], after: str, extra: list):
         filters = [Filter(property_name="hs_lastmodifieddate", operator="GTE", value=since_ms), *extra]
@@ -961,6 +1045,10 @@ class HubSpotConnector:
             properties=properties, limit=SEARCH_PAGE, after=after or "0")
         return self._call(lambda c: c.crm.objects.search_api.do_search(object_type, request, **self._t),
                           search=True)
+
+
+def cursor_phase(kind: str) -> str:
+    return "binned" if kind == "milestone" else "plans-binned"
 
 
 @dataclass

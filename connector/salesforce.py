@@ -630,15 +630,22 @@ class SalesforceConnector:
             body[n("Opportunity__c")] = plan.deal_id
         return body
 
-    def _milestone_record(self, m: MilestoneDoc, plan_ref: str | None) -> dict:
+    def _milestone_record(self, m: MilestoneDoc, plan_ref: str | None,
+                          previous: dict | None = None) -> dict:
         """plan_ref None: the record exists in the org, so the master-detail Plan__c is left out
-        (a non-reparentable master-detail is createable, not updateable; DESIGN §5)."""
+        (a non-reparentable master-detail is createable, not updateable; DESIGN §5). With
+        `previous` (what that record held) only the fields that changed are sent, so a rep's
+        newer edit of another field is not overwritten."""
+        changed = base.changed_fields(m, previous) if plan_ref is None else None
         n = self.n
-        record = {"attributes": {"type": n(MILESTONE)}, n("Milestone_UUID__c"): m.uuid,
-                  "Name": (m.title or "Milestone")[:80]}
+        record = {"attributes": {"type": n(MILESTONE)}, n("Milestone_UUID__c"): m.uuid}
+        if changed is None or "title" in changed:
+            record["Name"] = (m.title or "Milestone")[:80]
         if plan_ref is not None:
             record[n("Plan__c")] = plan_ref
         for name, sf_field in MILESTONE_MAP.items():
+            if changed is not None and name not in changed:
+                continue
             value = getattr(m, name)
             if name in _TEXT_LIMITS:
                 value = (value or "")[:_TEXT_LIMITS[name]]
@@ -661,8 +668,8 @@ class SalesforceConnector:
                     "body": self._plan_body(plan)}
         milestone_subs = []
         known = plan.remote_ids or {}
-        records = [self._milestone_record(m, None if known.get(m.uuid) else "@{plan.id}")
-                   for m in plan.milestones]
+        records = [self._milestone_record(m, None, plan.previous.get(m.uuid)) if known.get(m.uuid)
+                   else self._milestone_record(m, "@{plan.id}") for m in plan.milestones]
         for i in range(0, len(records), MAX_COLLECTION):
             milestone_subs.append({
                 "method": "PATCH", "referenceId": f"ms{i // MAX_COLLECTION}",
@@ -720,7 +727,7 @@ class SalesforceConnector:
         subs.append({"method": "DELETE", "referenceId": "plan",
                      "url": self._path(f"sobjects/{n(PLAN)}/{n('Plan_UUID__c')}/{quote(plan_uuid)}")})
         if re.fullmatch(r"[a-zA-Z0-9]{15,18}", deal_id or ""):
-            subs.append({"method": "PATCH", "referenceId": "deal",
+            subs.append({"method": "PATCH", "referenceId": "clear",
                          "url": self._path(f"sobjects/Opportunity/{deal_id}"),
                          "body": {n(name): None for name, _ in OPPORTUNITY_SUMMARY.values()}})
         doc = PlanDoc(uuid=plan_uuid, title="", deal_id=deal_id)
@@ -775,8 +782,8 @@ class SalesforceConnector:
             if ref == "plan" and status < 300 and isinstance(body, dict):
                 remote_ids[plan.uuid] = body.get("id")
             if status >= 300:
-                if sub.get("method") == "DELETE" and status == 404:
-                    continue  # already gone: deletes are idempotent
+                if status == 404 and (sub.get("method") == "DELETE" or ref == "clear"):
+                    continue  # already gone: deletes are idempotent, a deleted deal has no summary
                 failures.append(classify(status, body, what=self._describe_sub(ref, plan)))
                 continue
             if ref.startswith("ms") and isinstance(body, list):

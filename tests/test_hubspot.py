@@ -991,7 +991,7 @@ def test_milestone_deleted_in_hubspot_ui_is_deleted_here_by_the_next_pull(app, c
     assert sb.drain_events() == []  # no webhook tells us: the pull must read the recycle bin
     sb.reset_calls(ENT)
     run(app, "pull", installation_id)
-    assert sb.call_counts(ENT)["GET /crm/v3/objects/{object_type}"] == 1  # the bin
+    assert sb.call_counts(ENT)["GET /crm/v3/objects/{object_type}"] == 2  # the bins (milestones, plans)
     titles = [m["title"] for m in milestones(api.get(f"/plans/{plan['id']}").json)]
     assert "Discovery call" not in titles and len(titles) == len(milestones(plan)) - 1
     run(app)  # the push that follows archives nothing new and fails nothing
@@ -1168,8 +1168,9 @@ def test_pull_hands_over_milestones_born_in_hubspots_ui_keyed_by_record_id(app, 
     assert born.kind == "milestone" and born.key == made["id"]
     assert born.fields["title"] == "Security review" and born.fields["status"] == "in_progress"
     assert not any(c.born_in_crm for c in changes if c.key != made["id"])
-    run(app, "pull", installation_id)  # not an edit of ours: nothing applied to the plan
-    assert len(milestones(api.get(f"/plans/{plan['id']}").json)) == len(milestones(plan))
+    assert born.fields["remote_id"] == made["id"] and born.fields["plan_remote_id"] == plan_rec["id"]
+    run(app, "pull", installation_id)  # imported: it joins its plan (tests/test_hubspot_loops.py)
+    assert len(milestones(api.get(f"/plans/{plan['id']}").json)) == len(milestones(plan)) + 1
 
 
 def test_stage_mapping_of_an_unknown_pipeline_is_a_422_and_an_unreachable_crm_a_503(app, client, sb):

@@ -307,3 +307,74 @@ def test_a_plan_deleted_in_salesforce_is_archived_and_restored_with_undelete(
     run(app, "relay")
     assert connected.get(f"/plans/{plan['id']}/sync").json["state"] == "synced"
     assert len(sandbox.records(org, "MAP_Milestone__c")) == 11
+
+
+def test_polls_through_limit_storms_and_5xx_lose_no_remote_edit_and_duplicate_nothing(
+        app, connected, sandbox, org):
+    """The pull soak, bounded (tests/pull_soak.py; bench/pull_soak.py runs it longer).
+    Salesforce answers limits with 403 REQUEST_LIMIT_EXCEEDED and no Retry-After."""
+    import pull_soak
+
+    plans = []
+    for n in range(2):
+        account = sandbox.create_record(org, "Account", {"Name": f"Buyer {n}"})
+        opp = sandbox.create_record(org, "Opportunity", {
+            "Name": f"Rollout {n}", "AccountId": account, "StageName": "Prospecting",
+            "CloseDate": "2027-03-31"})
+        plans.append(new_plan(connected, org, opp)["id"])
+    run(app, "relay")
+    side = pull_soak.SalesforceSide(sandbox, org)
+    outcome = pull_soak.soak(app, side, installation(app).id, plans, rounds=6, edits=4)
+    assert outcome.failed_pulls > 0
+    assert (outcome.lost, outcome.duplicates, outcome.unsynced) == ([], [], [])
+    assert outcome.born == 3 and outcome.edits >= 30
+
+
+def test_archiving_a_plan_removes_its_records_and_a_restore_writes_them_again(
+        app, connected, sandbox, org, opportunity):
+    """Archive here -> remote, as for a delete: a plan archived because its Opportunity was
+    deleted (or its plan record) has its records deleted and the Opportunity's MAP_* fields
+    cleared (a deleted Opportunity has none left: its 404 is fine); restored, it is written
+    again in full."""
+    from webapp.models import Plan
+
+    plan = new_plan(connected, org, opportunity)
+    run(app, "relay")
+    [record] = sandbox.records(org, "Mutual_Action_Plan__c")
+    sandbox.clock.advance(2)
+    sandbox.lds_delete(org, record["Id"])
+    run(app, "pull", installation(app).id)
+    [row] = rows(app, status="pending")
+    assert row.payload["op"] == "remove"
+    run(app, "relay")
+    opp = sandbox.get_record(org, "Opportunity", opportunity)
+    assert opp["MAP_Progress__c"] is None and opp["MAP_Buyer_Link__c"] is None
+    assert sandbox.records(org, "MAP_Milestone__c") == [] and not rows(app, status="dead")
+    sandbox.clock.advance(2)
+    sandbox.rep_undelete(org, "Mutual_Action_Plan__c", record["Id"])
+    run(app, "pull", installation(app).id)
+    run(app, "relay")
+    assert len(sandbox.records(org, "MAP_Milestone__c")) == 11
+    assert sandbox.get_record(org, "Opportunity", opportunity)["MAP_Progress__c"] is not None
+    assert not rows(app, status="dead") and not rows(app, status="pending")
+
+    # the Opportunity deleted: the plan is archived and its records go (the clear is a 404)
+    sandbox.clock.advance(2)
+    sandbox.rep_delete(org, "Opportunity", opportunity)
+    run(app, "pull", installation(app).id)
+    with app.app_context():
+        assert session().get(Plan, plan["id"]).archived_at is not None
+    run(app, "relay")
+    assert sandbox.records(org, "Mutual_Action_Plan__c") == []
+    assert sandbox.records(org, "MAP_Milestone__c") == []
+    assert not rows(app, status="dead") and not rows(app, status="pending")
+    sandbox.clock.advance(2)
+    sandbox.rep_undelete(org, "Opportunity", opportunity)
+    run(app, "pull", installation(app).id)
+    with app.app_context():
+        assert session().get(Plan, plan["id"]).archived_at is None
+    run(app, "relay")
+    [again] = sandbox.records(org, "Mutual_Action_Plan__c")
+    assert again["Plan_UUID__c"] == plan["id"] and len(sandbox.records(org, "MAP_Milestone__c")) == 11
+    assert sandbox.get_record(org, "Opportunity", opportunity)["MAP_Progress__c"] is not None
+    assert not rows(app, status="dead") and not rows(app, status="pending")

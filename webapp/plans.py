@@ -339,12 +339,16 @@ def delete_plan(s: Session, plan: Plan) -> None:
 
     state = s.get(Mirror, plan.id)
     if plan.deal_id and state is not None:
-        milestones = set(state.pushed_hashes or {}) | {m.id for m in plan.milestones}
-        outbox.record_removal(s, plan, {
-            "deal_id": plan.deal_id, "milestones": sorted(milestones - {plan.id}),
-            "remote_ids": {k: v for k, v in (state.remote_ids or {}).items()
-                           if isinstance(v, str)}})
+        outbox.record_removal(s, plan, removal_of(plan, state))
     s.delete(plan)
+
+
+def removal_of(plan: Plan, state) -> dict:
+    """What the CRM holds of a plan (the outbox payload of its removal): the deal, the
+    milestones ever pushed or still here, and the CRM record ids the mirror knows."""
+    milestones = set(state.pushed_hashes or {}) | {m.id for m in plan.milestones}
+    return {"deal_id": plan.deal_id, "milestones": sorted(milestones - {plan.id}),
+            "remote_ids": {k: v for k, v in (state.remote_ids or {}).items() if isinstance(v, str)}}
 
 
 # stages

@@ -148,6 +148,8 @@ def plan_document(s: Session, plan: Plan, gates: dict, pushed: dict, day: date) 
         budget=constraints.get("budget") or "",
         milestones=tuple(docs),
         deleted_milestones=tuple(sorted(set(pushed) - set(fields) - {plan.id})),
+        previous={d.uuid: pushed[d.uuid]["fields"] for d in docs
+                  if (pushed.get(d.uuid) or {}).get("fields")},
     )
     summary = summary_properties(plan, figures, slip_days, buyer_link)
     summary.update(analytics.summary_fields(s, plan, day))  # health, win_probability
@@ -408,8 +410,8 @@ def _pull(s: Session, installation_id: str) -> int:
 
 
 def apply_change(s: Session, installation: Installation, change: RemoteChange) -> int:
-    if change.born_in_crm:
-        return 0  # a record created in the CRM without our UUID: for the import, not an edit
+    """One remote record. A record born in the CRM (no UUID of ours, `born_in_crm`) is found
+    by its CRM id once imported, and imported otherwise (`_import_plan`, `_import_milestone`)."""
     if change.kind == "deal":
         return _apply_deal(s, installation, change)
     if change.kind == "milestone":
@@ -498,24 +500,59 @@ def _apply_plan(s: Session, installation: Installation, change: RemoteChange) ->
         return 0 if change.deleted else _import_plan(s, installation, change, actor)
     state = _mirror(s, installation, plan)
     if change.deleted:
-        if plan.archived_at is not None:
+        if plan.archived_at is not None or _not_current(state, plan.id, change):
             return 0
-        plan.archived_at = clock.now()
         state.remote_ids = {**(state.remote_ids or {}), "archived_by_crm": True}
-        plans.touch(s, plan, actor, "plan.archived", plan.id, {"reason": "deleted in the CRM"})
+        archive_plan(s, plan, actor, {"reason": "deleted in the CRM"})
         return 1
     if plan.archived_at is not None and (state.remote_ids or {}).get("archived_by_crm"):
-        plan.archived_at = None
         state.remote_ids = {k: v for k, v in state.remote_ids.items() if k != "archived_by_crm"}
-        plans.touch(s, plan, actor, "plan.restored", plan.id, {"reason": "restored in the CRM"})
+        restore_plan(s, plan, actor, "restored in the CRM")
         return 1
     return 0
+
+
+def archive_plan(s: Session, plan: Plan, actor: str, detail: dict) -> None:
+    """Archive a plan here, and so in the CRM: the relay removes (Salesforce: deletes; HubSpot:
+    archives) its plan and milestone records and clears the deal's summary fields, the same
+    removal a delete queues (records already gone are fine). The mirror forgets what it pushed
+    and the record ids it knew, so a restore writes the whole plan again (into new records where
+    the old ones stay in the bin), and the bin's entries of the old records, read again by a pull,
+    are not taken for deletions of the new ones (`_not_current`)."""
+    plan.archived_at = clock.now()
+    plans.touch(s, plan, actor, "plan.archived", plan.id, detail)
+    state = s.get(Mirror, plan.id)
+    if state is None or not plan.deal_id:
+        return
+    outbox.record_removal(s, plan, plans.removal_of(plan, state))
+    state.pushed_hashes = {}
+    state.remote_ids = {k: v for k, v in (state.remote_ids or {}).items() if k == "archived_by_crm"}
+    state.pushed_deal = {**(state.pushed_deal or {}), "properties": {}}
+
+
+def _not_current(state: Mirror, local_id: str, change: RemoteChange) -> bool:
+    """Is a deleted record one this plan or milestone no longer has (archived with its plan,
+    written anew since)? Only a deletion of the record the mirror knows is applied."""
+    remote_id = (change.fields or {}).get("remote_id")
+    return bool(remote_id) and (state.remote_ids or {}).get(local_id) != remote_id
+
+
+def restore_plan(s: Session, plan: Plan, actor: str, reason: str) -> None:
+    """Un-archive a plan: a full push follows (a removal not sent yet becomes that push)."""
+    plan.archived_at = None
+    plans.touch(s, plan, actor, "plan.restored", plan.id, {"reason": reason})
+    pending = s.scalars(select(OutboxEntry).where(OutboxEntry.plan_id == plan.id,
+                                                  OutboxEntry.status == "pending")).first()
+    if pending is not None and (pending.payload or {}).get("op") == "remove":
+        pending.payload = None
 
 
 def _import_plan(s: Session, installation: Installation, change: RemoteChange, actor: str) -> int:
     from . import sharing
     from .schemas import PlanCreate
 
+    if change.key and _deleted_here(s, installation, change.key):
+        return 0  # our own record, still there until the removal reaches the CRM
     deal_id = change.fields.get("deal_id") or ""
     if not deal_id:
         report_problem(installation, change, "the plan record has no deal/opportunity")
@@ -544,6 +581,14 @@ def _import_plan(s: Session, installation: Installation, change: RemoteChange, a
     return 1
 
 
+def _deleted_here(s: Session, installation: Installation, plan_id: str) -> bool:
+    """Was this plan deleted here? (Its removal row outlives it.) A pull that sees its record
+    before the removal reaches the CRM must not bring it back as a plan born there."""
+    rows = s.scalars(select(OutboxEntry).where(OutboxEntry.tenant_id == installation.tenant_id,
+                                               OutboxEntry.plan_id == plan_id)).all()
+    return any((row.payload or {}).get("op") == "remove" for row in rows)
+
+
 def _import_milestone(s: Session, installation: Installation, change: RemoteChange) -> int:
     """A milestone record born in the CRM joins its plan (its stage made if new)."""
     f = change.fields
@@ -551,6 +596,9 @@ def _import_milestone(s: Session, installation: Installation, change: RemoteChan
     if plan is None:
         report_problem(installation, change, "its plan is not here (no deal, or not imported)")
         return 0
+    pushed = s.get(Mirror, plan.id)
+    if pushed is not None and change.key in (pushed.pushed_hashes or {}):
+        return 0  # ours, deleted here: the next push removes its record
     actor = _actor(installation, change)
     stage_name = (f.get("stage_name") or "Milestones").strip()[:120] or "Milestones"
     stage = next((st for st in plan.stages if st.name == stage_name), None)
@@ -592,9 +640,8 @@ def _apply_deal(s: Session, installation: Installation, change: RemoteChange) ->
     for plan in rows:
         if change.deleted:
             if plan.archived_at is None:
-                plan.archived_at = clock.now()
-                plans.touch(s, plan, _actor(installation, change), "plan.archived", plan.id,
-                            {"reason": DEAL_DELETED, "deleted_at": change.modified_at.isoformat()})
+                archive_plan(s, plan, _actor(installation, change),
+                             {"reason": DEAL_DELETED, "deleted_at": change.modified_at.isoformat()})
             continue
         if plan.archived_at is not None:
             _restore_if_deal_is_back(s, installation, plan, change)
@@ -636,9 +683,7 @@ def _restore_if_deal_is_back(s: Session, installation: Installation, plan: Plan,
     deleted_at = detail.get("deleted_at")
     if deleted_at and change.modified_at <= clock.aware(datetime.fromisoformat(deleted_at)):
         return
-    plan.archived_at = None
-    plans.touch(s, plan, f"crm:{installation.provider}", "plan.restored", plan.id,
-                {"reason": "deal restored in the CRM"})
+    restore_plan(s, plan, f"crm:{installation.provider}", "deal restored in the CRM")
 
 
 def _refresh_mismatch(s: Session, installation: Installation, plan: Plan, state: Mirror) -> None:
@@ -681,7 +726,7 @@ def _apply_milestone(s: Session, installation: Installation, change: RemoteChang
     actor = _actor(installation, change)
     local_time = clock.aware(m.updated_at)
     if change.deleted:
-        if m.plan.archived_at is not None:
+        if m.plan.archived_at is not None or _not_current(state, m.id, change):
             return 0  # went with its deleted plan; comes back with the plan's restore
         if change.modified_at > local_time:
             plans.delete_milestone(s, m, actor)

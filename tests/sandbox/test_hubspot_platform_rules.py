@@ -35,29 +35,12 @@ CUSTOM = ["crm.objects.custom.read", "crm.objects.custom.write", "crm.schemas.cu
 
 
 @pytest.fixture
-def sb():
-    return HubSpotSandbox()
-
-
-@pytest.fixture
-def server(sb):
-    srv = serve(sb)
-    yield srv
-    srv.shutdown()
-
-
-@pytest.fixture
-def app(sb):
-    return next(iter(sb.apps.values()))
+def app(hs_app):  # sb, server, hs_app and ent: tests/sandbox/conftest.py
+    return hs_app
 
 
 def client(server, token: str) -> HubSpot:
     return HubSpot(access_token=token, host=server.url, retry=Retry(total=0, redirect=0))
-
-
-@pytest.fixture
-def ent(sb, server):
-    return client(server, sb.issue_tokens(ENT)["access_token"])
 
 
 def _schema(ent, name="mutual_action_plan"):

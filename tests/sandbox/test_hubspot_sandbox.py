@@ -63,31 +63,9 @@ CUSTOM = [
 # fixtures
 
 
-@pytest.fixture
-def sb():
-    return HubSpotSandbox()
-
-
-@pytest.fixture
-def server(sb):
-    srv = serve(sb)
-    yield srv
-    srv.shutdown()
-
-
-@pytest.fixture
-def hs_app(sb):
-    return next(iter(sb.apps.values()))
-
-
 def client(server, token: str) -> HubSpot:
     """How the connector should build the SDK: sandbox URL as host, the SDK's own retries off."""
     return HubSpot(access_token=token, host=server.url, retry=Retry(total=0, redirect=0))
-
-
-@pytest.fixture
-def ent(sb, server):
-    return client(server, sb.issue_tokens(ENT)["access_token"])
 
 
 def status_of(exc_info) -> int:

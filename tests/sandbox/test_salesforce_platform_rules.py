@@ -7,11 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-from sandboxes.salesforce import Clock, SalesforceSandbox, demo_sandbox, serve
+from sandboxes.salesforce import Clock, SalesforceSandbox, demo_sandbox
 
 API_VERSION = "66.0"
 CLIENT_ID = "mp-client"
@@ -34,29 +33,8 @@ def sandbox():
 
 
 @pytest.fixture
-def org(sandbox):
-    return next(iter(sandbox.orgs.values()))
-
-
-@pytest.fixture
 def rep(org):
     return next(u for u in org.users.values() if not u.is_admin)
-
-
-@pytest.fixture
-def server(sandbox):
-    handle = serve(sandbox)
-    yield handle
-    handle.shutdown()
-
-
-@pytest.fixture
-def http(server):
-    s = requests.Session()
-    s.verify = server.ca_path
-    s.trust_env = False
-    yield s
-    s.close()
 
 
 def sf_for(sandbox, org, http, user_id=None) -> Salesforce:

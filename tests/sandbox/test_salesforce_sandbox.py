@@ -48,27 +48,6 @@ def sandbox():
     return sb
 
 
-@pytest.fixture
-def org(sandbox):
-    return next(iter(sandbox.orgs.values()))
-
-
-@pytest.fixture
-def server(sandbox):
-    handle = serve(sandbox)
-    yield handle
-    handle.shutdown()
-
-
-@pytest.fixture
-def http(server):
-    s = requests.Session()
-    s.verify = server.ca_path
-    s.trust_env = False
-    yield s
-    s.close()
-
-
 def make_sf(tok: dict, http: requests.Session) -> Salesforce:
     return Salesforce(session_id=tok["access_token"], instance_url=tok["instance_url"],
                       version=API_VERSION, session=http)
