@@ -8,13 +8,15 @@ from sqlalchemy import select
 
 from connector import errors as crm_errors
 
-from .. import mirror, outbox, plan_templates, plans, spreadsheets, sync
+from .. import mirror, onboarding, outbox, plan_templates, plans, spreadsheets, sync
 from ..auth import api_key_required
 from ..db import session
 from ..errors import Invalid, NotFound, ProblemError
 from ..models import Installation, StageMapping
 from ..schemas import (
     ActivityList,
+    HandOffIn,
+    HandOffOut,
     ImportOut,
     InstallationList,
     RetryOut,
@@ -348,6 +350,26 @@ def put_stage_mapping(installation_id, pipeline_id):
     row.gates, row.close_milestone, row.allow_closed = dict(data.gates), data.close_milestone, data.allow_closed
     s.commit()
     return render(StageMappingOut, _mapping_document(installation, pipeline_id))
+
+
+@bp.get("/installations/<installation_id>/hand-off/<pipeline_id>")
+@api_key_required
+def get_hand_off(installation_id, pipeline_id):
+    installation = _installation(installation_id)
+    return render(HandOffOut, {"pipeline_id": pipeline_id,
+                               **vars(onboarding.hand_off(installation, pipeline_id))})
+
+
+@bp.put("/installations/<installation_id>/hand-off/<pipeline_id>")
+@api_key_required
+def put_hand_off(installation_id, pipeline_id):
+    data = json_body(HandOffIn)
+    installation = _installation(installation_id)
+    _pipeline_stages(installation, pipeline_id)  # an unknown pipeline is refused
+    saved = onboarding.save_hand_off(session(), installation, pipeline_id, data.template,
+                                     data.cs_owner_field, data.cs_owner_default)
+    session().commit()
+    return render(HandOffOut, {"pipeline_id": pipeline_id, **vars(saved)})
 
 
 # spreadsheets: export and import (webapp/spreadsheets.py)
