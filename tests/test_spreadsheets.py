@@ -325,3 +325,47 @@ def test_editor_import_needs_the_session_and_the_csrf_token(app, api, client, pl
                                        "data": "VGl0bGUKQQo="})
     assert response.status_code == 403
     assert snapshot(app) == before
+
+
+# ---- size: MAX_CONTENT_LENGTH ------------------------------------------------------------
+
+
+def _realistic_csv(rows: int) -> bytes:
+    notes = "What needs to happen, who is involved and why it matters to the project. " * 3
+    lines = ["Title,Stage,Owner name,Owner e-mail,Owner side,Due date,Status,Notes,Internal"]
+    lines += [f'Milestone {i} with a realistic title,Stage {i // 10},Dana Buyer,dana@buyer.example,'
+              f'buyer,2027-03-01,not_started,"{notes}",no' for i in range(rows)]
+    return csv_of(*lines)
+
+
+def test_a_realistic_file_at_the_row_limit_fits_and_a_larger_body_is_a_clear_413(app, api, client, plan):
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    full = _realistic_csv(100)  # the plan limit: 100 milestones, each with long notes
+    assert len(full) < limit // 4
+    answer = api.post("/plans/import?dry_run=true", data=full, headers=CSV)
+    assert answer.status_code == 200 and len(answer.json["rows"]) == 100 and not answer.json["problems"]
+    before = snapshot(app)
+    answer = api.post("/plans/import", data=b"x" * (limit + 1), headers=CSV)
+    assert answer.status_code == 413 and answer.content_type == "application/problem+json"
+    assert answer.json["type"].endswith("file-too-large")
+    assert f"the limit is {limit // 1024} KiB" in answer.json["detail"]
+    assert snapshot(app) == before
+
+    from conftest import CSRF
+    page = _editor_page(api, client, plan["id"])
+    csrf = CSRF.search(client.get(page).get_data(as_text=True)).group(1)
+    before = snapshot(app)  # with the editor session
+    response = client.post(page, data={"csrf": csrf, "op": "preview",
+                                       "file": (io.BytesIO(b"x" * (limit + 1)), "big.csv")},
+                           content_type="multipart/form-data")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 413 and "the limit is 256 KiB" in html and 'type="file"' in html
+    # a file just under the limit survives the preview form's base64 copy
+    big = _realistic_csv(100) + b"," * (limit - len(full) - 2048) + b"\n"
+    response = client.post(page, data={"csrf": csrf, "op": "preview",
+                                       "file": (io.BytesIO(big), "big.csv")},
+                           content_type="multipart/form-data")
+    data = re.search(r'name="data" value="([^"]+)"', response.get_data(as_text=True)).group(1)
+    response = client.post(page, data={"csrf": csrf, "data": data, "media": "text/csv", "op": "preview"})
+    assert response.status_code == 200
+    assert snapshot(app) == before

@@ -26,6 +26,16 @@ from .schemas import FIRST_DAY, LAST_DAY, MilestoneIn, StageIn
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_TYPE = "text/csv"
 MAX_ROWS = 1_000  # rows read from a file; past the plan limits anyway (plans.LIMITS)
+
+
+def too_large(size: int | None, limit: int) -> str:
+    """What a refused upload is told (the API's 413 problem, the editor's message). The body
+    limit (MAX_CONTENT_LENGTH, 256 KiB) holds a plan at its 100-milestone limit many times
+    over: such a CSV with long notes is ~40 KiB, an XLSX ~9 KiB (tests/test_spreadsheets.py)."""
+    what = f"The file is {size // 1024} KiB" if size else "The file is too large"
+    return (f"{what}; the limit is {limit // 1024} KiB. A plan holds at most "
+            f"{plans.LIMITS['milestones_per_plan'][0]} milestones, which fit well within it: save "
+            "only the sheet with the milestones (no images or other sheets), or save it as CSV.")
 MAX_COLUMNS = 50
 DEFAULT_STAGE = "Plan"
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy import select
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector import errors as crm_errors
 
@@ -422,9 +423,25 @@ def _import_options() -> tuple[bool, bool, dict]:
     return dry_run == "true", mode == "valid_only", mapping
 
 
-def _preview_of_body(plan, mapping):
+class FileTooLarge(ProblemError):
+    status, slug, title = 413, "file-too-large", "The file is too large"
+
+
+def _file_body() -> bytes:
+    """The uploaded file, or a 413 problem that says the limit and what to do."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if (request.content_length or 0) > limit:
+        raise FileTooLarge(spreadsheets.too_large(request.content_length, limit))
     try:
-        table = spreadsheets.read_table(request.get_data(), request.mimetype)
+        return request.get_data()
+    except RequestEntityTooLarge:  # a body without Content-Length, cut at the limit
+        raise FileTooLarge(spreadsheets.too_large(None, limit)) from None
+
+
+def _preview_of_body(plan, mapping):
+    body = _file_body()
+    try:
+        table = spreadsheets.read_table(body, request.mimetype)
         return spreadsheets.preview(table, mapping, plan)
     except spreadsheets.Unreadable as exc:
         if request.mimetype not in (spreadsheets.CSV_TYPE, spreadsheets.XLSX_TYPE,

@@ -21,13 +21,26 @@ import re
 from datetime import date, timedelta
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector.base import PipelineStage
 
-from .. import clock, mirror, outbox, plan_templates, plans, providers, sharing, spreadsheets, sync, users
+from .. import (
+    clock,
+    mirror,
+    outbox,
+    plan_templates,
+    plans,
+    providers,
+    security,
+    sharing,
+    spreadsheets,
+    sync,
+    users,
+)
 from ..auth import api_key_required
 from ..db import session
 from ..errors import (
@@ -661,6 +674,20 @@ def import_page(plan_id):
 @bp.post("/plans/<plan_id>/import")
 def import_post(plan_id):
     ed = _session_for(plan_id)
+    # The preview form carries the file back base64-encoded (4/3 of its size): whatever was
+    # accepted as an upload must fit when it comes back.
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    request.max_content_length = limit * 4 // 3 + 16 * 1024
+    try:
+        upload = request.files.get("file")
+    except RequestEntityTooLarge:
+        return _import_render(ed, status=413, error=spreadsheets.too_large(request.content_length, limit))
+    security.check_form()  # skipped before the view for a body past the default limit
+    if upload is not None and upload.filename:
+        size = upload.stream.seek(0, 2)
+        upload.stream.seek(0)
+        if size > limit:
+            return _import_render(ed, status=413, error=spreadsheets.too_large(size, limit))
     if not _origin_ok() or not sharing.csrf_ok(ed["n"], plan_id, request.form.get("csrf"), keys()):
         return _import_render(ed, status=403, error="This form came from another page or is out of "
                               "date, so it was ignored. Please try again.")
