@@ -620,6 +620,12 @@ class BlockList(Out):
 # ---- spreadsheet import (webapp/spreadsheets.py) -------------------------------------------
 
 
+class ImportDependencyOut(Out):
+    title: str
+    days: int
+    after: Literal["done", "due"]
+
+
 class ImportRowOut(Out):
     row: int
     stage: str
@@ -631,6 +637,7 @@ class ImportRowOut(Out):
     risk: Risk | None
     description: str
     internal: bool
+    depends_on: list[ImportDependencyOut] = []
     valid: bool
     problems: list[str]
 

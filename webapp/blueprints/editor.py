@@ -637,7 +637,8 @@ def create_editor_link(plan_id):
 FIELD_LABELS = [("title", "Title"), ("stage", "Stage"), ("owner_name", "Owner name"),
                 ("owner_email", "Owner e-mail"), ("owner_side", "Owner side"),
                 ("due_date", "Due date"), ("status", "Status"), ("risk", "Risk"),
-                ("notes", "Notes"), ("internal", "Internal")]
+                ("notes", "Notes"), ("internal", "Internal"), ("depends_on", "Depends on"),
+                ("days_after", "Days after")]
 
 
 def _import_render(ed: dict, *, status=200, error=None, result=None, data="", media=""):
