@@ -229,6 +229,7 @@ class Posted:
 
     def __init__(self, form=None, errors=None):
         self.form = dict(form or {})
+        self.lists = {k: form.getlist(k) for k in form} if hasattr(form, "getlist") else {}
         self.errors = dict(errors or {})
 
     def mine(self, op: str, ident: str | None = None) -> bool:
@@ -238,6 +239,10 @@ class Posted:
 
     def value(self, op, name, default, ident=None):
         return self.form.get(name, "") if self.mine(op, ident) else default
+
+    def values(self, op, name, default, ident=None) -> list:
+        """A multiple choice's values (e.g. the prerequisites picked)."""
+        return self.lists.get(name, []) if self.mine(op, ident) else list(default)
 
     def checked(self, op, name, default, ident=None) -> bool:
         return self.form.get(name) == "1" if self.mine(op, ident) else bool(default)
@@ -434,8 +439,28 @@ def op_milestone_edit(s, plan, actor):
         fields["reason"] = _text("reason", 1000)
     if _text("stage_id", 36) and _text("stage_id", 36) != m.stage_id:
         fields["stage_id"] = _text("stage_id", 36)
+    if request.form.get("dependencies") == "1":  # the form shows them (not every form does)
+        fields["depends_on"] = _dependencies(m)
     plans.update_milestone(s, m, MilestonePatch.model_validate(fields), actor)
     return "milestone", f"m-{m.id}"
+
+
+def _dependencies(m: Milestone) -> list[dict]:
+    """The prerequisites picked, with one offset for all of them; a prerequisite kept with
+    the same offset keeps its own (dependencies set per prerequisite through the API stay)."""
+    raw = _text("dep_days", 6) or "0"
+    try:
+        days = int(raw)
+    except ValueError:
+        raise Invalid("dep_days", "a whole number of days, e.g. 3 (or -2 for two days before)") from None
+    if not -365 <= days <= 3650:
+        raise Invalid("dep_days", "between -365 and 3650 days")
+    after = "due" if request.form.get("dep_after") == "due" else "done"
+    stored = {d["milestone_id"]: d for d in m.depends_on or []}
+    first = next(iter(stored.values()), None)
+    same = first is not None and (first["days"], first["after"]) == (days, after)
+    return [stored[i] if same and i in stored else {"milestone_id": i, "days": days, "after": after}
+            for i in dict.fromkeys(request.form.getlist("depends_on")) if i]
 
 
 def op_milestone_done(s, plan, actor):
@@ -540,6 +565,7 @@ LABELS = {
     "start_date": "Start date", "dates": "Other key dates", "resources": "Linked resources",
     "due_date": "Due date", "owner_side": "Owner side", "expires_in_days": "Expires after",
     "body": "Comment", "name": "Name", "title": "Title", "email": "Email",
+    "depends_on": "Waits on", "dep_days": "Days after",
 }
 
 OPS = {
