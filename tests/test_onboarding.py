@@ -142,6 +142,8 @@ def test_closed_lost_closes_the_links_and_a_reopened_deal_brings_them_back(app, 
     assert plan["title"] not in text and "Discovery call" not in text  # nothing of the plan
     assert plan_row(app, plan["id"]).archived_at is not None
     assert plan_row(app, plan["id"]).phase == "closed"
+    run(app)  # the deal says so too
+    assert sb.get_record(ENT, "deals", deal)["properties"]["mp_phase"] == "closed"
     run(app, "pull", installation_id)  # a repeated poll changes nothing
     assert client.get(path_of(kept["url"])).status_code == 410
 

@@ -183,7 +183,8 @@ def push_entry(s: Session, entry_id: str) -> str:
         return _finish(s, entry, installation, lambda: _remove(installation, entry))
     plan = s.scalars(select(Plan).where(Plan.id == entry.plan_id, Plan.tenant_id == entry.tenant_id)
                      .options(selectinload(Plan.stages).selectinload(Stage.milestones))).one_or_none()
-    if plan is None or plan.archived_at is not None or not plan.deal_id:
+    # A plan closed with its lost deal is archived but still says so on the deal (mp_phase).
+    if plan is None or (plan.archived_at is not None and plan.phase != "closed") or not plan.deal_id:
         outbox.finish(entry)
         s.commit()
         return "done"
