@@ -9,22 +9,14 @@ from datetime import date, timedelta
 
 from conftest import make_link, path_of
 from sqlalchemy import select
-from test_hubspot import (  # noqa: F401  (sb, app_config and served are fixtures)
-    ENT,
-    app_config,
-    app_url,
-    deal_id,
-    installed,
-    milestones,
-    new_plan,
-    queued,
-    run,
-    sb,
-    served,
-)
+import test_hubspot
+from test_hubspot import ENT, app_url, deal_id, installed, milestones, new_plan, queued, run
 
 from webapp.db import session
 from webapp.models import Installation, Plan, PlanTemplate, ShareLink
+
+# the HubSpot sandbox, the app configured for it, the app on a real port (fixtures)
+sb, app_config, served = test_hubspot.sb, test_hubspot.app_config, test_hubspot.served
 
 ONBOARDING = [
     {"name": "Kickoff", "milestones": [

@@ -6,21 +6,17 @@ from datetime import date, timedelta
 
 from conftest import make_link, path_of
 from test_onboarding import ONBOARDING
-from test_salesforce import (  # noqa: F401  (fixtures)
-    app_config,
-    connected,
-    handle,
-    http,
-    installation,
-    new_plan,
-    opportunity,
-    org,
-    run,
-    sandbox,
-)
+import test_salesforce
+from test_salesforce import installation, new_plan, run
 
 from webapp.db import session
 from webapp.models import Plan, PlanTemplate
+
+# the Salesforce sandbox served over HTTPS, an org with an opportunity, a connected app (fixtures)
+sandbox, org, handle, http = (test_salesforce.sandbox, test_salesforce.org, test_salesforce.handle,
+                              test_salesforce.http)
+app_config, connected, opportunity = (test_salesforce.app_config, test_salesforce.connected,
+                                      test_salesforce.opportunity)
 
 
 def test_closed_won_opportunity_starts_onboarding_and_lost_closes_the_plan(
