@@ -24,14 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import clock, plan_templates, plans
-from .domain_errors import Invalid
+from .domain_errors import Invalid, LimitReached
 from .models import Activity, Milestone, Plan, ShareLink, Stage
 from .schemas import _EMAIL
 from .sharing import CLOSED_WITH_DEAL, is_active
-
-PHASES = ("sales", "onboarding", "closed")
-PHASE_LABELS = {"sales": "Mutual action plan", "onboarding": "Onboarding", "closed": "Closed"}
-
 
 @dataclass(frozen=True)
 class HandOff:
@@ -101,7 +97,7 @@ def _add_onboarding_stages(s: Session, plan: Plan, key: str | None, close_date: 
     try:
         plans.check_limit("stages_per_plan", len(plan.stages) + len(stages))
         plans.check_limit("milestones_per_plan", count + sum(len(st["milestones"]) for st in stages))
-    except Exception:  # LimitReached: the hand-off still happens, without the template
+    except LimitReached:  # the hand-off still happens, without the template
         return 0
     owners = [{"name": cs_owner.split("@")[0], "email": cs_owner}] if cs_owner and "@" in cs_owner else []
     offset = max((st.position for st in plan.stages), default=-1) + 1
