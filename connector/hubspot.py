@@ -125,6 +125,8 @@ DEAL_PROPERTIES = {
     "health": ("mp_health", "MAP health", "enumeration", "select",
                [("on_track", "On track"), ("at_risk", "At risk"), ("stalled", "Stalled")]),
     "win_probability": ("mp_win_probability", "MAP win probability %", "number", "number", None),
+    "phase": ("mp_phase", "MAP phase", "enumeration", "select",
+              [("sales", "Sales"), ("onboarding", "Onboarding"), ("closed", "Closed")]),
 }
 SUMMARY_MARKER = "mp_progress_percent"  # deals with a plan have it; the deal pull filters on it
 
@@ -895,6 +897,15 @@ class HubSpotConnector:
             "deals", deal_id, properties=["dealstage", "pipeline", "closedate", "hs_lastmodifieddate"],
             **self._t))
         return _deal(rec)
+
+    def deal_field(self, deal_id: str, name: str) -> str:
+        """One property of a deal as text ("" when empty), e.g. the customer-success owner's
+        e-mail an admin names in the hand-off settings (webapp/onboarding.py)."""
+        if not re.fullmatch(r"[a-z0-9_]{1,100}", name or ""):
+            raise Rejected(f"{name!r} is not a HubSpot property name")
+        rec = self._call(lambda c: c.crm.objects.basic_api.get_by_id(
+            "deals", deal_id, properties=[name], **self._t))
+        return str((rec.properties or {}).get(name) or "")
 
     def pipeline_stages(self, pipeline: str | None = None) -> list[PipelineStage]:
         pipeline = pipeline or self.settings.get("default_pipeline") or "default"

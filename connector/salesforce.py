@@ -293,6 +293,7 @@ OPPORTUNITY_SUMMARY = {  # DealUpdate.properties key -> (Opportunity field, kind
     "buyer_link": ("MAP_Buyer_Link__c", "url"),
     "health": ("MAP_Health__c", "text"),
     "win_probability": ("MAP_Win_Probability__c", "number"),
+    "phase": ("MAP_Phase__c", "text"),
 }
 
 
@@ -570,6 +571,23 @@ class SalesforceConnector:
         return Deal(r["Id"], self._pipeline_of(r.get("RecordTypeId")), r["StageName"],
                     date.fromisoformat(r["CloseDate"]) if r.get("CloseDate") else None,
                     _parse_sf_datetime(r.get("SystemModstamp")))
+
+    def deal_field(self, deal_id: str, name: str) -> str:
+        """One field of an Opportunity as text ("" when empty), e.g. the customer-success
+        owner an admin names in the hand-off settings (webapp/onboarding.py); a relationship
+        path such as CS_Owner__r.Email is followed."""
+        if not re.fullmatch(r"[a-zA-Z0-9]{15,18}", deal_id or ""):
+            raise NotFound(f"{deal_id!r} is not a Salesforce record id")
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,79}(\.[A-Za-z][A-Za-z0-9_]{0,79}){0,2}", name or ""):
+            raise Rejected(f"{name!r} is not a Salesforce field name")
+        result = self._call(lambda sf: sf.query(
+            f"SELECT Id, {name} FROM Opportunity WHERE Id = '{deal_id}'"), what="opportunity")
+        if not result["records"]:
+            raise NotFound(f"opportunity {deal_id} not found")
+        value = result["records"][0]
+        for part in name.split("."):
+            value = (value or {}).get(part) if isinstance(value, dict) else None
+        return str(value or "")
 
     def search_deals(self, query: str, limit: int = 10) -> list[Deal]:
         """SOQL on Opportunity.Name: every word with LIKE '%word%' (quotes, backslashes and

@@ -3,6 +3,7 @@ and the CRM panel (deal, stage label, gates, sync status, mismatch advice)."""
 from __future__ import annotations
 
 import html
+from datetime import date, timedelta
 
 import pytest
 from conftest import milestone
@@ -117,3 +118,36 @@ def test_crm_panel_on_a_deal_further_along_advises_marking_done(app, api, client
     assert "move the deal back" not in panel and "None" not in panel
     assert "Define requirements and success criteria</a> → " in panel  # which milestone moves which stage
     assert "In sync" in panel
+
+
+def _edit_form(m: dict, **extra) -> dict:
+    return {"milestone_id": m["id"], "version": str(m["version"]), "title": m["title"],
+            "description": m["description"], "due_date": m["due_date"] or "", "status": m["status"],
+            "risk": m["risk"], "owner_side": m["owner_side"], "owners": "", "stage_id": m["stage_id"],
+            "dependencies": "1", **extra}
+
+
+def test_the_milestone_form_sets_prerequisites_and_names_a_cycle_next_to_the_field(api, editor, plan):
+    a = milestone(plan, "Discovery call")
+    b = milestone(plan, "Identify problems to solve")
+    editor.do("milestone-edit", **_edit_form(b, depends_on=[a["id"]], dep_days="4", dep_after="due"))
+    b = api.get(f"/milestones/{b['id']}").json
+    assert b["depends_on"] == [{"milestone_id": a["id"], "days": 4, "after": "due"}]
+    assert b["due_date"] == (date.fromisoformat(a["due_date"]) + timedelta(days=4)).isoformat()
+    page = editor.html()
+    assert f'<option value="{a["id"]}" selected>Discovery call</option>' in page
+
+    # a waiting on b, which waits on a: refused, said next to the prerequisites, nothing saved
+    a = api.get(f"/milestones/{a['id']}").json
+    response = editor.do("milestone-edit", expect=422, **_edit_form(a, depends_on=[b["id"]], dep_days="1"))
+    page = html.unescape(response.get_data(as_text=True))
+    assert f'<p class="err" id="mdep-{a["id"]}-err">this would make a cycle: “Discovery call” → ' \
+           '“Identify problems to solve” → “Discovery call”' in page
+    assert f'id="mdep-{a["id"]}" name="depends_on" multiple size="4" aria-invalid="true"' in page
+    assert f'<option value="{b["id"]}" selected>Identify problems to solve</option>' in page  # kept
+    assert api.get(f"/milestones/{a['id']}").json["depends_on"] == []
+    response = editor.do("milestone-edit", expect=422, **_edit_form(a, depends_on=[b["id"]], dep_days="soon"))
+    assert f'id="mdd-{a["id"]}-err">a whole number of days' in response.get_data(as_text=True)
+    # no prerequisite picked: the dependency is removed, the date stays
+    editor.do("milestone-edit", **_edit_form(b, version=str(b["version"])))
+    assert api.get(f"/milestones/{b['id']}").json["depends_on"] == []

@@ -349,3 +349,28 @@ def test_api_keys_show_when_they_were_last_used_written_at_most_once_a_minute(ap
     assert used_after_call() == first  # 30 s later: not written again
     assert used_after_call().replace(tzinfo=UTC) - first.replace(tzinfo=UTC) == timedelta(minutes=2)
     assert "29 Nov 2026 09:02 UTC" in client.get("/settings/keys").get_data(as_text=True)
+
+
+def test_hand_off_to_onboarding_is_set_on_the_mapping_page(app, client, sign_in, crm):
+    admin = sign_in(role="admin")
+    url = client.get("/settings/mapping").headers["Location"]
+    page = client.get(url).get_data(as_text=True)
+    assert "After the deal closes won: onboarding" in page and 'id="ho-template"' in page
+    bad = client.post(url, data={"csrf": admin.csrf, "action": "hand_off", "template": "quick",
+                                 "cs_owner_field": "cs_owner_email", "cs_owner_default": "not an email"})
+    text = bad.get_data(as_text=True)
+    assert bad.status_code == 422
+    assert 'id="ho-default-err">an e-mail address' in text and 'value="cs_owner_email"' in text
+    with app.app_context():
+        assert "hand_off" not in (session().get(Installation, crm.installation_id).settings or {})
+    assert client.post(url, data={"csrf": "x", "action": "hand_off", "template": "quick"}).status_code == 403
+    saved = client.post(url, data={"csrf": admin.csrf, "action": "hand_off", "template": "quick",
+                                   "cs_owner_field": "", "cs_owner_default": "cs@seller.example"})
+    assert saved.status_code == 303 and saved.headers["Location"].endswith("#hand-off")
+    with app.app_context():
+        settings = session().get(Installation, crm.installation_id).settings
+        assert settings["hand_off"]["default"] == {"template": "quick", "cs_owner_field": None,
+                                                   "cs_owner_default": "cs@seller.example"}
+        assert session().scalars(select(StageMapping)).all() == []  # the gates stay the default
+    page = client.get(url).get_data(as_text=True)
+    assert '<option value="quick" selected>' in page and 'value="cs@seller.example"' in page

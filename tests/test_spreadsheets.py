@@ -1,7 +1,7 @@
 """Plans as spreadsheets: export, import (preview, all-or-nothing, valid rows only), round trip."""
 import io
 import re
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from conftest import milestones_of, snapshot
@@ -35,9 +35,14 @@ def csv_of(*lines) -> bytes:
 
 
 def comparable(plan: dict) -> list:
-    """What a round trip keeps: stages in order with their milestones' fields."""
+    """What a round trip keeps: stages in order with their milestones' fields, and each
+    milestone's prerequisites by their place in the plan (ids differ, titles may repeat)."""
     keep = ("title", "description", "owner_side", "owners", "due_date", "status", "risk", "internal")
-    return [(s["name"], [{k: m[k] for k in keep} for m in s["milestones"]]) for s in plan["stages"]]
+    place = {m["id"]: i for i, m in enumerate(milestones_of(plan))}
+    return [(s["name"], [{**{k: m[k] for k in keep},
+                          "depends_on": [(place[d["milestone_id"]], d["days"], d["after"])
+                                         for d in m.get("depends_on", [])]}
+                         for m in s["milestones"]]) for s in plan["stages"]]
 
 
 # ---- export -----------------------------------------------------------------------------
@@ -49,7 +54,8 @@ def test_export_csv_has_the_columns_and_one_row_per_milestone(api, plan):
     assert response.mimetype == "text/csv"
     assert "attachment" in response.headers["Content-Disposition"]
     lines = response.data.decode("utf-8-sig").splitlines()
-    assert lines[0] == "Title,Stage,Owner name,Owner email,Owner side,Due date,Status,Risk,Notes,Internal"
+    assert lines[0] == ("Title,Stage,Owner name,Owner email,Owner side,Due date,Status,Risk,Notes,Internal,"
+                        "Depends on,Days after")
     assert len(lines) == 1 + len(milestones_of(plan))
 
 
@@ -221,9 +227,29 @@ plan_st = st.lists(st.tuples(text.map(lambda t: t[:120]), st.lists(milestone_st,
                    min_size=1, max_size=3, unique_by=lambda sm: sm[0].casefold())
 
 
+dependency_st = st.lists(st.tuples(st.integers(1, 5), st.integers(0, 4), st.integers(-5, 30),
+                                  st.sampled_from(["done", "due"])), min_size=1, max_size=6)
+
+
+def _add_dependencies(api, plan_id: str, wanted) -> None:
+    """Milestone i waits on an earlier j, as a file can name it: j's title is the nearest one
+    above i with that title and has no ";" (the separator between several)."""
+    ms = milestones_of(api.get(f"/plans/{plan_id}").json)
+    chosen: dict[int, dict] = {}
+    for i, j, days, after in wanted:
+        if not (j < i < len(ms)) or ";" in ms[j]["title"]:
+            continue
+        if any(ms[k]["title"].casefold() == ms[j]["title"].casefold() for k in range(j + 1, i)):
+            continue
+        chosen.setdefault(i, {})[ms[j]["id"]] = {"milestone_id": ms[j]["id"], "days": days, "after": after}
+    for i, deps in sorted(chosen.items()):
+        response = api.patch(f"/milestones/{ms[i]['id']}", json={"depends_on": list(deps.values())})
+        assert response.status_code == 200, response.json
+
+
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(shape=plan_st, ext=st.sampled_from(["csv", "xlsx"]))
-def test_export_then_import_gives_the_same_plan(api, shape, ext):
+@given(shape=plan_st, ext=st.sampled_from(["csv", "xlsx"]), wanted=dependency_st)
+def test_export_then_import_gives_the_same_plan(api, shape, ext, wanted):
     response = api.post("/plans", json={"title": "P"})
     assert response.status_code == 201, response.json
     made = response.json
@@ -234,11 +260,48 @@ def test_export_then_import_gives_the_same_plan(api, shape, ext):
         for m in milestones:
             assert api.post(f"/plans/{made['id']}/milestones",
                             json={"stage_id": stage["id"], **m}).status_code == 201
+    _add_dependencies(api, made["id"], wanted)
     original = api.get(f"/plans/{made['id']}").json
     body = api.get(f"/plans/{made['id']}/export.{ext}").data
     response = api.post("/plans/import", data=body, headers={"csv": CSV, "xlsx": XLSX}[ext])
     assert response.status_code == 201, (response.json, body)
     assert comparable(response.json["plan"]) == comparable(original)
+
+
+def test_dependencies_round_trip_and_their_problems_are_named_per_row(api, plan):
+    ms = milestones_of(plan)
+    a, b, c = ms[0], ms[1], ms[2]
+    assert api.patch(f"/milestones/{b['id']}", json={"depends_on": [
+        {"milestone_id": a["id"], "days": 2, "after": "done"}]}).status_code == 200
+    assert api.patch(f"/milestones/{c['id']}", json={"depends_on": [
+        {"milestone_id": a["id"], "days": 5, "after": "due"},
+        {"milestone_id": b["id"], "days": 1, "after": "done"}]}).status_code == 200
+    original = api.get(f"/plans/{plan['id']}").json
+    text = api.get(f"/plans/{plan['id']}/export.csv").data.decode("utf-8-sig")
+    assert f'{a["title"]}; {b["title"]},5 after due; 1' in text and f",{a['title']},2" in text
+    made = api.post("/plans/import", data=text.encode(), headers=CSV)
+    assert made.status_code == 201, made.json
+    assert comparable(made.json["plan"]) == comparable(original)
+
+    body = csv_of("Title,Due,Depends on,Days after", "Security review,2027-01-04,,",
+                  "Legal review,,Security review,2", "Kickoff,,Nowhere,1", "Loop A,,Loop B,0",
+                  "Loop B,,Loop A,0", "Pilot,,Legal review,soon",
+                  "Signature,,Legal review; Security review,1; 2; 3")
+    rows = api.post("/plans/import?dry_run=true", data=body, headers=CSV).json["rows"]
+    problems = {r["title"]: r["problems"] for r in rows}
+    assert problems["Legal review"] == []
+    assert rows[1]["depends_on"] == [{"title": "Security review", "days": 2, "after": "done"}]
+    assert "no milestone 'Nowhere'" in problems["Kickoff"][0]
+    assert "in a circle (rows 5, 6)" in problems["Loop A"][0] and problems["Loop B"]
+    assert "'soon' is not a number of days" in problems["Pilot"][0]
+    assert "3 values for 2 milestones" in problems["Signature"][0]
+    # a prerequisite named from the plan: the import links the new row to it and dates it
+    into = api.post(f"/plans/{plan['id']}/import", data=csv_of(
+        "Title,Stage,Depends on,Days after", f"Follow-up,Extra,{a['title']},3 after due"), headers=CSV)
+    assert into.status_code == 200, into.json
+    new = next(m for m in milestones_of(into.json["plan"]) if m["title"] == "Follow-up")
+    assert new["depends_on"] == [{"milestone_id": a["id"], "days": 3, "after": "due"}]
+    assert new["due_date"] == (date.fromisoformat(a["due_date"]) + timedelta(days=3)).isoformat()
 
 
 def test_sample_spreadsheets_import_cleanly(api):
@@ -324,4 +387,48 @@ def test_editor_import_needs_the_session_and_the_csrf_token(app, api, client, pl
     response = client.post(page, data={"csrf": "x", "op": "import", "media": "text/csv",
                                        "data": "VGl0bGUKQQo="})
     assert response.status_code == 403
+    assert snapshot(app) == before
+
+
+# ---- size: MAX_CONTENT_LENGTH ------------------------------------------------------------
+
+
+def _realistic_csv(rows: int) -> bytes:
+    notes = "What needs to happen, who is involved and why it matters to the project. " * 3
+    lines = ["Title,Stage,Owner name,Owner e-mail,Owner side,Due date,Status,Notes,Internal"]
+    lines += [f'Milestone {i} with a realistic title,Stage {i // 10},Dana Buyer,dana@buyer.example,'
+              f'buyer,2027-03-01,not_started,"{notes}",no' for i in range(rows)]
+    return csv_of(*lines)
+
+
+def test_a_realistic_file_at_the_row_limit_fits_and_a_larger_body_is_a_clear_413(app, api, client, plan):
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    full = _realistic_csv(100)  # the plan limit: 100 milestones, each with long notes
+    assert len(full) < limit // 4
+    answer = api.post("/plans/import?dry_run=true", data=full, headers=CSV)
+    assert answer.status_code == 200 and len(answer.json["rows"]) == 100 and not answer.json["problems"]
+    before = snapshot(app)
+    answer = api.post("/plans/import", data=b"x" * (limit + 1), headers=CSV)
+    assert answer.status_code == 413 and answer.content_type == "application/problem+json"
+    assert answer.json["type"].endswith("file-too-large")
+    assert f"the limit is {limit // 1024} KiB" in answer.json["detail"]
+    assert snapshot(app) == before
+
+    from conftest import CSRF
+    page = _editor_page(api, client, plan["id"])
+    csrf = CSRF.search(client.get(page).get_data(as_text=True)).group(1)
+    before = snapshot(app)  # with the editor session
+    response = client.post(page, data={"csrf": csrf, "op": "preview",
+                                       "file": (io.BytesIO(b"x" * (limit + 1)), "big.csv")},
+                           content_type="multipart/form-data")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 413 and "the limit is 256 KiB" in html and 'type="file"' in html
+    # a file just under the limit survives the preview form's base64 copy
+    big = _realistic_csv(100) + b"," * (limit - len(full) - 2048) + b"\n"
+    response = client.post(page, data={"csrf": csrf, "op": "preview",
+                                       "file": (io.BytesIO(big), "big.csv")},
+                           content_type="multipart/form-data")
+    data = re.search(r'name="data" value="([^"]+)"', response.get_data(as_text=True)).group(1)
+    response = client.post(page, data={"csrf": csrf, "data": data, "media": "text/csv", "op": "preview"})
+    assert response.status_code == 200
     assert snapshot(app) == before

@@ -150,6 +150,9 @@ class Plan(Base):
     owner_user_id: Mapped[str | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True)
     created_by: Mapped[str | None] = mapped_column(String(200))
+    # sales -> onboarding once the deal closes won; closed when it is lost (webapp/onboarding.py)
+    phase: Mapped[str] = mapped_column(String(20), default="sales", server_default="sales")
+    cs_owner: Mapped[str | None] = mapped_column(String(254))  # the customer-success owner
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
@@ -211,6 +214,7 @@ class Stage(Base):
     plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(120))
     position: Mapped[int] = mapped_column(Integer)
+    phase: Mapped[str] = mapped_column(String(20), default="sales", server_default="sales")
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     plan: Mapped[Plan] = relationship(back_populates="stages")
     __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
@@ -426,6 +430,8 @@ class ShareLink(Base):
     # Who may open it (webapp/access.py): open | identify | domain | verified.
     access_mode: Mapped[str] = mapped_column(String(12), default="open", server_default="open")
     allowed_domains: Mapped[list] = mapped_column(JSON, default=list)
+    # "deal_lost": revoked because the deal closed lost; only those come back when it reopens
+    revoked_reason: Mapped[str | None] = mapped_column(String(40))
     plan: Mapped[Plan] = relationship()
 
 

@@ -48,6 +48,11 @@ OPERATIONS = [
      S.StageMappingOut),
     ("put", "/installations/{installation_id}/stage-mappings/{pipeline_id}", "Set the stage mapping of a pipeline",
      S.StageMappingIn, 200, S.StageMappingOut),
+    ("get", "/installations/{installation_id}/hand-off/{pipeline_id}",
+     "After the deal closes won: the onboarding template and the customer-success owner", None, 200,
+     S.HandOffOut),
+    ("put", "/installations/{installation_id}/hand-off/{pipeline_id}",
+     "Set a pipeline's hand-off to onboarding", S.HandOffIn, 200, S.HandOffOut),
 ]
 
 EXTRA_OPERATIONS: list[tuple] = []  # other blueprints may add (method, path, summary, in, status, out)

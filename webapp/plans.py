@@ -611,6 +611,7 @@ def document(s: Session, plan: Plan, today: date) -> dict:
             for st, ms in stages
         ],
         "template": plan.template, "start_date": plan.start_date,
+        "phase": plan.phase or "sales", "cs_owner": plan.cs_owner,
         "slip_count": slip_count, "slip_days": slip_days, "created_at": plan.created_at,
     })
     return doc

@@ -363,6 +363,9 @@ class PlanOut(Out):
     overdue_count: int
     slip_count: int
     slip_days: int
+    phase: Literal["sales", "onboarding", "closed"] = Field(
+        "sales", description="onboarding once the deal closed won, closed when it was lost")
+    cs_owner: str | None = Field(None, description="the customer-success owner (onboarding)")
     version: int
     created_at: datetime
     updated_at: datetime
@@ -496,6 +499,23 @@ class StageMappingOut(Out):
     stages: list[StageOption]
 
 
+class HandOffIn(In):
+    """After the deal closes won (webapp/onboarding.py)."""
+
+    template: ShortText | None = Field(None, description="the onboarding template (a built-in key or a "
+                                       "template id) whose stages are added, dated from the close date")
+    cs_owner_field: ShortText | None = Field(None, description="the deal field holding the "
+                                             "customer-success owner's e-mail, e.g. cs_owner_email")
+    cs_owner_default: ShortText | None = Field(None, description="the owner when that field is empty")
+
+
+class HandOffOut(Out):
+    pipeline_id: str
+    template: str | None
+    cs_owner_field: str | None
+    cs_owner_default: str | None
+
+
 class RetryOut(Out):
     requeued: int
 
@@ -627,6 +647,12 @@ class BlockList(Out):
 # ---- spreadsheet import (webapp/spreadsheets.py) -------------------------------------------
 
 
+class ImportDependencyOut(Out):
+    title: str
+    days: int
+    after: Literal["done", "due"]
+
+
 class ImportRowOut(Out):
     row: int
     stage: str
@@ -638,6 +664,7 @@ class ImportRowOut(Out):
     risk: Risk | None
     description: str
     internal: bool
+    depends_on: list[ImportDependencyOut] = []
     valid: bool
     problems: list[str]
 

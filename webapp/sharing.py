@@ -169,13 +169,29 @@ def link_document(link: ShareLink, *, url: str | None = None, verified: list | N
             **({"url": url} if url is not None else {})}
 
 
+CLOSED_WITH_DEAL = "deal_lost"  # ShareLink.revoked_reason of links the lost deal closed
+
+
+class PlanClosed(NotFound):
+    """The link was switched off because the deal was lost (webapp/onboarding.py): the buyer
+    sees a polite "this plan is closed" page, with nothing of the plan."""
+
+
+def _check_active(link) -> None:
+    if link is None:
+        raise NotFound("This link is not valid.")
+    if not is_active(link):
+        if link.revoked_at is not None and link.revoked_reason == CLOSED_WITH_DEAL:
+            raise PlanClosed("This plan is closed.")
+        raise NotFound("This link is not valid.")
+
+
 def resolve(s: Session, token: str) -> ShareLink:
     """The active link of a token, or NotFound (the same for unknown, revoked, expired)."""
     if not token or len(token) > 100:
         raise NotFound("This link is not valid.")
     link = s.scalars(select(ShareLink).where(ShareLink.token_hash == hash_token(token))).one_or_none()
-    if link is None or not is_active(link):
-        raise NotFound("This link is not valid.")
+    _check_active(link)
     return link
 
 
@@ -190,12 +206,14 @@ class LinkRef:
     revoked_at: datetime | None
     access_mode: str = "open"
     allowed_domains: list | None = None
+    revoked_reason: str | None = None
 
 
 # Built once: building the statement per view cost more CPU than running it.
 _LINK_AND_VERSION = (
     select(ShareLink.id, ShareLink.tenant_id, ShareLink.plan_id, ShareLink.expires_at,
-           ShareLink.revoked_at, ShareLink.access_mode, ShareLink.allowed_domains, Plan.version)
+           ShareLink.revoked_at, ShareLink.access_mode, ShareLink.allowed_domains,
+           ShareLink.revoked_reason, Plan.version)
     .join(Plan, (Plan.id == ShareLink.plan_id) & (Plan.tenant_id == ShareLink.tenant_id))
     .where(ShareLink.token_hash == bindparam("token_hash"))
 )
@@ -209,10 +227,9 @@ def resolve_version(conn: Connection, token: str) -> tuple[LinkRef, int]:
     row = conn.execute(_LINK_AND_VERSION, {"token_hash": hash_token(token)}).one_or_none()
     if row is None:
         raise NotFound("This link is not valid.")
-    link = LinkRef(*row[:7])
-    if not is_active(link):
-        raise NotFound("This link is not valid.")
-    return link, row[7]
+    link = LinkRef(*row[:8])
+    _check_active(link)
+    return link, row[8]
 
 
 def resolve_with_plan(s: Session, token: str) -> tuple[ShareLink, Plan]:
@@ -225,8 +242,7 @@ def resolve_with_plan(s: Session, token: str) -> tuple[ShareLink, Plan]:
         .where(ShareLink.token_hash == hash_token(token))
         .options(selectinload(Plan.stages).selectinload(Stage.milestones), selectinload(Plan.stakeholders))
     ).one_or_none()
-    if row is None or not is_active(row[0]):
-        raise NotFound("This link is not valid.")
+    _check_active(row[0] if row is not None else None)
     return row[0], row[1]
 
 

@@ -26,6 +26,16 @@ from .schemas import FIRST_DAY, LAST_DAY, MilestoneIn, StageIn
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_TYPE = "text/csv"
 MAX_ROWS = 1_000  # rows read from a file; past the plan limits anyway (plans.LIMITS)
+
+
+def too_large(size: int | None, limit: int) -> str:
+    """What a refused upload is told (the API's 413 problem, the editor's message). The body
+    limit (MAX_CONTENT_LENGTH, 256 KiB) holds a plan at its 100-milestone limit many times
+    over: such a CSV with long notes is ~40 KiB, an XLSX ~9 KiB (tests/test_spreadsheets.py)."""
+    what = f"The file is {size // 1024} KiB" if size else "The file is too large"
+    return (f"{what}; the limit is {limit // 1024} KiB. A plan holds at most "
+            f"{plans.LIMITS['milestones_per_plan'][0]} milestones, which fit well within it: save "
+            "only the sheet with the milestones (no images or other sheets), or save it as CSV.")
 MAX_COLUMNS = 50
 DEFAULT_STAGE = "Plan"
 
@@ -34,6 +44,7 @@ COLUMNS = [
     ("title", "Title"), ("stage", "Stage"), ("owner_name", "Owner name"),
     ("owner_email", "Owner email"), ("owner_side", "Owner side"), ("due_date", "Due date"),
     ("status", "Status"), ("risk", "Risk"), ("notes", "Notes"), ("internal", "Internal"),
+    ("depends_on", "Depends on"), ("days_after", "Days after"),
 ]
 FIELDS = [f for f, _ in COLUMNS]
 
@@ -53,6 +64,10 @@ SYNONYMS = {
     "risk": ["risk", "health", "rag", "ragstatus", "confidence"],
     "notes": ["notes", "note", "comments", "comment", "details", "description", "remarks"],
     "internal": ["internal", "private", "internalonly", "hidden", "sellersonly"],
+    # prerequisites by title ("; " between several) and the days after them (webapp/dependencies.py)
+    "depends_on": ["dependson", "dependencies", "prerequisites", "prerequisite", "predecessors",
+                   "predecessor", "waitingon", "blockedby", "after"],
+    "days_after": ["daysafter", "lag", "lagdays", "offset", "offsetdays", "delay", "daysdelay"],
 }
 
 STATUS_WORDS = {
@@ -103,6 +118,7 @@ def _safe(text: str) -> str:
 def export_rows(plan: Plan) -> list[list]:
     """The header row and one row per milestone (an empty stage: one row, empty title)."""
     rows: list[list] = [[header for _, header in COLUMNS]]
+    titles = {m.id: m.title for m in plan.milestones}
     for stage, milestones in plans.sorted_stages(plan):
         if not milestones:
             rows.append(["", stage.name] + [""] * (len(COLUMNS) - 2))
@@ -112,9 +128,25 @@ def export_rows(plan: Plan) -> list[list]:
                 m.title, stage.name, "; ".join(o.get("name", "") for o in owners),
                 "; ".join(o.get("email", "") for o in owners), m.owner_side,
                 m.due_date or "", STATUS_LABEL[m.status], RISK_LABEL[m.risk], m.description or "",
-                "yes" if m.internal else "no",
+                "yes" if m.internal else "no", *_dependency_cells(m, titles),
             ])
     return rows
+
+
+def _days_text(d: dict) -> str:
+    return f"{d['days']} after due" if d["after"] == "due" else str(d["days"])
+
+
+def _dependency_cells(m: Milestone, titles: dict[str, str]) -> list[str]:
+    """"Depends on" (the prerequisites' titles) and "Days after": one number for all of them,
+    or one per prerequisite; "N after due" counts from the prerequisite's due date rather
+    than the day it is done. A title is read back as the nearest milestone above with it."""
+    deps = [d for d in m.depends_on or [] if d["milestone_id"] in titles]
+    if not deps:
+        return ["", ""]
+    days = [_days_text(d) for d in deps]
+    return ["; ".join(titles[d["milestone_id"]] for d in deps),
+            days[0] if len(set(days)) == 1 else "; ".join(days)]
 
 
 def to_csv(rows: list[list]) -> bytes:
@@ -364,6 +396,10 @@ class Row:
     title: str
     values: dict = field(default_factory=dict)  # MilestoneIn fields, once checked
     problems: list[str] = field(default_factory=list)
+    # [{"title", "days", "after"}] as the file says; `refs` what each names once resolved
+    # (preview): ("row", another Row of the file) or ("plan", a milestone id)
+    depends_on: list[dict] = field(default_factory=list)
+    refs: list[tuple[str, object]] = field(default_factory=list)
 
     def document(self) -> dict:
         v = self.values
@@ -371,7 +407,7 @@ class Row:
                 "owners": v.get("owners", []), "owner_side": v.get("owner_side"),
                 "due_date": v.get("due_date"), "status": v.get("status"), "risk": v.get("risk"),
                 "description": v.get("description", ""), "internal": v.get("internal", False),
-                "valid": not self.problems, "problems": self.problems}
+                "depends_on": self.depends_on, "valid": not self.problems, "problems": self.problems}
 
 
 @dataclass
@@ -412,6 +448,7 @@ def preview(table: list[list], mapping: dict[str, str] | None = None,
     date_col = index.get("due_date")
     order = day_order([r[date_col] for r in body if date_col is not None and date_col < len(r)])
     rows = _rows(body, head, index, order)
+    _check_dependencies(rows, plan)
     _check_limits(rows, plan)
     for r in rows:
         problems += [{"row": r.row, "message": p} for p in r.problems]
@@ -463,12 +500,96 @@ def _row(n: int, cells: dict, default_stage: str, order: str | None) -> Row:
         problems.append(f"Due date: {exc}.")
     values["owners"] = _owners(text.get("owner_name", ""), text.get("owner_email", ""))
     values["description"] = text.get("notes", "")
+    row.depends_on = _dependencies(text.get("depends_on", ""), text.get("days_after", ""), problems)
     if not row.title:
         if any(v for k, v in text.items() if k != "stage"):
             problems.append("The title is empty.")
         return row  # a stage without milestones (export writes these), or a problem
     _validate(row, values)
     return row
+
+
+_DAYS = re.compile(r"^(-?\d{1,4})(?:\s*days?)?(?:\s*after)?(?:\s*(done|due)(?:\s*date)?)?$")
+
+
+def _dependencies(titles: str, days: str, problems: list[str]) -> list[dict]:
+    """The "Depends on" and "Days after" cells as [{"title", "days", "after"}]."""
+    names = [n.strip() for n in titles.split(";") if n.strip()] if titles else []
+    if not names:
+        if days.strip():
+            problems.append("Days after: name the milestones it counts from in Depends on.")
+        return []
+    parts = [p.strip().lower() for p in days.split(";")] if days.strip() else ["0"]
+    if len(parts) == 1:
+        parts *= len(names)
+    if len(parts) != len(names):
+        problems.append(f"Days after: {len(parts)} values for {len(names)} milestones in Depends "
+                        "on; give one number for all, or one per milestone.")
+        return []
+    out = []
+    for name, part in zip(names, parts, strict=True):
+        match = _DAYS.match(part)
+        if not match or abs(int(match.group(1))) > 3650:
+            problems.append(f"Days after: {part!r} is not a number of days (e.g. 3, or "
+                            "3 after due to count from its due date).")
+            return []
+        out.append({"title": name[:200], "days": int(match.group(1)), "after": match.group(2) or "done"})
+    return out
+
+
+def _check_dependencies(rows: list[Row], plan: Plan | None) -> None:
+    """Resolve each prerequisite title: the nearest row above with that title (case-blind),
+    else the nearest below, else a milestone of the plan; unknown titles, a row naming
+    itself, cycles, and prerequisites on rows with problems are problems of the row."""
+    by_title: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        if r.title:
+            by_title.setdefault(r.title.casefold(), []).append(i)
+    existing = {m.title.casefold(): m.id for m in (plan.milestones if plan is not None else [])}
+    for i, r in enumerate(rows):
+        for d in r.depends_on:
+            found = by_title.get(d["title"].casefold(), [])
+            above = [j for j in found if j < i]
+            below = [j for j in found if j > i]
+            if above or below:
+                r.refs.append(("row", rows[above[-1] if above else below[0]]))
+            elif d["title"].casefold() in existing:
+                r.refs.append(("plan", existing[d["title"].casefold()]))
+            elif found == [i]:
+                r.problems.append(f"Depends on: a milestone cannot depend on itself ({d['title']!r}).")
+            else:
+                r.problems.append(f"Depends on: there is no milestone {d['title']!r} in the file "
+                                  "or the plan.")
+    circle = _rows_in_cycles(rows)
+    for r in circle:
+        r.problems.append("Depends on: these rows wait on each other in a circle (rows "
+                          + ", ".join(str(x.row) for x in circle) + ").")
+    changed = True
+    while changed:  # a row waiting on a row that will not be imported cannot be imported either
+        changed = False
+        for r in rows:
+            bad = [ref.row for kind, ref in r.refs if kind == "row" and ref.problems]
+            if bad and not r.problems:
+                r.problems.append(f"Depends on: row {bad[0]} has problems; correct it first.")
+                changed = True
+
+
+def _rows_in_cycles(rows: list[Row]) -> list[Row]:
+    """Rows on a dependency cycle among the file's rows (what is left after Kahn's order)."""
+    index = {id(r): i for i, r in enumerate(rows)}
+    waiting = {i: sum(1 for kind, _ in r.refs if kind == "row") for i, r in enumerate(rows)}
+    followers: dict[int, list[int]] = {}
+    for i, r in enumerate(rows):
+        for kind, ref in r.refs:
+            if kind == "row":
+                followers.setdefault(index[id(ref)], []).append(i)
+    queue = [i for i, n in waiting.items() if n == 0]
+    while queue:
+        for f in followers.get(queue.pop(), []):
+            waiting[f] -= 1
+            if waiting[f] == 0:
+                queue.append(f)
+    return [rows[i] for i, n in waiting.items() if n > 0]
 
 
 def _owners(names: str, emails: str) -> list[dict]:
@@ -532,7 +653,7 @@ def import_rows(s: Session, plan: Plan, rows: list[Row], actor: str) -> int:
     new ones added after the plan's own. One activity entry; returns the milestones added."""
     stages = {st.name.casefold(): st for st in plan.stages}
     order = sorted(plan.stages, key=lambda st: st.position)
-    now, added = clock.now(), 0
+    now, added, made = clock.now(), 0, {}
     for r in rows:
         stage = stages.get(r.stage.casefold())
         if stage is None:
@@ -547,13 +668,38 @@ def import_rows(s: Session, plan: Plan, rows: list[Row], actor: str) -> int:
         if m.status == "done":
             m.completed_at, m.completed_by = now, actor
         s.add(m)
+        made[id(r)] = m
         added += 1
     plans.check_limit("stages_per_plan", len(order))
     plans.check_limit("milestones_per_plan", sum(len(st.milestones) for st in order))
     s.flush()
+    _link_dependencies(s, plan, rows, made, actor)
     plans.touch(s, plan, actor, "plan.imported", plan.id,
                 {"milestones": added, "rows": len(rows)})
     return added
+
+
+def _link_dependencies(s: Session, plan: Plan, rows: list[Row], made: dict, actor: str) -> None:
+    """The imported rows' prerequisites, by id now that every row has one; a dependent the
+    file gives no date gets the one its prerequisites give (the file's dates stand)."""
+    from . import dependencies
+
+    undated, existing = set(), {x.id: x for x in plan.milestones}
+    for r in rows:
+        m = made.get(id(r))
+        if m is None or not r.refs:
+            continue
+        deps = []
+        for d, (kind, ref) in zip(r.depends_on, r.refs, strict=True):
+            target = made.get(id(ref)) if kind == "row" else existing.get(ref)
+            if target is not None and target is not m:
+                deps.append({"milestone_id": target.id, "days": d["days"], "after": d["after"]})
+        m.depends_on = deps
+        if m.due_date is None and deps:
+            undated.add(m.id)
+    if undated:
+        s.flush()
+        dependencies.recalculate(s, plan, actor, undated, include_roots=True)
 
 
 __all__ = ["COLUMNS", "CSV_TYPE", "FIRST_DAY", "LAST_DAY", "XLSX_TYPE", "Preview", "Row",

@@ -40,7 +40,7 @@ from connector.errors import (
     Transient,
 )
 
-from . import analytics, clock, mirror, outbox, plans, providers
+from . import analytics, clock, mirror, onboarding, outbox, plans, providers
 from .models import (
     Activity,
     Installation,
@@ -107,6 +107,7 @@ def summary_properties(plan: Plan, figures: dict, slip_days: int, buyer_link: st
         "overdue_count": str(figures["overdue_count"]),
         "slip_days": str(slip_days),
         "buyer_link": buyer_link,
+        "phase": plan.phase or "sales",
     }
 
 
@@ -184,7 +185,8 @@ def push_entry(s: Session, entry_id: str) -> str:
         return _finish(s, entry, installation, lambda: _remove(installation, entry))
     plan = s.scalars(select(Plan).where(Plan.id == entry.plan_id, Plan.tenant_id == entry.tenant_id)
                      .options(selectinload(Plan.stages).selectinload(Stage.milestones))).one_or_none()
-    if plan is None or plan.archived_at is not None or not plan.deal_id:
+    # A plan closed with its lost deal is archived but still says so on the deal (mp_phase).
+    if plan is None or (plan.archived_at is not None and plan.phase != "closed") or not plan.deal_id:
         outbox.finish(entry)
         s.commit()
         return "done"
@@ -664,8 +666,39 @@ def _apply_deal(s: Session, installation: Installation, change: RemoteChange) ->
             state.deal_close_date = date.fromisoformat(value) if isinstance(value, str) else value
         state.deal_seen_at = change.modified_at or clock.now()
         s.flush()
+        if "stage" in fields:
+            _follow_outcome(s, installation, plan, state, _actor(installation, change))
         _refresh_mismatch(s, installation, plan, state)
     return len(rows)
+
+
+def _follow_outcome(s: Session, installation: Installation, plan: Plan, state: Mirror,
+                    actor: str) -> None:
+    """Closed won starts the onboarding, closed lost closes the plan, open again restores it
+    (webapp/onboarding.py; each a no-op the second time)."""
+    connector = connector_for(installation)
+    pipeline = state.deal_pipeline or installation.settings.get("default_pipeline", "default")
+    result = onboarding.outcome(state.deal_stage, pipeline_stages(s, installation, connector, pipeline))
+    settings = onboarding.hand_off(installation, pipeline)
+    cs_owner = None
+    if result == "won" and plan.phase != "onboarding":
+        cs_owner = _cs_owner(connector, plan, settings)
+    onboarding.apply_outcome(s, plan, result, close_date=state.deal_close_date, cs_owner=cs_owner,
+                             template=settings.template, actor=actor, day=today())
+
+
+def _cs_owner(connector, plan: Plan, settings) -> str | None:
+    """The customer-success owner: the deal's configured field when it has a value, else the
+    pipeline's default. A CRM that does not answer leaves the default (the hand-off goes on)."""
+    if settings.cs_owner_field and hasattr(connector, "deal_field"):
+        try:
+            value = (connector.deal_field(plan.deal_id, settings.cs_owner_field) or "").strip()
+        except CrmError as exc:
+            log.warning("could not read the customer-success owner field: %s", exc.detail)
+            value = ""
+        if value:
+            return value[:254]
+    return settings.cs_owner_default or None
 
 
 def _restore_if_deal_is_back(s: Session, installation: Installation, plan: Plan,

@@ -146,6 +146,7 @@ DEFAULT_PACKAGE_OBJECTS: dict = {
         _F("MAP_Days_Slipped__c", "double", custom=True),
         _F("MAP_Buyer_Link__c", "url", custom=True),
         _F("MAP_Last_Buyer_Activity__c", "datetime", custom=True),
+        _F("MAP_Phase__c", "string", custom=True),
     ]},
 }
 

@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy import select
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector import errors as crm_errors
 
-from .. import mirror, outbox, plan_templates, plans, spreadsheets, sync
+from .. import mirror, onboarding, outbox, plan_templates, plans, spreadsheets, sync
 from ..auth import api_key_required
 from ..db import session
 from ..errors import Invalid, NotFound, ProblemError
 from ..models import Installation, StageMapping
 from ..schemas import (
     ActivityList,
+    HandOffIn,
+    HandOffOut,
     ImportOut,
     InstallationList,
     RetryOut,
@@ -350,6 +353,26 @@ def put_stage_mapping(installation_id, pipeline_id):
     return render(StageMappingOut, _mapping_document(installation, pipeline_id))
 
 
+@bp.get("/installations/<installation_id>/hand-off/<pipeline_id>")
+@api_key_required
+def get_hand_off(installation_id, pipeline_id):
+    installation = _installation(installation_id)
+    return render(HandOffOut, {"pipeline_id": pipeline_id,
+                               **vars(onboarding.hand_off(installation, pipeline_id))})
+
+
+@bp.put("/installations/<installation_id>/hand-off/<pipeline_id>")
+@api_key_required
+def put_hand_off(installation_id, pipeline_id):
+    data = json_body(HandOffIn)
+    installation = _installation(installation_id)
+    _pipeline_stages(installation, pipeline_id)  # an unknown pipeline is refused
+    saved = onboarding.save_hand_off(session(), installation, pipeline_id, data.template,
+                                     data.cs_owner_field, data.cs_owner_default)
+    session().commit()
+    return render(HandOffOut, {"pipeline_id": pipeline_id, **vars(saved)})
+
+
 # spreadsheets: export and import (webapp/spreadsheets.py)
 
 class ImportRefused(ProblemError):
@@ -400,9 +423,25 @@ def _import_options() -> tuple[bool, bool, dict]:
     return dry_run == "true", mode == "valid_only", mapping
 
 
-def _preview_of_body(plan, mapping):
+class FileTooLarge(ProblemError):
+    status, slug, title = 413, "file-too-large", "The file is too large"
+
+
+def _file_body() -> bytes:
+    """The uploaded file, or a 413 problem that says the limit and what to do."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if (request.content_length or 0) > limit:
+        raise FileTooLarge(spreadsheets.too_large(request.content_length, limit))
     try:
-        table = spreadsheets.read_table(request.get_data(), request.mimetype)
+        return request.get_data()
+    except RequestEntityTooLarge:  # a body without Content-Length, cut at the limit
+        raise FileTooLarge(spreadsheets.too_large(None, limit)) from None
+
+
+def _preview_of_body(plan, mapping):
+    body = _file_body()
+    try:
+        table = spreadsheets.read_table(body, request.mimetype)
         return spreadsheets.preview(table, mapping, plan)
     except spreadsheets.Unreadable as exc:
         if request.mimetype not in (spreadsheets.CSV_TYPE, spreadsheets.XLSX_TYPE,

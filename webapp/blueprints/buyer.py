@@ -90,6 +90,12 @@ def _gone(exc):
     return render_template("buyer/gone.html"), 404
 
 
+@bp.errorhandler(sharing.PlanClosed)
+def _closed(exc):
+    """The deal was lost: 410 Gone, a polite page, nothing of the plan."""
+    return render_template("buyer/closed.html"), 410
+
+
 # ---- helpers -------------------------------------------------------------------
 
 

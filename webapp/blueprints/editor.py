@@ -21,9 +21,10 @@ import re
 from datetime import date, timedelta
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector.base import PipelineStage
 
@@ -36,6 +37,7 @@ from .. import (
     plan_templates,
     plans,
     providers,
+    security,
     sharing,
     spreadsheets,
     sync,
@@ -230,6 +232,7 @@ class Posted:
 
     def __init__(self, form=None, errors=None):
         self.form = dict(form or {})
+        self.lists = {k: form.getlist(k) for k in form} if hasattr(form, "getlist") else {}
         self.errors = dict(errors or {})
 
     def mine(self, op: str, ident: str | None = None) -> bool:
@@ -239,6 +242,10 @@ class Posted:
 
     def value(self, op, name, default, ident=None):
         return self.form.get(name, "") if self.mine(op, ident) else default
+
+    def values(self, op, name, default, ident=None) -> list:
+        """A multiple choice's values (e.g. the prerequisites picked)."""
+        return self.lists.get(name, []) if self.mine(op, ident) else list(default)
 
     def checked(self, op, name, default, ident=None) -> bool:
         return self.form.get(name) == "1" if self.mine(op, ident) else bool(default)
@@ -438,8 +445,28 @@ def op_milestone_edit(s, plan, actor):
         fields["reason"] = _text("reason", 1000)
     if _text("stage_id", 36) and _text("stage_id", 36) != m.stage_id:
         fields["stage_id"] = _text("stage_id", 36)
+    if request.form.get("dependencies") == "1":  # the form shows them (not every form does)
+        fields["depends_on"] = _dependencies(m)
     plans.update_milestone(s, m, MilestonePatch.model_validate(fields), actor)
     return "milestone", f"m-{m.id}"
+
+
+def _dependencies(m: Milestone) -> list[dict]:
+    """The prerequisites picked, with one offset for all of them; a prerequisite kept with
+    the same offset keeps its own (dependencies set per prerequisite through the API stay)."""
+    raw = _text("dep_days", 6) or "0"
+    try:
+        days = int(raw)
+    except ValueError:
+        raise Invalid("dep_days", "a whole number of days, e.g. 3 (or -2 for two days before)") from None
+    if not -365 <= days <= 3650:
+        raise Invalid("dep_days", "between -365 and 3650 days")
+    after = "due" if request.form.get("dep_after") == "due" else "done"
+    stored = {d["milestone_id"]: d for d in m.depends_on or []}
+    first = next(iter(stored.values()), None)
+    same = first is not None and (first["days"], first["after"]) == (days, after)
+    return [stored[i] if same and i in stored else {"milestone_id": i, "days": days, "after": after}
+            for i in dict.fromkeys(request.form.getlist("depends_on")) if i]
 
 
 def op_milestone_done(s, plan, actor):
@@ -577,6 +604,7 @@ LABELS = {
     "access_mode": "Who may open it", "allowed_domains": "Allowed domains",
     "remind_days_before": "Days before the due date", "send_hour": "Send at", "timezone": "Time zone",
     "body": "Comment", "name": "Name", "title": "Title", "email": "Email",
+    "depends_on": "Waits on", "dep_days": "Days after",
 }
 
 OPS = {
@@ -675,7 +703,8 @@ def create_editor_link(plan_id):
 FIELD_LABELS = [("title", "Title"), ("stage", "Stage"), ("owner_name", "Owner name"),
                 ("owner_email", "Owner e-mail"), ("owner_side", "Owner side"),
                 ("due_date", "Due date"), ("status", "Status"), ("risk", "Risk"),
-                ("notes", "Notes"), ("internal", "Internal")]
+                ("notes", "Notes"), ("internal", "Internal"), ("depends_on", "Depends on"),
+                ("days_after", "Days after")]
 
 
 def _import_render(ed: dict, *, status=200, error=None, result=None, data="", media=""):
@@ -712,6 +741,20 @@ def import_page(plan_id):
 @bp.post("/plans/<plan_id>/import")
 def import_post(plan_id):
     ed = _session_for(plan_id)
+    # The preview form carries the file back base64-encoded (4/3 of its size): whatever was
+    # accepted as an upload must fit when it comes back.
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    request.max_content_length = limit * 4 // 3 + 16 * 1024
+    try:
+        upload = request.files.get("file")
+    except RequestEntityTooLarge:
+        return _import_render(ed, status=413, error=spreadsheets.too_large(request.content_length, limit))
+    security.check_form()  # skipped before the view for a body past the default limit
+    if upload is not None and upload.filename:
+        size = upload.stream.seek(0, 2)
+        upload.stream.seek(0)
+        if size > limit:
+            return _import_render(ed, status=413, error=spreadsheets.too_large(size, limit))
     if not _origin_ok() or not sharing.csrf_ok(ed["n"], plan_id, request.form.get("csrf"), keys()):
         return _import_render(ed, status=403, error="This form came from another page or is out of "
                               "date, so it was ignored. Please try again.")

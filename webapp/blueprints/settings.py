@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from connector.errors import CrmError
 
-from .. import auth, clock, mirror, notifications, outbox, plan_templates, providers, sync, users
+from .. import (auth, clock, mirror, notifications, onboarding, outbox, plan_templates, providers,
+               sync, users)
 from .. import branding as brand
 from ..db import session
 from ..errors import Conflict, DomainError, Invalid, NotFound
@@ -209,7 +210,22 @@ def mapping(installation_id=None, pipeline=None):
     titles = _titles(s, row.tenant_id)
     saved = sync.stage_map(s, row, pipeline, stages)
     errors, status, current = {}, 200, saved
-    if request.method == "POST":
+    hand_off, hand_off_errors = onboarding.hand_off(row, pipeline), {}
+    if request.method == "POST" and request.form.get("action") == "hand_off":
+        _checked_form()
+        form = {k: request.form.get(k, "") for k in ("template", "cs_owner_field", "cs_owner_default")}
+        try:
+            onboarding.save_hand_off(s, row, pipeline, **form)
+        except Invalid as exc:
+            s.rollback()
+            hand_off_errors, status = {exc.field: exc.message}, 422
+            hand_off = onboarding.HandOff(**{k: v or None for k, v in form.items()})
+        else:
+            s.commit()
+            return redirect(url_for("settings.mapping", installation_id=row.id, pipeline=pipeline,
+                                    ok="Hand-off saved. It applies to deals that close won from now on.")
+                            + "#hand-off", 303)
+    elif request.method == "POST":
         _checked_form()
         allow = request.form.get("allow_closed") == "1"
         gates, close, errors = _mapping_form(titles, stages, allow)
@@ -238,8 +254,10 @@ def mapping(installation_id=None, pipeline=None):
                  stages=stages, titles=titles, gates={t: current.gates.get(mirror.key(t), "") for t in titles},
                  close=next((t for t in titles if mirror.key(t) == close_key), None),
                  allow_closed=current.allow_closed, errors=errors, is_default=is_default,
-                 previewing=request.method == "POST",
-                 preview=preview(s, row, pipeline, stages, current))
+                 previewing=request.method == "POST" and request.form.get("action") != "hand_off",
+                 preview=preview(s, row, pipeline, stages, current),
+                 hand_off=hand_off, hand_off_errors=hand_off_errors,
+                 templates=plan_templates.summaries(s, row.tenant_id))
 
 
 # ---- templates ----------------------------------------------------------------------------
