@@ -183,7 +183,12 @@ buyer_bp = Blueprint("content_buyer", __name__)
 def _buyer_headers(response):
     from . import buyer
 
-    return buyer._buyer_headers(response)
+    # a thumbnail may be cached (its URL names its version); everything else is no-store
+    keep = response.headers.get("Cache-Control") if response.mimetype == "image/png" else None
+    response = buyer._buyer_headers(response)
+    if keep:
+        response.headers["Cache-Control"] = keep
+    return response
 
 
 def _viewer(buyer) -> str:
@@ -222,6 +227,26 @@ def buyer_open(token, block_id):
     content.record_event(s, block, kind, _viewer(buyer))
     s.commit()
     return redirect(target, code=303)
+
+
+def thumbnail_response(block):
+    """A deck's thumbnail, read from the storage and sent from our own origin: the buyer page's
+    CSP stays `img-src 'self'` and no request leaves for the storage's host. The URL carries
+    the thumbnail's key (?v=), so a browser may keep it a day without ever showing a stale one."""
+    try:
+        data = content.read_thumbnail(store(), block)
+    except FileNotFoundError:
+        raise NotFound("This block has no thumbnail.") from None
+    response = current_app.response_class(data, mimetype="image/png")
+    response.headers["Cache-Control"] = "private, max-age=86400"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@buyer_bp.get("/p/<token>/blocks/<block_id>/thumb")
+def buyer_thumb(token, block_id):
+    _s, _link, _plan, block = _buyer_block(token, block_id)
+    return thumbnail_response(block)
 
 
 @buyer_bp.post("/p/<token>/blocks/<block_id>/played")
@@ -355,6 +380,15 @@ def editor_file(plan_id, block_id):
     return redirect(content.file_url(store(), block, inline=block.kind == "deck"), code=303)
 
 
+@editor_bp.get("/plans/<plan_id>/content/<block_id>/thumb")
+def editor_thumb(plan_id, block_id):
+    ed = _session(plan_id)
+    block = content.get_block(session(), ed["t"], block_id)
+    if block.plan_id != plan_id:
+        raise NotFound("No such content block.")
+    return thumbnail_response(block)
+
+
 def _checkbox(name: str) -> bool:
     return request.form.get(name) in ("1", "on", "yes")
 
@@ -464,6 +498,14 @@ def editor_do(plan_id):
 @buyer_bp.app_template_global()
 def provider_name(embed_url: str) -> str:
     return content.provider_name(embed_url)
+
+
+@buyer_bp.app_template_global()
+def public_url(path: str) -> str:
+    """An absolute URL of ours, for the print view's list of links."""
+    from ..web import keys
+
+    return keys().base_url.rstrip("/") + path
 
 
 @buyer_bp.app_template_global()
