@@ -34,6 +34,7 @@ LIMITS = {
     "files_per_plan": 30,
     "file_bytes": 25 * 1024 * 1024,  # one file
     "tenant_bytes": 2 * 1024 * 1024 * 1024,  # all files of a tenant
+    "tenant_files": 10_000,  # files of a tenant, all plans together
 }
 CHUNK = 1024 * 1024
 log = logging.getLogger("mutualplan.content")
@@ -364,9 +365,12 @@ def delete_block(s: Session, plan: Plan, block: ContentBlock, actor: str) -> Non
     plans.touch(s, plan, actor, "block.deleted", block.id, {"title": block.title})
 
 
-def _tenant_bytes(s: Session, tenant_id: str) -> int:
-    return s.scalar(select(func.coalesce(func.sum(ContentBlock.file_size), 0))
-                    .where(ContentBlock.tenant_id == tenant_id)) or 0
+def _tenant_files(s: Session, tenant_id: str) -> tuple[int, int]:
+    """(files, bytes) the tenant stores, all plans together."""
+    count, size = s.execute(select(func.count(ContentBlock.file_key),
+                                   func.coalesce(func.sum(ContentBlock.file_size), 0))
+                            .where(ContentBlock.tenant_id == tenant_id)).one()
+    return count or 0, size or 0
 
 
 def attach_file(s: Session, plan: Plan, block: ContentBlock, fileobj, filename: str,
@@ -387,7 +391,11 @@ def attach_file(s: Session, plan: Plan, block: ContentBlock, fileobj, filename: 
     files = [b for b in blocks(s, plan, include_internal=True) if b.file_key and b.id != block.id]
     if not block.file_key and len(files) + 1 > LIMITS["files_per_plan"]:
         raise LimitReached("files_per_plan", LIMITS["files_per_plan"], "files")
-    if _tenant_bytes(s, plan.tenant_id) - block.file_size + size > LIMITS["tenant_bytes"]:
+    count, stored = _tenant_files(s, plan.tenant_id)
+    if not block.file_key and count + 1 > LIMITS["tenant_files"]:
+        raise Invalid("file", f"your workspace holds at most {LIMITS['tenant_files']} files; "
+                              "delete files first")
+    if stored - block.file_size + size > LIMITS["tenant_bytes"]:
         raise Invalid("file", "your workspace's file storage is full; delete files first")
     key = f"{plan.tenant_id}/{plan.id}/{block.id}/{clock.now():%Y%m%d%H%M%S%f}.{ext}"
     # rendered before the upload: an S3 upload closes the file it reads
