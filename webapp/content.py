@@ -492,6 +492,13 @@ def engagement(s: Session, plan: Plan) -> list[str]:
             for (viewer, kind, title), n in counts.most_common()]
 
 
+def card_summary(s: Session, plan: Plan) -> dict:
+    """The content at a glance for the CRM cards: how many blocks, how many the buyer sees."""
+    rows = blocks(s, plan, include_internal=True)
+    shared = {b.id for b in blocks(s, plan, include_internal=False)} if rows else set()
+    return {"count": len(rows), "shared": len(shared), "files": sum(1 for b in rows if b.file_key)}
+
+
 def block_document(block: ContentBlock) -> dict:
     return {
         "id": block.id, "kind": block.kind, "title": block.title, "url": block.url,
