@@ -9,7 +9,8 @@ link that can be bookmarked or shared with a colleague.
     GET  /app/plans/by-deal/<provider>/<account>/<deal>
                              the editor of that deal's plan, or the offer to create one (the
                              Salesforce component's "Open full editor" lands here, with
-                             <account> "current": the org the rep signed in with)
+                             <account> "current": the org the rep signed in with;
+                             ?to=content lands on the plan's content blocks page)
 
 GET/POST /app/profile: the person's own contact card (name, title, email, photo) shown on the
 buyer pages of the plans they own (webapp/branding.py; the tenant's card is the fallback).
@@ -139,7 +140,8 @@ def by_deal(provider, account, deal):
     if found is not None:
         if not users.may_edit(session(), g.user, found):
             raise Forbidden("This deal's plan belongs to another rep; ask them or an admin.")
-        return redirect(f"/editor/plans/{found}", 303)
+        page = "/content" if request.args.get("to") == "content" else ""  # the content blocks
+        return redirect(f"/editor/plans/{found}{page}", 303)
     return render_template("workspace/new_plan.html", user=g.user, q="", deals=[], error=None,
                            taken={}, row=row, single=deal, templates=_templates(row))
 
