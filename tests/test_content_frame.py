@@ -267,3 +267,43 @@ def test_a_card_refuses_a_bad_photo_and_anonymous_visits_go_to_login(app, client
         assert session().get(ContactCard, rep.user_id) is None
     anonymous = app.test_client().get("/app/profile", headers={"Accept": "text/html"})
     assert anonymous.status_code in (302, 303) and "/login" in anonymous.headers["Location"]
+
+
+# ---- block engagement in the editor and in analytics ------------------------------------------
+
+
+def test_block_engagement_reaches_the_editor_and_the_analytics(app, api, other_api, client, plan):
+    from test_buyer import identify
+    from test_editor import open_editor
+
+    from webapp import analytics
+
+    pid = plan["id"]
+    deck = add(api, pid, kind="deck", title="the security deck")
+    upload(api, pid, deck["id"], DECK)
+    story = add(api, pid, kind="link", title="the customer story", url="https://example.com/s")
+    path = path_of(make_link(api, pid)["url"])
+    identify(client, path, name="Dana")
+    for _ in range(2):
+        assert client.get(f"{path}/blocks/{deck['id']}/open").status_code == 303
+    assert client.get(f"{path}/blocks/{story['id']}/open").status_code == 303
+    # the rep's editor, not only its content page
+    rep = app.test_client()
+    html = rep.get(open_editor(api, rep, pid)).get_data(as_text=True)
+    assert "Dana opened the security deck twice" in html
+    assert "Dana opened the customer story once" in html
+    # the analytics API, per plan, for this tenant only
+    got = api.get("/analytics/content")
+    assert got.status_code == 200
+    [row] = got.json["plans"]
+    assert row["plan_id"] == pid and (row["opened"], row["played"], row["downloaded"]) == (3, 0, 0)
+    assert other_api.get("/analytics/content").json == {"plans": []}
+    assert api.client.get("/api/v1/analytics/content").status_code == 401
+    # and the plan's engagement figures carry the same counts
+    with app.app_context():
+        s = session()
+        tenant_id = s.get(Plan, pid).tenant_id
+        figures = analytics.engagement(s, tenant_id, pid)
+    assert figures["content"]["opened"] == 3 and figures["content"]["downloaded"] == 0
+    paths = client.get("/api/v1/openapi.json").json["paths"]
+    assert "get" in paths["/analytics/content"]

@@ -8,9 +8,12 @@ into a spooled temporary file; forms are multipart, which Werkzeug already spool
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, redirect, request, send_file
+from datetime import datetime
 
-from .. import content, plans, storage
+from flask import Blueprint, current_app, g, redirect, request, send_file
+from pydantic import BaseModel
+
+from .. import content, openapi, plans, storage
 from ..auth import api_key_required
 from ..db import session
 from ..errors import Invalid, NotFound, ProblemError
@@ -143,6 +146,33 @@ def get_file(plan_id, block_id):
     """A redirect to a signed URL valid storage.URL_TTL seconds."""
     block = _block(_plan(plan_id), block_id)
     return redirect(content.file_url(store(), block, inline=False), code=303)
+
+
+class ContentEngagementRow(BaseModel):
+    plan_id: str
+    opened: int
+    played: int
+    downloaded: int
+    last_at: datetime | None
+
+
+class ContentEngagement(BaseModel):
+    plans: list[ContentEngagementRow]
+
+
+@api_bp.get("/analytics/content")
+@api_key_required
+def content_engagement():
+    """Per plan, how often buyers opened, played and downloaded its content (first party)."""
+    rows = content.engagement_by_plan(session(), g.principal.tenant_id)
+    return render(ContentEngagement, {"plans": [
+        {"plan_id": plan_id, **row} for plan_id, row in sorted(
+            rows.items(), key=lambda item: item[1]["last_at"], reverse=True)]})
+
+
+openapi.EXTRA_OPERATIONS.append(
+    ("get", "/analytics/content", "Buyer engagement with content per plan: opens, video plays "
+     "and downloads (first-party events)", None, 200, ContentEngagement))
 
 
 # ---- the local store's signed URLs ----------------------------------------------------------
@@ -498,6 +528,12 @@ def editor_do(plan_id):
 @buyer_bp.app_template_global()
 def provider_name(embed_url: str) -> str:
     return content.provider_name(embed_url)
+
+
+@buyer_bp.app_template_global()
+def content_engagement(plan) -> list[str]:
+    """"Dana opened the security deck twice", for the rep's editor (webapp/content.py)."""
+    return content.engagement(session(), plan)
 
 
 @buyer_bp.app_template_global()
