@@ -6,7 +6,8 @@
 1. The demo plan with 3 videos, 2 PDF decks, notes, a link and an internal block, served on
    a free port, loaded in headless Chromium (/usr/bin/chromium): every request before any
    click is counted; printed are the requests, the HTML + CSS (+ JS) bytes and how many went
-   to another host (goal: none, and under 60 KB).
+   to another host (goal: none, and under 60 KB), and the decks' thumbnails (lazy images
+   from our origin) that loaded.
 2. A web process of its own (the app under Werkzeug, STORAGE_URL pointing at a moto S3 server
    in another process, over HTTP) receives a 20 MB PDF as the raw body of
    PUT /api/v1/plans/{id}/blocks/{id}/file. Printed: the time, and the growth of the web
@@ -100,6 +101,9 @@ def page_weight() -> None:
     print(f"  HTML + CSS: {html_css / 1024:.1f} KB  (HTML {by_type.get('document', 0) / 1024:.1f} KB,"
           f" CSS {by_type.get('stylesheet', 0) / 1024:.1f} KB; JS {by_type.get('script', 0) / 1024:.1f} KB)"
           f"  goal: no third party, < 60 KB")
+    images = [r for r in requests if r[1] == "image"]
+    print(f"  images (lazy deck thumbnails, our origin): {len(images)} loaded before any click,"
+          f" {sum(r[2] for r in images) / 1024:.1f} KB")
 
 
 WEB = """
