@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures imported from test_hubspot
 """The HubSpot card around content and templates: the content block count with a link to the
 editor's content page, and the template preselected for the deal's own pipeline (issue 16,
 issue 12), against the HubSpot sandbox over HTTP."""
@@ -89,7 +90,7 @@ def test_the_card_counts_content_and_links_to_the_content_page(app, client, sb, 
 
 
 @pytest.fixture
-def app_config(sb, tmp_path):  # noqa: F811 - test_hubspot's settings plus a storage folder
+def app_config(sb, tmp_path):  # test_hubspot's settings plus a storage folder
     return {"HUBSPOT_CLIENT_ID": "sandbox-client-id", "HUBSPOT_CLIENT_SECRET": SECRET,
             "HUBSPOT_APP_ID": "1000001", "HUBSPOT_API_BASE": sb.server.url,
             "HUBSPOT_AUTH_BASE": sb.server.url, "PUBLIC_BASE_URL": PUBLIC,

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures imported from test_content
 """Around the content blocks (issue 16, issue 12): deck thumbnails, per-tenant and per-plan
 storage limits, the content framed by the tenant's branding and the plan owner's own contact
 card, and the print view's links."""
@@ -7,7 +8,7 @@ import io
 import re
 
 import pytest
-from conftest import CSRF, make_link, path_of, snapshot
+from conftest import make_link, path_of, snapshot
 from test_content import add, s3, s3_server, upload  # noqa: F401 - fixtures
 
 from webapp import content

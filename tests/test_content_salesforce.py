@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures imported from test_salesforce
 """The Salesforce side of content (issue 16): each push writes the plan's content block count
 on Mutual_Action_Plan__c.Content_Count__c, which the LWC shows with a link to the content page;
 the link's landing (/app/plans/by-deal/…?to=content) opens the editor's content page."""

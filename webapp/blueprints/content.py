@@ -162,7 +162,7 @@ class ContentEngagement(BaseModel):
 
 @api_bp.get("/analytics/content")
 @api_key_required
-def content_engagement():
+def api_content_engagement():
     """Per plan, how often buyers opened, played and downloaded its content (first party)."""
     rows = content.engagement_by_plan(session(), g.principal.tenant_id)
     return render(ContentEngagement, {"plans": [
