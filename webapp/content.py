@@ -511,6 +511,12 @@ def engagement_by_plan(s: Session, tenant_id: str, plan_ids: list[str] | None = 
     return out
 
 
+def block_count(s: Session, plan: Plan) -> int:
+    """All the plan's blocks, internal ones too (pushed to the CRM: Content_Count__c)."""
+    return s.scalar(select(func.count()).select_from(ContentBlock).where(
+        ContentBlock.tenant_id == plan.tenant_id, ContentBlock.plan_id == plan.id)) or 0
+
+
 def card_summary(s: Session, plan: Plan) -> dict:
     """The content at a glance for the CRM cards: how many blocks, how many the buyer sees."""
     rows = blocks(s, plan, include_internal=True)

@@ -267,8 +267,9 @@ def _deal_pipeline(s, row: Installation, plan: Plan | None, deal_id: str | None)
         return None
     try:
         return sync.connector_for(row).get_deal(deal_id).pipeline
-    except CrmError as exc:
-        log.info("deal pipeline not read for the card: %s", type(exc).__name__)
+    except Exception as exc:  # noqa: BLE001 - a preselection never fails the card
+        level = logging.INFO if isinstance(exc, CrmError) else logging.WARNING
+        log.log(level, "deal pipeline not read for the card: %s", type(exc).__name__)
         return None
 
 
