@@ -308,3 +308,11 @@ def test_block_engagement_reaches_the_editor_and_the_analytics(app, api, other_a
     assert figures["content"]["opened"] == 3 and figures["content"]["downloaded"] == 0
     paths = client.get("/api/v1/openapi.json").json["paths"]
     assert "get" in paths["/analytics/content"]
+
+
+def test_the_company_names_the_content_even_without_a_contact_card(app, api, client, sign_in, plan):
+    _brand(client, sign_in(role="admin"), contact_name="", contact_title="", contact_email="")
+    add(api, plan["id"], kind="link", title="Customer story", url="https://example.com/story")
+    html = client.get(path_of(make_link(api, plan["id"])["url"])).get_data(as_text=True)
+    assert "Shared with you by Seller Inc" in html
+    assert 'class="frame"' in html and "contact-card" not in html
