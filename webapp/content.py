@@ -37,8 +37,8 @@ LIMITS = {
     "tenant_files": 10_000,  # files of a tenant, all plans together
 }
 CHUNK = 1024 * 1024
-log = logging.getLogger("mutualplan.content")
 SPOOL = 1024 * 1024  # bytes kept in memory before the upload spills to a temporary file
+log = logging.getLogger("mutualplan.content")
 
 # ---- videos ------------------------------------------------------------------------------
 # Each provider's privacy-enhanced player, built from the id in a pasted share URL:
@@ -198,6 +198,7 @@ def spool(chunks, limit: int) -> tempfile.SpooledTemporaryFile:
 
 THUMB_WIDTH = 320  # pixels: twice the 160 CSS pixels it is shown at
 THUMB_MAX_HEIGHT = 480  # a very tall first page is cut, not scaled down to a sliver
+THUMB_BYTES = 2 * 1024 * 1024  # more than a 320x480 PNG can take; a guard when reading back
 _PDFIUM = threading.Lock()  # PDFium is not thread-safe (pypdfium2's docs): one render at a time
 
 
@@ -262,9 +263,6 @@ def read_thumbnail(storage, block: ContentBlock) -> bytes:
     if not block.thumb_key:
         raise NotFound("This block has no thumbnail.")
     return storage.read(block.thumb_key, THUMB_BYTES)
-
-
-THUMB_BYTES = 2 * 1024 * 1024  # more than a 320x480 PNG can take; a guard when reading back
 
 
 # ---- blocks -------------------------------------------------------------------------------
@@ -469,6 +467,8 @@ def init_storage_hooks(session_factory, storage_getter) -> None:
 
 # ---- engagement ---------------------------------------------------------------------------
 
+EVENT_KINDS = ("opened", "played", "downloaded")
+
 
 def record_event(s: Session, block: ContentBlock, kind: str, viewer: str, side: str = "buyer"):
     if kind not in EVENT_KINDS:
@@ -490,9 +490,6 @@ def engagement(s: Session, plan: Plan) -> list[str]:
     counts = Counter((viewer, kind, title) for viewer, kind, title in rows)
     return [f"{viewer} {_VERB[kind]} {title} {_TIMES.get(n, f'{n} times')}"
             for (viewer, kind, title), n in counts.most_common()]
-
-
-EVENT_KINDS = ("opened", "played", "downloaded")
 
 
 def engagement_by_plan(s: Session, tenant_id: str, plan_ids: list[str] | None = None) -> dict:
