@@ -142,6 +142,12 @@ COLUMN_SOURCES: dict[str, list[tuple[type[BaseModel], str]] | str] = {
     "content_events.kind": "opened | played | downloaded",
     "content_events.viewer": "the buyer's name (100) or 'Someone', cut to 200",
     "content_events.side": "buyer | seller",
+    "content_blocks.thumb_key": "the file_key's stem + .thumb.png (content._store_thumbnail)",
+    # each rep's own contact card (branding.save_card, from /app/profile)
+    "contact_cards.user_id": "the signed-in user", "contact_cards.tenant_id": "the user",
+    "contact_cards.name": "branding.save_card (200)", "contact_cards.title": "branding.save_card (200)",
+    "contact_cards.email": "branding.save_card (254)",
+    "contact_cards.photo_type": "branding.image_type (a constant)",
 }
 
 # Text nested in JSON columns, with the column-like limit it is stored under.
