@@ -6,12 +6,14 @@
 1. The demo plan with 3 videos, 2 PDF decks, notes, a link and an internal block, served on
    a free port, loaded in headless Chromium (/usr/bin/chromium): every request before any
    click is counted; printed are the requests, the HTML + CSS (+ JS) bytes and how many went
-   to another host (goal: none, and under 60 KB).
+   to another host (goal: none, and under 60 KB), and the decks' thumbnails (lazy images
+   from our origin) that loaded.
 2. A web process of its own (the app under Werkzeug, STORAGE_URL pointing at a moto S3 server
    in another process, over HTTP) receives a 20 MB PDF as the raw body of
    PUT /api/v1/plans/{id}/blocks/{id}/file. Printed: the time, and the growth of the web
    process's peak resident memory (VmHWM in /proc) over a 1 MB warm-up upload (goal: flat,
-   under +30 MiB: the body is streamed to a spooled file, then to S3 in multipart parts).
+   under +30 MiB: the body is streamed to a spooled file, then to S3 in multipart parts); then
+   the same 20 MB as a deck, whose first page PDFium renders for the thumbnail.
 Uses SQLite files of its own (the upload part must share its database across processes).
 """
 from __future__ import annotations
@@ -100,6 +102,9 @@ def page_weight() -> None:
     print(f"  HTML + CSS: {html_css / 1024:.1f} KB  (HTML {by_type.get('document', 0) / 1024:.1f} KB,"
           f" CSS {by_type.get('stylesheet', 0) / 1024:.1f} KB; JS {by_type.get('script', 0) / 1024:.1f} KB)"
           f"  goal: no third party, < 60 KB")
+    images = [r for r in requests if r[1] == "image"]
+    print(f"  images (lazy deck thumbnails, our origin): {len(images)} loaded before any click,"
+          f" {sum(r[2] for r in images) / 1024:.1f} KB")
 
 
 WEB = """
@@ -176,10 +181,11 @@ def upload_through_s3() -> None:
             s = session()
             plan = plans.get_plan(s, app_tenant(s, plan_id), plan_id)
             blocks = [content.add_block(s, plan, SimpleNamespace(
-                kind="file", title=t, url=None, body="", internal=False, milestone_id=None,
-                position=None), "bench") for t in ("warm-up", "big")]
+                kind=kind, title=t, url=None, body="", internal=False, milestone_id=None,
+                position=None), "bench") for kind, t in (("file", "warm-up"), ("file", "big"),
+                                                         ("deck", "big deck"))]
             s.commit()
-            warm, big = blocks[0].id, blocks[1].id
+            warm, big, deck = blocks[0].id, blocks[1].id, blocks[2].id
         web = subprocess.Popen([sys.executable, "-c", WEB.format(
             root=str(ROOT), db=db, storage=storage_url, port=web_port)], env=env)
         wait_port(web_port)
@@ -194,6 +200,18 @@ def upload_through_s3() -> None:
         print(f"  status {status}, {elapsed:.2f} s ({20 / elapsed:.1f} MB/s)")
         print(f"  web process peak RSS: {before / MB:.0f} MiB after warm-up, "
               f"+{growth / MB:.1f} MiB during the upload  goal: < +30 MiB")
+        # the same 20 MB as a deck: its first page is rendered (PDFium) for the thumbnail
+        before = peak_rss(web.pid)
+        started = time.perf_counter()
+        status = put(web_port, key, f"{base}/{deck}/file", 20 * MB, "deck.pdf")
+        elapsed = time.perf_counter() - started
+        growth = peak_rss(web.pid) - before
+        with app.app_context():
+            from webapp.models import ContentBlock
+
+            thumb = session().get(ContentBlock, deck).thumb_key is not None
+        print(f"  as a deck (with its first-page thumbnail: {'made' if thumb else 'not made'}): "
+              f"status {status}, {elapsed:.2f} s, peak RSS +{growth / MB:.1f} MiB")
     finally:
         for proc in (web, moto):
             if proc is not None:

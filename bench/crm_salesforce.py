@@ -13,9 +13,7 @@ from __future__ import annotations
 import itertools
 import re
 import statistics
-import sys
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests

@@ -188,6 +188,6 @@ if __name__ == "__main__":
         print(f"  ratio 4/1: {four / one:.2f}")
     print(f"coalescing: 50 rapid edits of one plan -> {coalescing()} push(es) (goal: at most 2)")
     result, rounds = soak()
-    print(f"fault soak: 1000 edits over 50 plans, 20% injected failures of every kind, 4 workers:")
+    print("fault soak: 1000 edits over 50 plans, 20% injected failures of every kind, 4 workers:")
     print(f"  lost {result['lost']}, duplicated {result['duplicated']}, deals moved backwards {result['backwards']}"
           f" ({result['deal_moves']} deal stage moves, converged after {rounds} recovery rounds)")

@@ -104,6 +104,7 @@ class PlanDoc:
     buyer_link: str = ""
     go_live_date: date | None = None
     budget: str = ""
+    content_count: int = 0  # the plan's content blocks (videos, decks, notes, links, files)
     milestones: tuple[MilestoneDoc, ...] = ()  # those that changed since the last push
     deleted_milestones: tuple[str, ...] = ()  # UUIDs to archive in the CRM
     # What the CRM already has (the mirror's remote_ids, uuid -> CRM id, plus whatever

@@ -643,6 +643,7 @@ class SalesforceConnector:
             n("Buyer_Link__c"): plan.buyer_link or None,
             n("Go_Live_Date__c"): _sf_date(plan.go_live_date),
             n("Budget__c"): (plan.budget or "")[:255] or None,
+            n("Content_Count__c"): plan.content_count,
         }
         if re.fullmatch(r"006[a-zA-Z0-9]{12}(?:[a-zA-Z0-9]{3})?", plan.deal_id or ""):
             body[n("Opportunity__c")] = plan.deal_id

@@ -2,8 +2,10 @@
 
     .venv/bin/python docs/content_screenshots.py
 
-The demo plan with 3 videos, 2 decks, notes and a link (webapp/content.py seed_demo). The
-video host is never contacted: the clicked player's request is answered locally.
+The demo plan with 3 videos, 2 decks, notes and a link (webapp/content.py seed_demo), framed
+by the tenant's branding (accent colour) and the plan owner's own contact card; the decks show
+their first-page thumbnails. The video host is never contacted: the clicked player's request
+is answered locally.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from werkzeug.serving import make_server
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from webapp import content, create_app, migrate, sharing
+from webapp import branding, content, create_app, migrate, sharing, users
 from webapp.blueprints.content import store_of
 from webapp.cli import seed_demo
 from webapp.db import make_engine, session
@@ -45,6 +47,12 @@ def main() -> None:
         s = session()
         _, plan = seed_demo(s)
         content.seed_demo(s, plan, store_of(app))
+        branding.save(s, plan.tenant_id, {"company_name": "Initech", "accent": "#0f766e"})
+        rep = users.upsert_user(s, plan.tenant_id, "local", "riley", email="riley@initech.example",
+                                name="Riley Chen")
+        branding.save_card(s, rep, {"name": "Riley Chen", "title": "Account executive",
+                                    "email": "riley@initech.example"})
+        users.claim_plan(s, plan, rep, "docs")
         _, link = sharing.create_link(s, plan, "docs", sharing.Keys.from_config(app.config))
         s.commit()
     out = ROOT / "docs"
@@ -62,6 +70,8 @@ def main() -> None:
             page.locator("iframe").wait_for()
             section = page.locator("section.content-blocks")
             section.scroll_into_view_if_needed()
+            page.wait_for_function("() => [...document.querySelectorAll('img.thumb')]"
+                                   ".every(i => i.complete && i.naturalWidth > 0)")
             section.screenshot(path=str(out / name))
         browser.close()
     server.shutdown()

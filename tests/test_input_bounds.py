@@ -161,6 +161,12 @@ COLUMN_SOURCES: dict[str, list[tuple[type[BaseModel], str]] | str] = {
     "webhook_deliveries.endpoint_id": "the endpoint", "webhook_deliveries.msg_id": "msg_ + 32 hex",
     "webhook_deliveries.event_type": "webhooks.EVENTS", "webhook_deliveries.status": "a constant",
     "webhook_deliveries.dedupe_key": "made by the server, cut to 200",
+    "content_blocks.thumb_key": "the file_key's stem + .thumb.png (content._store_thumbnail)",
+    # each rep's own contact card (branding.save_card, from /app/profile)
+    "contact_cards.user_id": "the signed-in user", "contact_cards.tenant_id": "the user",
+    "contact_cards.name": "branding.save_card (200)", "contact_cards.title": "branding.save_card (200)",
+    "contact_cards.email": "branding.save_card (254)",
+    "contact_cards.photo_type": "branding.image_type (a constant)",
 }
 
 # Text nested in JSON columns, with the column-like limit it is stored under.

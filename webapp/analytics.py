@@ -134,8 +134,11 @@ def engagement(s: Session, tenant_id: str, plan_id: str) -> dict:
         p["actions"] += n
         p["first_seen"] = min(p["first_seen"], _aware(first))
         p["last_seen"] = max(p["last_seen"], _aware(last))
+    from .content import engagement_by_plan  # the buyers' opens, plays and downloads of content
+
     return {"links": list(by_link.values()),
-            "people": sorted(people.values(), key=lambda p: p["last_seen"], reverse=True)}
+            "people": sorted(people.values(), key=lambda p: p["last_seen"], reverse=True),
+            "content": engagement_by_plan(s, tenant_id, [plan_id]).get(plan_id)}
 
 
 def _parse_actor(actor: str) -> tuple[str, str]:

@@ -1,4 +1,7 @@
-"""A tenant's branding on the buyer page: company name, accent colour, the rep's contact card.
+"""A tenant's branding on the buyer page: company name, accent colour, the contact card.
+
+The contact card on a plan's buyer page is its owner's own (each rep edits theirs at
+/app/profile, a `contact_cards` row), else the tenant's card from these settings.
 
 The accent colour is refused unless white text on it, and it as text on white, reach
 WCAG 2.x AA contrast (4.5:1) — the buyer page uses it both ways (buttons, links). It
@@ -18,7 +21,7 @@ from sqlalchemy.orm import Session
 from . import clock
 from .db import session
 from .domain_errors import Invalid
-from .models import Branding
+from .models import Branding, ContactCard, Plan, User
 
 AA = 4.5
 MAX_IMAGE = 200 * 1024  # bytes, for the logo and the contact's photo
@@ -188,6 +191,80 @@ def stylesheet(tenant_id, ver):
     return response
 
 
+# ---- each rep's own contact card -----------------------------------------------------------
+
+CARD_FIELDS = {"name": 200, "title": 200, "email": 254}
+
+
+def get_card(s: Session, user_id: str) -> ContactCard | None:
+    return s.get(ContactCard, user_id)
+
+
+def save_card(s: Session, user: User, form: dict, photo: bytes | None = None) -> ContactCard:
+    """The rep's card from their profile form; validated first, a refusal (Invalid) stores
+    nothing. An empty name means "use the team's card" (the tenant's, from branding)."""
+    values = {k: (form.get(k) or "").strip() for k in CARD_FIELDS}
+    for name, limit in CARD_FIELDS.items():
+        if len(values[name]) > limit:
+            raise Invalid(name, f"at most {limit} characters")
+    if values["email"] and not EMAIL.match(values["email"]):
+        raise Invalid("email", "an email address like dana@example.com")
+    kind = None
+    if photo:
+        try:
+            kind = image_type(photo)
+        except ValueError as exc:
+            raise Invalid("photo", str(exc)) from None
+    row = s.get(ContactCard, user.id) or ContactCard(user_id=user.id, tenant_id=user.tenant_id)
+    s.add(row)
+    for name in CARD_FIELDS:
+        setattr(row, name, values[name])
+    if kind:
+        row.photo, row.photo_type = photo, kind
+    elif form.get("remove_photo") == "1":
+        row.photo, row.photo_type = None, None
+    row.updated_at = clock.now()
+    s.flush()
+    return row
+
+
+def card_photo_url(row: ContactCard) -> str | None:
+    if not row.photo_type:
+        return None
+    ver = hashlib.sha256(f"{row.user_id}|{row.updated_at}".encode()).hexdigest()[:12]
+    return f"/brand/{row.tenant_id}/people/{row.user_id}-{ver}.{EXT[row.photo_type]}"
+
+
+def contact_for(plan: Plan) -> dict | None:
+    """The card the buyer page shows (a Jinja global): the plan owner's own card when they
+    filled one in, else the tenant's; None when neither has a name."""
+    brand = for_page(plan.tenant_id)
+    company = brand["row"].company_name if brand else ""
+    row = plan.owner_user_id and get_card(session(), plan.owner_user_id)
+    if row and row.name and row.tenant_id == plan.tenant_id:
+        return {"name": row.name, "title": row.title, "email": row.email, "company": company,
+                "photo": card_photo_url(row), "own": True}
+    if brand and brand["row"].contact_name:
+        b = brand["row"]
+        return {"name": b.contact_name, "title": b.contact_title, "email": b.contact_email,
+                "company": company, "photo": brand["photo"], "own": False}
+    return None
+
+
+@bp.get("/brand/<tenant_id>/people/<user_id>-<ver>.<ext>")
+def person_photo(tenant_id, user_id, ver, ext):
+    row = get_card(session(), user_id)
+    url = row and row.tenant_id == tenant_id and card_photo_url(row)
+    if not url or url != f"/brand/{tenant_id}/people/{user_id}-{ver}.{ext}":
+        abort(404)
+    response = Response(row.photo, mimetype=row.photo_type)
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 def init_app(app) -> None:
     app.jinja_env.globals["branding_for"] = for_page
+    app.jinja_env.globals["contact_for"] = contact_for
     app.register_blueprint(bp)

@@ -8,9 +8,14 @@ API's PlanOut keeps them); link blocks are the ordered, internal-able form of th
 """
 from __future__ import annotations
 
+import io
+import logging
 import re
+import struct
 import tempfile
+import threading
 import zipfile
+import zlib
 from collections import Counter
 from typing import BinaryIO
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -29,9 +34,11 @@ LIMITS = {
     "files_per_plan": 30,
     "file_bytes": 25 * 1024 * 1024,  # one file
     "tenant_bytes": 2 * 1024 * 1024 * 1024,  # all files of a tenant
+    "tenant_files": 10_000,  # files of a tenant, all plans together
 }
 CHUNK = 1024 * 1024
 SPOOL = 1024 * 1024  # bytes kept in memory before the upload spills to a temporary file
+log = logging.getLogger("mutualplan.content")
 
 # ---- videos ------------------------------------------------------------------------------
 # Each provider's privacy-enhanced player, built from the id in a pasted share URL:
@@ -184,6 +191,80 @@ def spool(chunks, limit: int) -> tempfile.SpooledTemporaryFile:
     return out
 
 
+# ---- deck thumbnails ------------------------------------------------------------------------
+# A deck's first page, rendered once at upload by PDFium (pypdfium2: a wheel, no system
+# library) and stored next to the PDF as a small PNG. Best effort: any failure leaves the
+# deck without a thumbnail and the page shows its placeholder; the upload itself succeeds.
+
+THUMB_WIDTH = 320  # pixels: twice the 160 CSS pixels it is shown at
+THUMB_MAX_HEIGHT = 480  # a very tall first page is cut, not scaled down to a sliver
+THUMB_BYTES = 2 * 1024 * 1024  # more than a 320x480 PNG can take; a guard when reading back
+_PDFIUM = threading.Lock()  # PDFium is not thread-safe (pypdfium2's docs): one render at a time
+
+
+def _png(width: int, height: int, rows: bytes, stride: int) -> bytes:
+    """RGB rows (top first, `stride` bytes apart) as a PNG file; the format is small enough
+    to write here rather than add an imaging library for it."""
+    raw = b"".join(b"\x00" + rows[y * stride:y * stride + width * 3] for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def thumbnail(fileobj: BinaryIO) -> bytes | None:
+    """The first page of a PDF as a PNG THUMB_WIDTH pixels wide, or None when it cannot be
+    rendered (damaged, encrypted, no pages, PDFium missing). Leaves the file at 0."""
+    try:
+        import pypdfium2 as pdfium
+
+        fileobj.seek(0)
+        with _PDFIUM:
+            doc = pdfium.PdfDocument(fileobj, autoclose=False)
+            try:
+                if len(doc) == 0:
+                    return None
+                page = doc[0]
+                w, h = page.get_size()
+                scale = THUMB_WIDTH / w
+                cut = max(0.0, h - THUMB_MAX_HEIGHT / scale)  # PDF units off the bottom
+                bitmap = page.render(scale=scale, crop=(0, cut, 0, 0), rev_byteorder=True,
+                                     fill_color=(255, 255, 255, 255))
+                return _png(bitmap.width, bitmap.height, bytes(bitmap.buffer), bitmap.stride)
+            finally:
+                doc.close()
+    except Exception as exc:  # noqa: BLE001 - a thumbnail never fails an upload
+        log.warning("deck thumbnail not made: %s", type(exc).__name__)
+        return None
+    finally:
+        fileobj.seek(0)
+
+
+def _store_thumbnail(s: Session, storage, block: ContentBlock, key: str, png: bytes | None) -> None:
+    """Store the deck's new thumbnail next to its file `key`; the old one goes after the commit."""
+    if block.thumb_key:
+        _after_commit(s, "delete_keys", block.thumb_key)
+    block.thumb_key = None
+    if png is None:
+        return
+    thumb_key = key.rsplit(".", 1)[0] + ".thumb.png"
+    try:
+        storage.put(thumb_key, io.BytesIO(png), "image/png")
+    except Exception as exc:  # noqa: BLE001 - the storage refused a small object: no thumbnail
+        log.warning("deck thumbnail not stored: %s", type(exc).__name__)
+        return
+    _after_rollback(s, thumb_key)
+    block.thumb_key = thumb_key
+
+
+def read_thumbnail(storage, block: ContentBlock) -> bytes:
+    if not block.thumb_key:
+        raise NotFound("This block has no thumbnail.")
+    return storage.read(block.thumb_key, THUMB_BYTES)
+
+
 # ---- blocks -------------------------------------------------------------------------------
 
 
@@ -274,16 +355,20 @@ def reorder(s: Session, plan: Plan, ids: list[str], actor: str) -> list[ContentB
 
 
 def delete_block(s: Session, plan: Plan, block: ContentBlock, actor: str) -> None:
-    if block.file_key:
-        _after_commit(s, "delete_keys", block.file_key)
+    for key in (block.file_key, block.thumb_key):
+        if key:
+            _after_commit(s, "delete_keys", key)
     s.delete(block)
     s.flush()
     plans.touch(s, plan, actor, "block.deleted", block.id, {"title": block.title})
 
 
-def _tenant_bytes(s: Session, tenant_id: str) -> int:
-    return s.scalar(select(func.coalesce(func.sum(ContentBlock.file_size), 0))
-                    .where(ContentBlock.tenant_id == tenant_id)) or 0
+def _tenant_files(s: Session, tenant_id: str) -> tuple[int, int]:
+    """(files, bytes) the tenant stores, all plans together."""
+    count, size = s.execute(select(func.count(ContentBlock.file_key),
+                                   func.coalesce(func.sum(ContentBlock.file_size), 0))
+                            .where(ContentBlock.tenant_id == tenant_id)).one()
+    return count or 0, size or 0
 
 
 def attach_file(s: Session, plan: Plan, block: ContentBlock, fileobj, filename: str,
@@ -304,13 +389,20 @@ def attach_file(s: Session, plan: Plan, block: ContentBlock, fileobj, filename: 
     files = [b for b in blocks(s, plan, include_internal=True) if b.file_key and b.id != block.id]
     if not block.file_key and len(files) + 1 > LIMITS["files_per_plan"]:
         raise LimitReached("files_per_plan", LIMITS["files_per_plan"], "files")
-    if _tenant_bytes(s, plan.tenant_id) - block.file_size + size > LIMITS["tenant_bytes"]:
+    count, stored = _tenant_files(s, plan.tenant_id)
+    if not block.file_key and count + 1 > LIMITS["tenant_files"]:
+        raise Invalid("file", f"your workspace holds at most {LIMITS['tenant_files']} files; "
+                              "delete files first")
+    if stored - block.file_size + size > LIMITS["tenant_bytes"]:
         raise Invalid("file", "your workspace's file storage is full; delete files first")
     key = f"{plan.tenant_id}/{plan.id}/{block.id}/{clock.now():%Y%m%d%H%M%S%f}.{ext}"
+    # rendered before the upload: an S3 upload closes the file it reads
+    png = thumbnail(fileobj) if block.kind == "deck" else None
     storage.put(key, fileobj, mime)
     _after_rollback(s, key)
     if block.file_key:
         _after_commit(s, "delete_keys", block.file_key)
+    _store_thumbnail(s, storage, block, key, png)
     name = re.sub(r"[\x00-\x1f/\\]", "", filename or "").strip()[:150] or f"file.{ext}"
     if not name.lower().endswith("." + ext):
         name = f"{name.rsplit('.', 1)[0] if '.' in name else name}.{ext}"
@@ -375,9 +467,11 @@ def init_storage_hooks(session_factory, storage_getter) -> None:
 
 # ---- engagement ---------------------------------------------------------------------------
 
+EVENT_KINDS = ("opened", "played", "downloaded")
+
 
 def record_event(s: Session, block: ContentBlock, kind: str, viewer: str, side: str = "buyer"):
-    if kind not in ("opened", "played", "downloaded"):
+    if kind not in EVENT_KINDS:
         raise Invalid("kind", "opened, played or downloaded")
     s.add(ContentEvent(tenant_id=block.tenant_id, plan_id=block.plan_id, block_id=block.id,
                        kind=kind, viewer=(viewer or "Someone")[:200], side=side))
@@ -396,6 +490,35 @@ def engagement(s: Session, plan: Plan) -> list[str]:
     counts = Counter((viewer, kind, title) for viewer, kind, title in rows)
     return [f"{viewer} {_VERB[kind]} {title} {_TIMES.get(n, f'{n} times')}"
             for (viewer, kind, title), n in counts.most_common()]
+
+
+def engagement_by_plan(s: Session, tenant_id: str, plan_ids: list[str] | None = None) -> dict:
+    """The buyers' content events per plan, for analytics (one grouped query):
+    {plan_id: {"opened": n, "played": n, "downloaded": n, "last_at": datetime}}."""
+    query = (select(ContentEvent.plan_id, ContentEvent.kind, func.count(), func.max(ContentEvent.at))
+             .where(ContentEvent.tenant_id == tenant_id, ContentEvent.side == "buyer")
+             .group_by(ContentEvent.plan_id, ContentEvent.kind))
+    if plan_ids is not None:
+        query = query.where(ContentEvent.plan_id.in_(plan_ids))
+    out: dict[str, dict] = {}
+    for plan_id, kind, n, last in s.execute(query):
+        row = out.setdefault(plan_id, {**dict.fromkeys(EVENT_KINDS, 0), "last_at": last})
+        row[kind] = n
+        row["last_at"] = max(clock.aware(row["last_at"]), clock.aware(last))
+    return out
+
+
+def block_count(s: Session, plan: Plan) -> int:
+    """All the plan's blocks, internal ones too (pushed to the CRM: Content_Count__c)."""
+    return s.scalar(select(func.count()).select_from(ContentBlock).where(
+        ContentBlock.tenant_id == plan.tenant_id, ContentBlock.plan_id == plan.id)) or 0
+
+
+def card_summary(s: Session, plan: Plan) -> dict:
+    """The content at a glance for the CRM cards: how many blocks, how many the buyer sees."""
+    rows = blocks(s, plan, include_internal=True)
+    shared = {b.id for b in blocks(s, plan, include_internal=False)} if rows else set()
+    return {"count": len(rows), "shared": len(shared), "files": sum(1 for b in rows if b.file_key)}
 
 
 def block_document(block: ContentBlock) -> dict:

@@ -207,6 +207,21 @@ class Branding(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
+class ContactCard(Base):
+    """A rep's own contact card on the buyer pages of the plans they own (webapp/branding.py);
+    the tenant's card in Branding is the fallback."""
+
+    __tablename__ = "contact_cards"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    title: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    photo: Mapped[bytes | None] = mapped_column(LargeBinary)  # checked by branding.image_type
+    photo_type: Mapped[str | None] = mapped_column(String(20))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
 class Stage(Base):
     __tablename__ = "stages"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -658,6 +673,8 @@ class ContentBlock(Base):
     file_name: Mapped[str] = mapped_column(String(200), default="")
     file_type: Mapped[str] = mapped_column(String(100), default="")
     file_size: Mapped[int] = mapped_column(Integer, default=0)
+    # a deck's first page as a PNG in the same storage; None: the page shows a placeholder
+    thumb_key: Mapped[str | None] = mapped_column(String(200))
     created_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

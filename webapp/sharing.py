@@ -420,7 +420,8 @@ def _editor_serializer(keys: Keys) -> URLSafeTimedSerializer:
 
 
 def editor_link(tenant_id: str, plan_id: str, actor: str, keys: Keys, *,
-                user_id: str | None = None, key_id: str | None = None) -> tuple[str, datetime]:
+                user_id: str | None = None, key_id: str | None = None,
+                page: str | None = None) -> tuple[str, datetime]:
     """A signed, short-lived, single-use URL that opens the rep editor on one plan.
 
     Valid for 15 minutes and for one opening (blueprints/editor.py records the
@@ -435,6 +436,8 @@ def editor_link(tenant_id: str, plan_id: str, actor: str, keys: Keys, *,
         data["u"] = user_id
     if key_id:
         data["k"] = key_id
+    if page == "content":  # lands on the plan's content page instead of the plan itself
+        data["to"] = page
     token = _editor_serializer(keys).dumps(data)
     expires_at = clock.now().replace(microsecond=0) + EDITOR_LINK_TTL
     return f"{keys.base_url}/editor/open/{token}", expires_at

@@ -59,6 +59,11 @@ class LocalStorage:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def read(self, key: str, limit: int) -> bytes:
+        """A small object's bytes (a deck's thumbnail), at most `limit`; FileNotFoundError."""
+        with self._path(key).open("rb") as f:
+            return f.read(limit)
+
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self._path(prefix.rstrip("/")), ignore_errors=True)
 
@@ -112,6 +117,17 @@ class S3Storage:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def read(self, key: str, limit: int) -> bytes:
+        """A small object's bytes (a deck's thumbnail), at most `limit`; FileNotFoundError."""
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(key) from None
+        try:
+            return body.read(limit)
+        finally:
+            body.close()
 
     def keys(self, prefix: str) -> list[str]:
         out = []

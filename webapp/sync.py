@@ -40,7 +40,7 @@ from connector.errors import (
     Transient,
 )
 
-from . import analytics, clock, mirror, onboarding, outbox, plans, providers
+from . import analytics, clock, content, mirror, onboarding, outbox, plans, providers
 from .models import (
     Activity,
     Installation,
@@ -147,6 +147,7 @@ def plan_document(s: Session, plan: Plan, gates: dict, pushed: dict, day: date) 
         overdue_count=figures["overdue_count"], slip_days=slip_days, buyer_link=buyer_link,
         go_live_date=date.fromisoformat(constraints["go_live_date"]) if constraints.get("go_live_date") else None,
         budget=constraints.get("budget") or "",
+        content_count=content.block_count(s, plan),
         milestones=tuple(docs),
         deleted_milestones=tuple(sorted(set(pushed) - set(fields) - {plan.id})),
         previous={d.uuid: pushed[d.uuid]["fields"] for d in docs

@@ -148,6 +148,7 @@ def test_the_rep_sees_what_the_buyer_opened(browser, rich):
         popup.value.close()
     rep = browser.page()
     rep.goto(rich["editor"])
+    assert "Dana opened Security overview deck twice" in rep.locator("#buyer").inner_text()
     rep.get_by_role("link", name="Content").click()
     assert "Dana opened Security overview deck twice" in rep.locator("main").inner_text()
 
@@ -169,3 +170,38 @@ def test_axe_finds_no_serious_violations(browser, rich):
     rep.goto(rich["editor"])
     rep.get_by_role("link", name="Content").click()
     assert _serious(axe.run(rep)) == []
+
+
+def test_branded_frame_owner_card_and_lazy_thumbnails(app, browser, rich):
+    """The content framed by the accent and the tenant's card, decks with their first page
+    loaded lazily from our origin only, and axe still clean (contrast with the accent)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    from webapp import branding
+
+    with app.app_context():
+        s = session()
+        tenant_id = s.get(Plan, rich["plan"]["id"]).tenant_id
+        branding.save(s, tenant_id, {"company_name": "Seller Inc", "accent": "#0f766e",
+                                     "contact_name": "Riley Chen", "contact_title": "AE",
+                                     "contact_email": "riley@seller.example"})
+        s.commit()
+        branding.forget_rendered_pages()
+    page = browser.page()
+    seen = watch(page)
+    thumbs = []
+    page.on("response", lambda r: "/thumb" in r.url and thumbs.append(r))
+    page.goto(rich["url"])
+    page.wait_for_load_state("networkidle")
+    assert thumbs == []  # below the fold: nothing loaded before the buyer scrolls
+    section = page.locator("section.content-blocks")
+    assert "Shared with you by Seller Inc" in section.inner_text()
+    assert "Riley Chen" in section.locator("aside.contact-card").inner_text()
+    colour = section.evaluate("el => getComputedStyle(el).borderTopColor")
+    assert colour == "rgb(15, 118, 110)"  # the tenant's accent
+    section.scroll_into_view_if_needed()
+    page.locator("img.thumb").first.wait_for()
+    page.wait_for_function("() => [...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth > 0)")
+    assert len(thumbs) == 2 and all(r.status == 200 for r in thumbs)
+    assert set(seen) == {"127.0.0.1"}
+    assert _serious(Axe().run(page)) == []

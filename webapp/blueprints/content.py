@@ -8,9 +8,12 @@ into a spooled temporary file; forms are multipart, which Werkzeug already spool
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, redirect, request, send_file
+from datetime import datetime
 
-from .. import content, plans, storage
+from flask import Blueprint, current_app, g, redirect, request, send_file
+from pydantic import BaseModel
+
+from .. import content, openapi, plans, storage
 from ..auth import api_key_required
 from ..db import session
 from ..errors import Invalid, NotFound, ProblemError
@@ -145,6 +148,33 @@ def get_file(plan_id, block_id):
     return redirect(content.file_url(store(), block, inline=False), code=303)
 
 
+class ContentEngagementRow(BaseModel):
+    plan_id: str
+    opened: int
+    played: int
+    downloaded: int
+    last_at: datetime | None
+
+
+class ContentEngagement(BaseModel):
+    plans: list[ContentEngagementRow]
+
+
+@api_bp.get("/analytics/content")
+@api_key_required
+def api_content_engagement():
+    """Per plan, how often buyers opened, played and downloaded its content (first party)."""
+    rows = content.engagement_by_plan(session(), g.principal.tenant_id)
+    return render(ContentEngagement, {"plans": [
+        {"plan_id": plan_id, **row} for plan_id, row in sorted(
+            rows.items(), key=lambda item: item[1]["last_at"], reverse=True)]})
+
+
+openapi.EXTRA_OPERATIONS.append(
+    ("get", "/analytics/content", "Buyer engagement with content per plan: opens, video plays "
+     "and downloads (first-party events)", None, 200, ContentEngagement))
+
+
 # ---- the local store's signed URLs ----------------------------------------------------------
 
 
@@ -183,7 +213,12 @@ buyer_bp = Blueprint("content_buyer", __name__)
 def _buyer_headers(response):
     from . import buyer
 
-    return buyer._buyer_headers(response)
+    # a thumbnail may be cached (its URL names its version); everything else is no-store
+    keep = response.headers.get("Cache-Control") if response.mimetype == "image/png" else None
+    response = buyer._buyer_headers(response)
+    if keep:
+        response.headers["Cache-Control"] = keep
+    return response
 
 
 def _viewer(buyer) -> str:
@@ -222,6 +257,26 @@ def buyer_open(token, block_id):
     content.record_event(s, block, kind, _viewer(buyer))
     s.commit()
     return redirect(target, code=303)
+
+
+def thumbnail_response(block):
+    """A deck's thumbnail, read from the storage and sent from our own origin: the buyer page's
+    CSP stays `img-src 'self'` and no request leaves for the storage's host. The URL carries
+    the thumbnail's key (?v=), so a browser may keep it a day without ever showing a stale one."""
+    try:
+        data = content.read_thumbnail(store(), block)
+    except FileNotFoundError:
+        raise NotFound("This block has no thumbnail.") from None
+    response = current_app.response_class(data, mimetype="image/png")
+    response.headers["Cache-Control"] = "private, max-age=86400"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@buyer_bp.get("/p/<token>/blocks/<block_id>/thumb")
+def buyer_thumb(token, block_id):
+    _s, _link, _plan, block = _buyer_block(token, block_id)
+    return thumbnail_response(block)
 
 
 @buyer_bp.post("/p/<token>/blocks/<block_id>/played")
@@ -355,6 +410,15 @@ def editor_file(plan_id, block_id):
     return redirect(content.file_url(store(), block, inline=block.kind == "deck"), code=303)
 
 
+@editor_bp.get("/plans/<plan_id>/content/<block_id>/thumb")
+def editor_thumb(plan_id, block_id):
+    ed = _session(plan_id)
+    block = content.get_block(session(), ed["t"], block_id)
+    if block.plan_id != plan_id:
+        raise NotFound("No such content block.")
+    return thumbnail_response(block)
+
+
 def _checkbox(name: str) -> bool:
     return request.form.get(name) in ("1", "on", "yes")
 
@@ -464,6 +528,20 @@ def editor_do(plan_id):
 @buyer_bp.app_template_global()
 def provider_name(embed_url: str) -> str:
     return content.provider_name(embed_url)
+
+
+@buyer_bp.app_template_global()
+def content_engagement(plan) -> list[str]:
+    """"Dana opened the security deck twice", for the rep's editor (webapp/content.py)."""
+    return content.engagement(session(), plan)
+
+
+@buyer_bp.app_template_global()
+def public_url(path: str) -> str:
+    """An absolute URL of ours, for the print view's list of links."""
+    from ..web import keys
+
+    return keys().base_url.rstrip("/") + path
 
 
 @buyer_bp.app_template_global()

@@ -142,7 +142,8 @@ def open_link(token):
     except (users.LinkAlreadyUsed, IntegrityError):  # IntegrityError: a concurrent first use
         s.rollback()
         return render_template("editor/closed.html", detail=USED), 410
-    response = redirect(url_for("editor.page", plan_id=data["p"]), code=303)
+    landing = "content_editor.editor_page" if data.get("to") == "content" else "editor.page"
+    response = redirect(url_for(landing, plan_id=data["p"]), code=303)
     response.set_cookie(users.EDITOR_COOKIE, cookie, **users.session_cookie_kwargs(
         embedded=True, path=f"/editor/plans/{data['p']}", max_age=users.EDITOR_TTL))
     return response

@@ -19,6 +19,7 @@ import logging
 import re
 from datetime import UTC, datetime
 from functools import wraps
+from typing import Literal
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -26,9 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import event, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from connector.errors import CrmError
 from connector.hubspot import MODE_DEAL, InvalidSignature, SignatureVerifier
 
-from .. import analytics, clock, jobs, mirror, plan_templates, plans, security, sharing, sync, users
+from .. import analytics, clock, content, jobs, mirror, plan_templates, plans, security, sharing, sync, users
 from ..config import LOCAL_HOSTS
 from ..db import session
 from ..errors import Invalid, ProblemError, Unauthorized
@@ -245,13 +247,30 @@ def _iso(value):
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-def _templates(s, row: Installation) -> list[dict]:
-    """Built-in and the tenant's templates; `default` marks the one the card preselects (the
-    deal's pipeline is not known before a plan exists, so the installation's default pipeline's)."""
-    pipeline = (row.settings or {}).get("default_pipeline")
+def _templates(s, row: Installation, pipeline: str | None) -> list[dict]:
+    """Built-in and the tenant's templates; `default` marks the one the card preselects: the
+    default of the deal's own pipeline, else of the installation's default pipeline."""
+    fallback = (row.settings or {}).get("default_pipeline")
     return [{"key": t["key"], "name": t["name"], "description": t["description"],
              "milestone_count": t["milestone_count"], "default": t["default"]}
-            for t in plan_templates.choices(s, row.tenant_id, None, pipeline)]
+            for t in plan_templates.choices(s, row.tenant_id, pipeline, fallback)]
+
+
+def _deal_pipeline(s, row: Installation, plan: Plan | None, deal_id: str | None) -> str | None:
+    """The deal's pipeline: the mirror's once a plan was pushed, else asked of HubSpot (one
+    read of the deal, only while the deal has no plan). None when HubSpot does not answer:
+    the card then preselects the default pipeline's template rather than failing."""
+    if plan is not None:
+        state = s.get(Mirror, plan.id)
+        return state.deal_pipeline if state else None
+    if not deal_id or row.status != "active":
+        return None
+    try:
+        return sync.connector_for(row).get_deal(deal_id).pipeline
+    except Exception as exc:  # noqa: BLE001 - a preselection never fails the card
+        level = logging.INFO if isinstance(exc, CrmError) else logging.WARNING
+        log.log(level, "deal pipeline not read for the card: %s", type(exc).__name__)
+        return None
 
 
 def _sync(s, plan: Plan | None) -> dict:
@@ -338,24 +357,27 @@ def fit_for_card(body: dict, dumps) -> str:
     return text
 
 
-def envelope(plan: Plan | None, status: int = 200):
+def envelope(plan: Plan | None, status: int = 200, deal_id: str | None = None):
     s = session()
     row: Installation = g.hs_installation
     s.expire_all()
     if plan is not None:
         plan = plans.get_plan(s, row.tenant_id, plan.id)
+    pipeline = _deal_pipeline(s, row, plan, deal_id)
     active = row.status == "active"
     body = {
         "mode": (row.settings or {}).get("mode") or MODE_DEAL,
         "connection": "ok" if active else "needs_reconnect",
         "reconnect_url": None if active else install_url(),
         "plan": PlanOut.model_validate(plans.document(s, plan, today())).model_dump(mode="json") if plan else None,
-        "templates": _templates(s, row),
+        "templates": _templates(s, row, pipeline),
         "sync": _sync(s, plan),
         "buyer_link": _buyer_link(s, plan),
     }
     if plan is not None:  # health, win probability, stakeholder coverage (webapp/analytics.py)
         body["plan"].update(analytics.card_fields(s, plan, today()))
+        # the content blocks at a glance; the card links to the editor's content page
+        body["plan"]["content"] = content.card_summary(s, plan)
     # Encoded here, once, so that what is measured is exactly what is sent.
     response = current_app.response_class(fit_for_card(body, current_app.json.dumps),
                                           status=status, mimetype="application/json")
@@ -390,6 +412,11 @@ class CardReorder(BaseModel):
     milestone_ids: list[RowId] = Field(max_length=MAX_REORDER)
 
 
+class CardEditorLink(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    page: Literal["plan", "content"] = "plan"  # "content": the plan's content blocks page
+
+
 class CardBuyerLink(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rotate: bool = False
@@ -411,7 +438,7 @@ def _json_object() -> dict:
 @bp.get("/hubspot/card/deals/<deal_id>/plan")
 @card
 def card_get_plan(deal_id):
-    return envelope(_deal_plan(deal_id))
+    return envelope(_deal_plan(deal_id), deal_id=deal_id)
 
 
 @bp.post("/hubspot/card/deals/<deal_id>/plan")
@@ -492,11 +519,12 @@ def _card_user():
 @bp.post("/hubspot/card/plans/<plan_id>/editor-link")
 @card
 def card_editor_link(plan_id):
+    data = CardEditorLink.model_validate(_json_object())
     plan = _plan(plan_id)
     user = _card_user()
     actor = users.actor_of(user) if user else g.hs_actor
     url, expires_at = sharing.editor_link(plan.tenant_id, plan.id, actor, keys(),
-                                          user_id=user.id if user else None)
+                                          user_id=user.id if user else None, page=data.page)
     if user is not None:
         session().commit()
     return jsonify(url=url, expires_at=expires_at.isoformat())

@@ -9,7 +9,11 @@ link that can be bookmarked or shared with a colleague.
     GET  /app/plans/by-deal/<provider>/<account>/<deal>
                              the editor of that deal's plan, or the offer to create one (the
                              Salesforce component's "Open full editor" lands here, with
-                             <account> "current": the org the rep signed in with)
+                             <account> "current": the org the rep signed in with;
+                             ?to=content lands on the plan's content blocks page)
+
+GET/POST /app/profile: the person's own contact card (name, title, email, photo) shown on the
+buyer pages of the plans they own (webapp/branding.py; the tenant's card is the fallback).
 """
 from __future__ import annotations
 
@@ -20,10 +24,10 @@ from sqlalchemy import select
 
 from connector.errors import CrmError
 
-from .. import analytics, dashboard, plan_templates, plans, providers, users
+from .. import analytics, branding, dashboard, plan_templates, plans, providers, users
 from ..auth import Forbidden, login_required
 from ..db import session
-from ..domain_errors import Conflict, NotFound
+from ..domain_errors import Conflict, Invalid, NotFound
 from ..models import Installation, Plan
 from ..schemas import DealRef, PlanCreate
 from ..web import today
@@ -136,6 +140,42 @@ def by_deal(provider, account, deal):
     if found is not None:
         if not users.may_edit(session(), g.user, found):
             raise Forbidden("This deal's plan belongs to another rep; ask them or an admin.")
-        return redirect(f"/editor/plans/{found}", 303)
+        page = "/content" if request.args.get("to") == "content" else ""  # the content blocks
+        return redirect(f"/editor/plans/{found}{page}", 303)
     return render_template("workspace/new_plan.html", user=g.user, q="", deals=[], error=None,
                            taken={}, row=row, single=deal, templates=_templates(row))
+
+
+# ---- the rep's own contact card ------------------------------------------------------------
+
+
+@bp.route("/app/profile", methods=["GET", "POST"])
+@login_required
+def profile():
+    s = session()
+    row = branding.get_card(s, g.user.id)
+    form = {k: (getattr(row, k) if row else "") or "" for k in branding.CARD_FIELDS}
+    if row is None:  # a first visit starts from what the CRM told us about the person
+        form.update(name=g.user.name or "", email=g.user.email or "")
+    photo_url = row and branding.card_photo_url(row)
+    if request.method == "GET":
+        return _profile_page(form, {}, photo_url, ok=request.args.get("ok"))
+    if not users.csrf_ok(request.form.get("csrf")):
+        raise Forbidden("This form was out of date; reload the page and try again.")
+    form = {k: request.form.get(k, "") for k in branding.CARD_FIELDS}
+    upload = request.files.get("photo")
+    photo = upload.read(branding.MAX_IMAGE + 1) if upload and upload.filename else None
+    try:
+        branding.save_card(s, g.user, {**form, "remove_photo": request.form.get("remove_photo")},
+                           photo)
+        s.commit()
+        branding.forget_rendered_pages()
+    except Invalid as exc:
+        s.rollback()
+        return _profile_page(form, {exc.field: exc.message}, photo_url, status=422)
+    return redirect("/app/profile?ok=1", 303)
+
+
+def _profile_page(form, errors, photo_url, status=200, ok=None):
+    return render_template("workspace/profile.html", user=g.user, form=form, errors=errors,
+                           photo_url=photo_url, ok=ok), status

@@ -9,7 +9,14 @@ import { hubspot } from '@hubspot/ui-extensions';
 import { FETCH_TIMEOUT_MS } from './config';
 import { ApiError } from './problem';
 import { unwrapProxy } from './proxy';
-import type { Caller, Envelope, MilestoneChanges, Problem, TemplateKey } from './types';
+import type {
+  Caller,
+  EditorPage,
+  Envelope,
+  MilestoneChanges,
+  Problem,
+  TemplateKey,
+} from './types';
 
 type Method = 'GET' | 'POST' | 'PATCH';
 
@@ -132,6 +139,8 @@ export function buyerLink(
 export function editorLink(
   caller: Caller,
   planId: string,
+  page?: EditorPage,
 ): Promise<{ url: string; expires_at: string }> {
-  return call(caller, 'POST', `/hubspot/card/plans/${seg(planId)}/editor-link`, {});
+  const body = page && page !== 'plan' ? { page } : {};
+  return call(caller, 'POST', `/hubspot/card/plans/${seg(planId)}/editor-link`, body);
 }

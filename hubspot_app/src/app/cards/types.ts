@@ -67,7 +67,19 @@ export interface Plan {
   /** Plan health and the milestone-based win probability (%), from webapp/analytics.py. */
   health?: Health;
   win_probability?: number | null;
+  /** The plan's content blocks: all of them, those the buyer sees, those holding a file
+   * (webapp/content.py card_summary); absent from older backends. */
+  content?: ContentSummary;
 }
+
+export interface ContentSummary {
+  count: number;
+  shared: number;
+  files: number;
+}
+
+/** Where an editor link lands: the plan, or its content blocks page. */
+export type EditorPage = 'plan' | 'content';
 
 export type Health = 'on_track' | 'at_risk' | 'stalled';
 

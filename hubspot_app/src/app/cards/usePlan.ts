@@ -8,7 +8,7 @@ import { useCallback, useEffect, useState } from 'react';
 
 import * as api from './api';
 import { ApiError, problemText, toApiError } from './problem';
-import type { Caller, Envelope, Milestone, MilestoneChanges, Stage } from './types';
+import type { Caller, EditorPage, Envelope, Milestone, MilestoneChanges, Stage } from './types';
 
 export type Load =
   | { status: 'loading' }
@@ -31,7 +31,8 @@ export interface PlanState {
   move: (stage: Stage, milestoneId: string, delta: -1 | 1) => Promise<void>;
   buyerLink: (rotate: boolean) => Promise<void>;
   announce: (notice: Notice | null) => void;
-  editorLink: () => Promise<string | null>;
+  /** A short-lived editor URL; `page` 'content' lands on the plan's content blocks. */
+  editorLink: (page?: EditorPage) => Promise<string | null>;
 }
 
 export const CONFLICT_NOTICE: Notice = {
@@ -140,10 +141,11 @@ export function usePlan(caller: Caller, dealId: string): PlanState {
 
     announce: setNotice,
 
-    editorLink: async () => {
+    editorLink: async (page?: EditorPage) => {
       if (!planId) return null;
       let url: string | null = null;
-      await run(() => api.editorLink(who, planId), (link) => {
+      const request = page ? () => api.editorLink(who, planId, page) : () => api.editorLink(who, planId);
+      await run(request, (link) => {
         url = link.url;
       });
       return url;

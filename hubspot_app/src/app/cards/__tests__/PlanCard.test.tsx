@@ -602,3 +602,46 @@ describe('a plan the backend trimmed to fit the 1 MB card answer', () => {
     expect(new TextEncoder().encode(body).length).toBeLessThan(CARD_PAYLOAD_BUDGET);
   });
 });
+
+describe('content blocks', () => {
+  it('shows the block count and opens the editor on its content page', async () => {
+    mocked.getPlan.mockResolvedValue(
+      envelope({ plan: plan({ content: { count: 3, shared: 2, files: 1 } }) }),
+    );
+    mocked.editorLink.mockResolvedValue({
+      url: 'https://backend.mutualplan.test/editor/open/short-lived',
+      expires_at: '2026-11-26T10:05:00Z',
+    });
+    const renderer = await renderCard();
+
+    expect(renderer.findByTestId(Text, 'content-count').text).toBe(
+      '3 blocks, 2 shared with the buyer',
+    );
+    renderer.findByTestId(Button, 'open-content').trigger('onClick');
+
+    const { openIframeModal } = renderer.mocks.actions;
+    await vi.waitFor(() => expect(openIframeModal.callCount).toBe(1));
+    expect(mocked.editorLink).toHaveBeenCalledWith(CALLER, 'p1', 'content');
+    expect(openIframeModal.calls[0][0]).toMatchObject({
+      uri: 'https://backend.mutualplan.test/editor/open/short-lived',
+    });
+  });
+
+  it('invites the rep to add content to a plan without any', async () => {
+    mocked.getPlan.mockResolvedValue(
+      envelope({ plan: plan({ content: { count: 0, shared: 0, files: 0 } }) }),
+    );
+    const renderer = await renderCard();
+
+    expect(renderer.findByTestId(Text, 'content-count').text).toBe('No content yet');
+    expect(renderer.findByTestId(Button, 'open-content').text).toBe('Add content');
+  });
+
+  it('says nothing about content when an older backend does not send it', async () => {
+    mocked.getPlan.mockResolvedValue(envelope());
+    const renderer = await renderCard();
+
+    expect(renderer.maybeFind(Text, { testId: 'content-count' })).toBeNull();
+    expect(renderer.maybeFind(Button, { testId: 'open-content' })).toBeNull();
+  });
+});

@@ -63,16 +63,19 @@ describe('requests', () => {
     mockFetch
       .mockResolvedValueOnce(json(200, envelope()))
       .mockResolvedValueOnce(json(200, { url: 'https://b/1' }))
-      .mockResolvedValueOnce(json(200, { url: 'https://e/1', expires_at: '2026-11-26T10:05:00Z' }));
+      .mockResolvedValueOnce(json(200, { url: 'https://e/1', expires_at: '2026-11-26T10:05:00Z' }))
+      .mockResolvedValueOnce(json(200, { url: 'https://e/2', expires_at: '2026-11-26T10:05:00Z' }));
 
     await api.reorderMilestones(CALLER, 'p1', 's1', ['m2', 'm1']);
     expect(await api.buyerLink(CALLER, 'p1', true)).toEqual({ url: 'https://b/1' });
     expect((await api.editorLink(CALLER, 'p1')).url).toBe('https://e/1');
+    await api.editorLink(CALLER, 'p1', 'content');
 
     expect(mockFetch.mock.calls.map(([url, opts]) => [url, opts.method, opts.body])).toEqual([
       [`${BACKEND_BASE_URL}/hubspot/card/plans/p1/reorder?${QUERY}`, 'POST', { stage_id: 's1', milestone_ids: ['m2', 'm1'] }],
       [`${BACKEND_BASE_URL}/hubspot/card/plans/p1/buyer-link?${QUERY}`, 'POST', { rotate: true }],
       [`${BACKEND_BASE_URL}/hubspot/card/plans/p1/editor-link?${QUERY}`, 'POST', {}],
+      [`${BACKEND_BASE_URL}/hubspot/card/plans/p1/editor-link?${QUERY}`, 'POST', { page: 'content' }],
     ]);
   });
 });

@@ -16,7 +16,7 @@ import { useMemo } from 'react';
 
 import { backendOrigin, EDITOR_MODAL } from '../config';
 import { problemText } from '../problem';
-import type { Caller } from '../types';
+import type { Caller, EditorPage } from '../types';
 import { usePlan } from '../usePlan';
 import { BuyerLinkPanel } from './BuyerLinkPanel';
 import { EmptyPlan } from './EmptyPlan';
@@ -91,8 +91,8 @@ function ConfiguredCard({ origin }: { origin: string }) {
   const { envelope } = load;
   const plan = envelope.plan;
 
-  const openEditor = async () => {
-    const url = await state.editorLink();
+  const openEditor = async (page?: EditorPage) => {
+    const url = await state.editorLink(page);
     if (!url) return;
     actions.openIframeModal(
       { uri: url, title: plan?.title ?? 'Mutual action plan', ...EDITOR_MODAL },
@@ -123,7 +123,12 @@ function ConfiguredCard({ origin }: { origin: string }) {
       )}
       {plan ? (
         <>
-          <PlanSummary plan={plan} busy={busy} onOpenEditor={() => void openEditor()} />
+          <PlanSummary
+            plan={plan}
+            busy={busy}
+            onOpenEditor={() => void openEditor()}
+            onOpenContent={() => void openEditor('content')}
+          />
           <TruncatedNotice plan={plan} busy={busy} onOpenEditor={() => void openEditor()} />
           <BuyerLinkPanel
             link={envelope.buyer_link}

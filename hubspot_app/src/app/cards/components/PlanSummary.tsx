@@ -11,15 +11,26 @@ import {
 } from '@hubspot/ui-extensions';
 
 import { HEALTH_LABEL, HEALTH_VARIANT, RISK_LABEL, RISK_VARIANT } from '../labels';
-import type { Plan } from '../types';
+import type { ContentSummary, Plan } from '../types';
 
 interface Props {
   plan: Plan;
   busy: boolean;
   onOpenEditor: () => void;
+  /** Opens the editor's content page (videos, decks, notes, files). */
+  onOpenContent?: () => void;
 }
 
-export function PlanSummary({ plan, busy, onOpenEditor }: Props) {
+/** "3 blocks, 2 shared with the buyer" (the card's line about the plan's content). */
+export function contentText(content: ContentSummary): string {
+  if (!content.count) return 'No content yet';
+  const blocks = `${content.count} block${content.count === 1 ? '' : 's'}`;
+  return content.shared === content.count
+    ? `${blocks}, all shared with the buyer`
+    : `${blocks}, ${content.shared} shared with the buyer`;
+}
+
+export function PlanSummary({ plan, busy, onOpenEditor, onOpenContent }: Props) {
   const { done, total, percent } = plan.progress;
   const next = plan.next_milestone;
   return (
@@ -72,7 +83,19 @@ export function PlanSummary({ plan, busy, onOpenEditor }: Props) {
               : 'No slips'}
           </Text>
         </DescriptionListItem>
+        {plan.content ? (
+          <DescriptionListItem label="Content">
+            <Text testId="content-count">{contentText(plan.content)}</Text>
+          </DescriptionListItem>
+        ) : null}
       </DescriptionList>
+      {plan.content && onOpenContent ? (
+        <Flex>
+          <Button testId="open-content" disabled={busy} onClick={onOpenContent}>
+            {plan.content.count ? 'Open content' : 'Add content'}
+          </Button>
+        </Flex>
+      ) : null}
     </Flex>
   );
 }

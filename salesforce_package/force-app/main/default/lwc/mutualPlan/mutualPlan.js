@@ -34,6 +34,8 @@ import PLAN_UUID_FIELD from '@salesforce/schema/Mutual_Action_Plan__c.Plan_UUID_
 import PLAN_BUYER_LINK_FIELD from '@salesforce/schema/Mutual_Action_Plan__c.Buyer_Link__c';
 import PLAN_GO_LIVE_FIELD from '@salesforce/schema/Mutual_Action_Plan__c.Go_Live_Date__c';
 import PLAN_VALUE_SUMMARY_FIELD from '@salesforce/schema/Mutual_Action_Plan__c.Value_Summary__c';
+// Written by the backend on every push: the plan's content blocks (videos, decks, notes, files).
+import PLAN_CONTENT_COUNT_FIELD from '@salesforce/schema/Mutual_Action_Plan__c.Content_Count__c';
 
 import MILESTONE_OBJECT from '@salesforce/schema/MAP_Milestone__c';
 import MILESTONE_NAME_FIELD from '@salesforce/schema/MAP_Milestone__c.Name';
@@ -61,7 +63,8 @@ const PLAN_FIELDS = [
     PLAN_UUID_FIELD,
     PLAN_BUYER_LINK_FIELD,
     PLAN_GO_LIVE_FIELD,
-    PLAN_VALUE_SUMMARY_FIELD
+    PLAN_VALUE_SUMMARY_FIELD,
+    PLAN_CONTENT_COUNT_FIELD
 ].map(qualified);
 
 const MILESTONE_FIELDS = [
@@ -97,7 +100,8 @@ const NAME_MAX_LENGTH = 80;
 // backend's address is the admin's choice in Lightning App Builder (backendOrigin).
 const BY_DEAL_PATH = '/app/plans/by-deal/salesforce/current/';
 
-export function fullEditorUrl(origin, recordId) {
+// page 'content': the plan's content blocks page rather than the plan itself.
+export function fullEditorUrl(origin, recordId, page) {
     const base = String(origin || '')
         .trim()
         .replace(/\/+$/, '');
@@ -106,7 +110,9 @@ export function fullEditorUrl(origin, recordId) {
     if (!secure || !recordId) {
         return null;
     }
-    const next = encodeURIComponent(BY_DEAL_PATH + recordId);
+    const target =
+        BY_DEAL_PATH + recordId + (page === 'content' ? '?to=content' : '');
+    const next = encodeURIComponent(target);
     return `${base}/login/salesforce?next=${next}`;
 }
 
@@ -123,6 +129,10 @@ export default class MutualPlan extends LightningElement {
 
     get fullEditorHref() {
         return fullEditorUrl(this.backendOrigin, this.recordId);
+    }
+
+    get contentHref() {
+        return fullEditorUrl(this.backendOrigin, this.recordId, 'content');
     }
 
     plansResult;
@@ -250,6 +260,23 @@ export default class MutualPlan extends LightningElement {
 
     get goLiveDate() {
         return valueOf(this.planRecord, PLAN_GO_LIVE_FIELD);
+    }
+
+    get contentCount() {
+        const value = valueOf(this.planRecord, PLAN_CONTENT_COUNT_FIELD);
+        return value === null || value === undefined ? null : Math.round(value);
+    }
+
+    get hasContentCount() {
+        return this.contentCount !== null;
+    }
+
+    get contentLabel() {
+        const count = this.contentCount;
+        if (!count) {
+            return 'No content yet';
+        }
+        return `${count} content block${count === 1 ? '' : 's'}`;
     }
 
     get buyerLink() {

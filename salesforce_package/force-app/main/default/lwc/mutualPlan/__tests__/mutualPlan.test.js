@@ -714,3 +714,73 @@ describe('forecast from the Opportunity fields', () => {
         expect(text).toContain('Win probability: 62%');
     });
 });
+
+describe('content blocks', () => {
+    afterEach(() => {
+        while (document.body.firstChild) {
+            document.body.removeChild(document.body.firstChild);
+        }
+        jest.clearAllMocks();
+    });
+
+    function plansWithContent(count) {
+        const plans = JSON.parse(JSON.stringify(mockPlans));
+        plans.records[0].fields.Content_Count__c = {
+            displayValue: null,
+            value: count
+        };
+        return plans;
+    }
+
+    it('reads the content count the backend writes on the plan', async () => {
+        await createComponent();
+        const config = wireConfig(isPlans);
+        expect(config.fields).toContain(
+            'Mutual_Action_Plan__c.Content_Count__c'
+        );
+    });
+
+    it('shows the count and links to the content page after Salesforce sign-in', async () => {
+        const element = createElement('c-mutual-plan', { is: MutualPlan });
+        element.recordId = OPPORTUNITY_ID;
+        element.backendOrigin = 'https://plans.example.com';
+        document.body.appendChild(element);
+        await flushPromises();
+        getRelatedListRecords.emit(plansWithContent(3), isPlans);
+        await flushPromises();
+
+        const root = element.shadowRoot;
+        expect(root.querySelector('.content-count').textContent).toContain(
+            '3 content blocks'
+        );
+        const link = root.querySelector('a.content-link');
+        expect(link.textContent).toBe('Open content');
+        expect(link.getAttribute('href')).toBe(
+            'https://plans.example.com/login/salesforce?next=' +
+                encodeURIComponent(
+                    `/app/plans/by-deal/salesforce/current/${OPPORTUNITY_ID}?to=content`
+                )
+        );
+        expect(link.getAttribute('rel')).toContain('noopener');
+    });
+
+    it('says so when the plan has no content, without a link when no backend is set', async () => {
+        const element = await renderPlan(plansWithContent(0));
+        const root = element.shadowRoot;
+        expect(root.querySelector('.content-count').textContent).toContain(
+            'No content yet'
+        );
+        expect(root.querySelector('a.content-link')).toBeNull();
+    });
+
+    it('shows nothing about content before the backend has written the count', async () => {
+        const element = await renderPlan();
+        expect(element.shadowRoot.querySelector('.content-count')).toBeNull();
+    });
+
+    it('builds the content page URL only for an https origin', () => {
+        expect(
+            fullEditorUrl('http://plans.example.com', OPPORTUNITY_ID, 'content')
+        ).toBeNull();
+    });
+});
