@@ -682,7 +682,7 @@ class SalesforceConnector:
         adopt_subs = self._adopt_subs(plan)
         # Every chunk starts with the plan upsert (it yields @{plan.id} for the milestones and is
         # idempotent); collections count towards the 5-heavy-subrequests limit.
-        others = milestone_subs + delete_subs + deal_subs
+        others = milestone_subs + delete_subs + deal_subs + self._task_subs(plan)
         chunks, current, heavy = [], [*adopt_subs, plan_sub], 0
         for sub in others:
             is_heavy = "/composite/sobjects" in sub["url"]
@@ -706,6 +706,22 @@ class SalesforceConnector:
             remote_ids.update(self._update_existing(plan, existing))
             calls += 1
         return PushResult(remote_ids=remote_ids, calls=calls)
+
+    def _task_subs(self, plan: PlanDoc) -> list:
+        """The buyer's actions as completed Tasks on the Opportunity, sub-requests of the push's
+        own Composite (no extra round trip). Task fields: Subject (255), Description, Status
+        (a closed TaskStatus value, "Completed" by default), ActivityDate (a date), WhatId (the
+        Opportunity), https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/
+        object_reference/sforce_api_objects_task.htm. Task has no external id, so a Task is
+        created, not upserted: `_composite` never replays a Task sub-request that succeeded."""
+        if not plan.activities or not re.fullmatch(r"006[a-zA-Z0-9]{12}(?:[a-zA-Z0-9]{3})?",
+                                                   plan.deal_id or ""):
+            return []
+        return [{"method": "POST", "referenceId": f"task{i}", "url": self._path("sobjects/Task"),
+                 "body": {"Subject": a.subject[:255], "Description": a.body or None,
+                          "Status": "Completed", "Priority": "Normal", "TaskSubtype": "Task",
+                          "ActivityDate": _sf_date(a.at.date()), "WhatId": plan.deal_id}}
+                for i, a in enumerate(plan.activities)]
 
     def remove_plan(self, plan_uuid: str, deal_id: str, milestone_uuids: tuple,
                     remote_ids: dict) -> None:
@@ -754,13 +770,18 @@ class SalesforceConnector:
 
     def _composite(self, subs: list, plan: PlanDoc, milestone_uuids: list) -> dict:
         # The sub-responses are checked inside the call, so a lock error (Transient) is retried
-        # by the same policy; replaying the Composite is safe as every write is an upsert.
-        return self._call(lambda sf: self._check_composite(sf.restful("composite", method="POST", json={
-            "allOrNone": False, "compositeRequest": subs}), subs, plan, milestone_uuids),
-            what=f"push of plan {plan.uuid}")
+        # by the same policy; replaying the Composite is safe as every write is an upsert, except
+        # Task creates: those that succeeded (`created`) are left out of the replay.
+        created: set = set()
+
+        def send(sf):
+            live = [sub for sub in subs if sub["referenceId"] not in created]
+            return self._check_composite(sf.restful("composite", method="POST", json={
+                "allOrNone": False, "compositeRequest": live}), live, plan, milestone_uuids, created)
+        return self._call(send, what=f"push of plan {plan.uuid}")
 
     def _check_composite(self, response: dict, subs: list, plan: PlanDoc,
-                         milestone_uuids: list) -> tuple[dict, list]:
+                         milestone_uuids: list, created: set | None = None) -> tuple[dict, list]:
         """Composite answers 200 when parts fail: look at every sub-response and record.
 
         Returns (uuid -> record id, uuids of milestones refused only because they already
@@ -774,6 +795,8 @@ class SalesforceConnector:
             sub = by_ref.get(ref, {})
             if ref == "plan" and status < 300 and isinstance(body, dict):
                 remote_ids[plan.uuid] = body.get("id")
+            if ref.startswith("task") and status < 300 and created is not None:
+                created.add(ref)
             if status >= 300:
                 if sub.get("method") == "DELETE" and status == 404:
                     continue  # already gone: deletes are idempotent

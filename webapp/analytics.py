@@ -79,11 +79,14 @@ class Filters:
 # ---- engagement: recorded by the buyer page --------------------------------------------
 
 
-def record_view(s: Session, link, buyer) -> None:
-    """Count one buyer page view for (link, viewer); the caller commits. One statement."""
+def record_view(s: Session, link, buyer) -> datetime | None:
+    """Count one buyer page view for (link, viewer); the caller commits. Returns when this
+    viewer last saw the page before (None: never): a keyed read, then one upsert."""
     now = clock.now()
     email = (buyer.email.lower() if buyer else "")[:254]
     name = (buyer.name if buyer else "")[:200]
+    before = s.scalar(select(BuyerView.last_seen).where(BuyerView.link_id == link.id,
+                                                        BuyerView.viewer_email == email))
     insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = insert(BuyerView).values(
         id=new_id(), tenant_id=link.tenant_id, plan_id=link.plan_id, link_id=link.id,
@@ -91,6 +94,7 @@ def record_view(s: Session, link, buyer) -> None:
     s.execute(statement.on_conflict_do_update(
         index_elements=["link_id", "viewer_email"],
         set_={"views": BuyerView.views + 1, "last_seen": now, "viewer_name": name}))
+    return before
 
 
 def engagement(s: Session, tenant_id: str, plan_id: str) -> dict:

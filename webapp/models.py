@@ -403,6 +403,23 @@ class Mirror(Base):
     pushes: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class CrmActivity(Base):
+    """A buyer action waiting for the CRM's timeline (webapp/timeline.py): written in the same
+    transaction as the action, sent with the plan's next push, then marked pushed."""
+
+    __tablename__ = "crm_activity"
+    __table_args__ = (Index("ix_crm_activity_plan_pending", "plan_id", "pushed_at"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(30))  # connector.base.ACTIVITY_KINDS
+    actor: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 # ---- buyer page -------------------------------------------------------------
 
 PROPOSAL_KINDS = ("confirm", "propose")

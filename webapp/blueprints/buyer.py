@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, g, redirect, render_template
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from .. import analytics, content, plans, sharing
+from .. import analytics, content, plans, sharing, timeline
 from ..auth import api_key_required
 from ..db import database, session
 from ..errors import DomainError, Invalid, NotFound, ProblemError, VersionConflict, describe
@@ -378,7 +378,9 @@ def page(token):
     link, version = _probe(token)
     buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
     s = session()
-    analytics.record_view(s, link, buyer)  # engagement (webapp/analytics.py): one upsert
+    last_seen = analytics.record_view(s, link, buyer)  # engagement (webapp/analytics.py)
+    if timeline.opened_again(last_seen):  # this viewer's first view in a day: to the CRM timeline
+        timeline.link_opened(s, sharing.load_plan_for_link(s, link), buyer)
     s.commit()
     ok_code = request.args.get("ok", "")
     ok = OK_MESSAGES.get(ok_code)
