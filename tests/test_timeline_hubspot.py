@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-from conftest import CSRF, make_link, path_of
+from conftest import CSRF, make_link, path_of, signed_in
 from sqlalchemy import select
 from test_hubspot import ENT, PUBLIC, SECRET, deal_id, inst, installed, milestone, new_plan, run, sb  # noqa: F401
 
@@ -89,3 +89,63 @@ def test_buyer_actions_become_timeline_events_in_one_batch_with_the_next_push(ap
     assert EVENTS not in sb.call_counts(ENT)  # nothing new, nothing sent
 
 
+
+
+def test_without_timeline_access_the_activity_goes_as_notes_on_the_deal(app, client, sb):  # noqa: F811
+    installation_id, api = installed(app, client, sb, ENT)
+    deal = deal_id(sb, ENT)
+    plan = new_plan(api, ENT, deal, twelve=False)
+    run(app)
+    for token in sb.tokens.values():  # the portal's admin took timeline access away: events get a 403
+        token.scopes = [scope for scope in token.scopes if scope != "timeline"]
+    buyer_acts(client, api, plan)
+    sb.reset_calls()
+    run(app)
+    counts = sb.call_counts(ENT)
+    assert counts[EVENTS] == 1 and counts["POST /crm/v3/objects/{object_type}/batch/create"] == 1, counts
+    assert not pending(app)
+    timeline = sb.deal_timeline(ENT, deal)
+    assert [e["type"] for e in timeline] == ["note"] * 6
+    assert "Date proposed" in timeline[3]["body"] and "Holidays" in timeline[3]["body"]
+    assert "MutualPlan" not in str(timeline)  # no event landed
+
+
+def test_switched_off_nothing_is_recorded_or_sent(app, client, sb):  # noqa: F811
+    installation_id, api = installed(app, client, sb, ENT)
+    deal = deal_id(sb, ENT)
+    plan = new_plan(api, ENT, deal, twelve=False)
+    run(app)
+    page_user = signed_in(client, tenant=tenant_name(app, installation_id), role="admin")
+    page = client.get("/settings/connections").get_data(as_text=True)
+    assert "Buyer activity on the HubSpot timeline:</strong> on" in page
+    url = f"/settings/connections/{installation_id}/timeline"
+    assert client.post(url, data={"csrf": "forged", "timeline": "off"}).status_code == 403
+    assert inst(app, installation_id).settings.get("timeline", True) is True  # refused: nothing saved
+    assert client.post(url, data={"csrf": page_user.csrf, "timeline": "maybe"}).status_code == 400
+    response = client.post(url, data={"csrf": page_user.csrf, "timeline": "off"})
+    assert response.status_code == 303
+    assert "timeline:</strong> off" in client.get("/settings/connections").get_data(as_text=True)
+    buyer_acts(client, api, plan)
+    assert not pending(app)
+    sb.reset_calls()
+    run(app)
+    assert EVENTS not in sb.call_counts(ENT) and sb.deal_timeline(ENT, deal) == []
+    # and on again through the API; only what happens from now on is sent
+    listed = api.get("/installations").json["items"]
+    assert [i["timeline"] for i in listed] == [False]
+    assert api.patch(f"/installations/{installation_id}", json={"timeline": "yes"}).status_code == 422
+    assert api.patch(f"/installations/{installation_id}", json={"nope": True}).status_code == 422
+    r = api.patch(f"/installations/{installation_id}", json={"timeline": True})
+    assert r.status_code == 200 and r.json["timeline"] is True
+    assert api.patch("/installations/not-an-id", json={"timeline": True}).status_code == 404
+    client.get(path_of(make_link(api, plan["id"])["url"]))  # a new link: its first view is "opened"
+    run(app)
+    assert [e["template"] for e in sb.deal_timeline(ENT, deal)] == ["MutualPlan: buyer link opened"]
+
+
+def tenant_name(app, installation_id) -> str:
+    from webapp.models import Tenant
+
+    with app.app_context():
+        s = session()
+        return s.get(Tenant, inst(app, installation_id).tenant_id).name
