@@ -70,6 +70,7 @@ def test_a_failed_sibling_replays_the_composite_without_doubling_tasks(app, clie
     # the plan upsert (first write) hits a lock: the Composite is replayed, the Task created by
     # the first attempt is not sent again
     sandbox.inject("unable_to_lock_row", times=1, path_contains="/composite")
+    assert sandbox.records(org, "Task") == []
     sandbox.reset_calls()
     assert run(app, "relay") == 1
     assert sandbox.call_counts(org)[COMPOSITE] == 2, sandbox.call_counts(org)
