@@ -173,7 +173,7 @@ def salesforce() -> None:
         work()
         return sum(sb.call_counts(org).values())
 
-    report("Salesforce (completed Tasks in the push's Composite, at most 25 sub-requests each):",
+    report("Salesforce (completed Tasks: one sObject Collections create per 200, in the push's Composite):",
            {k: tuple(v) for k, v in measure(app, client, api, installation_id, make_plan, count_calls).items()})
     print(f"  Tasks written: {len(sb.records(org, 'Task'))}")
     handle.shutdown()
