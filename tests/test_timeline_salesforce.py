@@ -25,8 +25,7 @@ from webapp.models import CrmActivity
 COMPOSITE = "POST /services/data/vXX.X/composite"
 
 
-def test_buyer_actions_become_completed_tasks_in_the_same_composite(app, client, connected, sandbox,  # noqa: F811
-                                                                    org, opportunity):
+def test_buyer_actions_become_completed_tasks_in_the_same_composite(app, client, connected, sandbox, org, opportunity):  # noqa: E501, F811
     plan = new_plan(connected, org, opportunity)
     run(app, "relay")
     page = path_of(make_link(connected, plan["id"])["url"])
@@ -59,8 +58,7 @@ def test_buyer_actions_become_completed_tasks_in_the_same_composite(app, client,
     assert len(sandbox.records(org, "Task")) == 4  # sent once
 
 
-def test_a_failed_sibling_replays_the_composite_without_doubling_tasks(app, client, connected, sandbox,  # noqa: F811
-                                                                       org, opportunity):
+def test_a_failed_sibling_replays_the_composite_without_doubling_tasks(app, client, connected, sandbox, org, opportunity):  # noqa: E501, F811
     plan = new_plan(connected, org, opportunity)
     run(app, "relay")
     page = path_of(make_link(connected, plan["id"])["url"])

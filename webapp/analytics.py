@@ -80,21 +80,20 @@ class Filters:
 
 
 def record_view(s: Session, link, buyer) -> datetime | None:
-    """Count one buyer page view for (link, viewer); the caller commits. Returns when this
-    viewer last saw the page before (None: never): a keyed read, then one upsert."""
+    """Count one buyer page view for (link, viewer); the caller commits. One statement, which
+    also returns when this viewer last saw the page before (None: never)."""
     now = clock.now()
     email = (buyer.email.lower() if buyer else "")[:254]
     name = (buyer.name if buyer else "")[:200]
-    before = s.scalar(select(BuyerView.last_seen).where(BuyerView.link_id == link.id,
-                                                        BuyerView.viewer_email == email))
     insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = insert(BuyerView).values(
         id=new_id(), tenant_id=link.tenant_id, plan_id=link.plan_id, link_id=link.id,
         viewer_email=email, viewer_name=name, views=1, first_seen=now, last_seen=now)
-    s.execute(statement.on_conflict_do_update(
+    return s.scalar(statement.on_conflict_do_update(
         index_elements=["link_id", "viewer_email"],
-        set_={"views": BuyerView.views + 1, "last_seen": now, "viewer_name": name}))
-    return before
+        set_={"views": BuyerView.views + 1, "last_seen": now, "viewer_name": name,
+              "previous_seen": BuyerView.last_seen})  # SET reads the row before the update
+        .returning(BuyerView.previous_seen))
 
 
 def engagement(s: Session, tenant_id: str, plan_id: str) -> dict:

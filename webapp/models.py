@@ -479,6 +479,9 @@ class BuyerView(Base):
     views: Mapped[int] = mapped_column(Integer, default=1)
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    # last_seen before the latest view (None on the first): "opened the link" on the CRM
+    # timeline once a day (webapp/timeline.py), read back by the view's own upsert.
+    previous_seen: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class DateProposal(Base):

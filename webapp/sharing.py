@@ -179,12 +179,13 @@ class LinkRef:
     plan_id: str
     expires_at: datetime | None
     revoked_at: datetime | None
+    deal_id: str | None = None  # the plan's deal, if any (a first view goes to its CRM timeline)
 
 
 # Built once: building the statement per view cost more CPU than running it.
 _LINK_AND_VERSION = (
     select(ShareLink.id, ShareLink.tenant_id, ShareLink.plan_id, ShareLink.expires_at,
-           ShareLink.revoked_at, Plan.version)
+           ShareLink.revoked_at, Plan.version, Plan.deal_id)
     .join(Plan, (Plan.id == ShareLink.plan_id) & (Plan.tenant_id == ShareLink.tenant_id))
     .where(ShareLink.token_hash == bindparam("token_hash"))
 )
@@ -198,7 +199,7 @@ def resolve_version(conn: Connection, token: str) -> tuple[LinkRef, int]:
     row = conn.execute(_LINK_AND_VERSION, {"token_hash": hash_token(token)}).one_or_none()
     if row is None:
         raise NotFound("This link is not valid.")
-    link = LinkRef(*row[:5])
+    link = LinkRef(*row[:5], deal_id=row[6])
     if not is_active(link):
         raise NotFound("This link is not valid.")
     return link, row[5]

@@ -84,10 +84,11 @@ def opened_again(last_seen) -> bool:
     return last_seen is None or clock.aware(last_seen) <= clock.now() - OPENED_EVERY
 
 
-def link_opened(s: Session, plan: Plan, buyer) -> None:
-    """The buyer page was opened by `buyer` (None: not identified) for the first time today:
-    one timeline entry, and the plan's next push carries it."""
-    installation = outbox.installation_for(s, plan)
+def link_opened(s: Session, link, buyer) -> None:
+    """`link`'s page was opened by `buyer` (None: not identified) for the first time today:
+    one timeline entry, and the plan's next push carries it (two reads: the plan, its CRM)."""
+    plan = s.get(Plan, link.plan_id)
+    installation = outbox.installation_for(s, plan) if plan is not None else None
     if not enabled(installation) or not plan.deal_id:
         return
     actor = buyer.actor if buyer else "buyer:"

@@ -1,4 +1,5 @@
-"""buyer actions waiting for the CRM timeline (HubSpot timeline events / notes, Salesforce tasks)
+"""buyer actions waiting for the CRM timeline (HubSpot timeline events / notes, Salesforce tasks);
+buyer_views.previous_seen (a viewer's first view of the day opens a timeline entry)
 
 Revision ID: 0015_c
 Revises: 0014_r
@@ -31,9 +32,12 @@ def upgrade():
     )
     op.create_index('ix_crm_activity_plan_pending', 'crm_activity', ['plan_id', 'pushed_at'])
     op.create_index('ix_crm_activity_tenant_id', 'crm_activity', ['tenant_id'])
+    op.add_column('buyer_views', sa.Column('previous_seen', sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade():
+    with op.batch_alter_table('buyer_views') as batch:
+        batch.drop_column('previous_seen')
     op.drop_index('ix_crm_activity_tenant_id', table_name='crm_activity')
     op.drop_index('ix_crm_activity_plan_pending', table_name='crm_activity')
     op.drop_table('crm_activity')

@@ -378,9 +378,9 @@ def page(token):
     link, version = _probe(token)
     buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
     s = session()
-    last_seen = analytics.record_view(s, link, buyer)  # engagement (webapp/analytics.py)
-    if timeline.opened_again(last_seen):  # this viewer's first view in a day: to the CRM timeline
-        timeline.link_opened(s, sharing.load_plan_for_link(s, link), buyer)
+    last_seen = analytics.record_view(s, link, buyer)  # engagement (webapp/analytics.py): one upsert
+    if link.deal_id and timeline.opened_again(last_seen):  # first view today: to the CRM timeline
+        timeline.link_opened(s, link, buyer)
     s.commit()
     ok_code = request.args.get("ok", "")
     ok = OK_MESSAGES.get(ok_code)
