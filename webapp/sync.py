@@ -275,6 +275,8 @@ def _push(s: Session, installation: Installation, plan: Plan) -> str:
     result = connector.push_plan(replace(doc, remote_ids=dict(state.remote_ids or {}),
                                          activities=timeline.documents(activity)), deal_update)
     timeline.mark_pushed(s, [row.id for row in activity])  # same transaction as the mirror's
+    if len(activity) == timeline.BATCH:  # more are waiting: they go with a push of their own
+        outbox.record(s, plan)
     hashes = {k: v for k, v in (state.pushed_hashes or {}).items() if k not in doc.deleted_milestones}
     for m in doc.milestones:
         hashes[m.uuid] = {"hash": content_hash(current["fields"][m.uuid]), "fields": _plain(current["fields"][m.uuid])}
