@@ -149,3 +149,19 @@ def tenant_name(app, installation_id) -> str:
     with app.app_context():
         s = session()
         return s.get(Tenant, inst(app, installation_id).tenant_id).name
+
+
+def test_a_backlog_larger_than_one_push_goes_in_several(app, client, sb, monkeypatch):  # noqa: F811
+    from webapp import timeline
+
+    monkeypatch.setattr(timeline, "BATCH", 4)
+    installation_id, api = installed(app, client, sb, ENT)
+    deal = deal_id(sb, ENT)
+    plan = new_plan(api, ENT, deal, twelve=False)
+    run(app)
+    buyer_acts(client, api, plan)  # six entries
+    sb.reset_calls()
+    while run(app):
+        pass
+    assert sb.call_counts(ENT)[EVENTS] == 2 and not pending(app)
+    assert len(sb.deal_timeline(ENT, deal)) == 6
