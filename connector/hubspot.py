@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import json
 import logging
 import random
@@ -286,8 +287,6 @@ NOTE_TO_DEAL = 214  # HUBSPOT_DEFINED note -> deal association type
 
 def _note_body(a) -> str:
     """A note's HTML body (hs_note_body is rich text): the subject, then the detail."""
-    import html
-
     detail = f"<br>{html.escape(a.body)}" if a.body else ""
     return f"<strong>{html.escape(a.subject)}</strong>{detail}"
 

@@ -6,9 +6,10 @@ every other route). Guide: https://developers.hubspot.com/docs/api/crm/timeline 
 templates belong to the app ("event templates are created per app", `/{appId}/event-templates`,
 authenticated with the app's developer API key `?hapikey=`), each declares the `tokens` an
 event fills in; an event names its template, the record (`objectId`), and its token values;
-every declared token of type string/number/date/enumeration must be valid, unknown tokens are
-refused; an event `id` already used for the template is refused (409 for one event, an error
-entry of a 207 for a batch); event ids are unique per template.
+unknown tokens are refused. The spec's TimelineEvent.id says "You can also use `{{uuid}}`
+anywhere in the ID to generate a unique string, guaranteeing uniqueness": ids are unique, so the
+sandbox refuses an id already used for the template. HubSpot documents no code for that; the
+sandbox's choice is a 409 CONFLICT for one event, and a CONFLICT entry of a 207 in a batch.
 """
 
 from __future__ import annotations
