@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from connector.base import ActivityDoc
 
 from . import clock, outbox
-from .models import CrmActivity, Installation, Plan
+from .models import CrmActivity, Installation, Milestone, Plan
 
 BATCH = 200  # activities sent per push at most; the rest wait for the next push
 OPENED_EVERY = timedelta(days=1)  # "opened the buyer link": at most once a day per viewer
@@ -35,8 +35,14 @@ ACTIONS = {
 }
 
 
+def switched_on(installation: Installation) -> bool:
+    """The installation's setting (on unless an admin turned it off)."""
+    return (installation.settings or {}).get("timeline", True) is not False
+
+
 def enabled(installation: Installation | None) -> bool:
-    return installation is not None and (installation.settings or {}).get("timeline", True) is not False
+    """Does this CRM account take buyer activity? (Never a disconnected one: nothing is pushed.)"""
+    return installation is not None and installation.status != "uninstalled" and switched_on(installation)
 
 
 def set_enabled(installation: Installation, on: bool) -> None:
@@ -69,8 +75,6 @@ def on_change(s: Session, plan: Plan, actor: str, action: str, subject_id, detai
         status = (detail or {}).get("status")
         if not (isinstance(status, (list, tuple)) and status and status[-1] == "done"):
             return
-        from .models import Milestone
-
         m = s.get(Milestone, subject_id)
         detail = {**detail, "milestone": m.title if m else ""}
     if not enabled(outbox.installation_for(s, plan)):

@@ -298,7 +298,7 @@ def _installation_document(i: Installation) -> dict:
             "last_pulled_at": i.last_pulled_at, "last_pull_error": i.last_pull_error or "",
             "next_pull_at": i.next_pull_at,
             "sync_problems": (i.settings or {}).get("sync_problems", []),
-            "timeline": timeline.enabled(i), "created_at": i.created_at}
+            "timeline": timeline.switched_on(i), "created_at": i.created_at}
 
 
 @bp.patch("/installations/<installation_id>")

@@ -85,7 +85,7 @@ def connection_state(s, row: Installation) -> dict:
     provider = providers.get(row.provider)
     return {"row": row, "label": provider.label, "mode": (row.settings or {}).get("mode"),
             "last_push": last_push, "last_pull": row.last_pulled_at, "dead": dead,
-            "timeline": timeline.enabled(row),
+            "timeline": timeline.switched_on(row),
             "error": row.status_reason or (failing.last_error if failing else None)}
 
 
