@@ -87,6 +87,20 @@ class MilestoneDoc:
     gate_stage: str | None = None  # the CRM stage this milestone gates, if any
 
 
+# What a buyer did, for the deal's timeline (webapp/timeline.py queues them).
+ACTIVITY_KINDS = ("milestone_completed", "date_proposed", "date_confirmed", "comment", "link_opened")
+
+
+@dataclass(frozen=True)
+class ActivityDoc:
+    uuid: str  # ours: the connector makes it the CRM's event id where the CRM has one
+    kind: str  # one of ACTIVITY_KINDS
+    subject: str  # "Dana <dana@buyer.example>: Date proposed: Security review"
+    body: str
+    at: datetime
+    actor: str = ""  # "Dana <dana@buyer.example>"
+
+
 @dataclass(frozen=True)
 class PlanDoc:
     uuid: str
@@ -107,6 +121,8 @@ class PlanDoc:
     content_count: int = 0  # the plan's content blocks (videos, decks, notes, links, files)
     milestones: tuple[MilestoneDoc, ...] = ()  # those that changed since the last push
     deleted_milestones: tuple[str, ...] = ()  # UUIDs to archive in the CRM
+    # Buyer actions for the deal's timeline, sent with this push (never part of the plan hash).
+    activities: tuple[ActivityDoc, ...] = field(default=(), compare=False, hash=False)
     # What the CRM already has (the mirror's remote_ids, uuid -> CRM id, plus whatever
     # bookkeeping keys the connector returned), so a connector can skip creating and
     # associating records it made before.

@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import json
 import logging
 import random
@@ -99,8 +100,12 @@ SEARCH_COST = 4.0  # tokens of the 10/s bucket per search: at most 5 searches in
 REQUIRED_SCOPES = ("oauth", "crm.objects.deals.read", "crm.objects.deals.write",
                    "crm.schemas.deals.read", "crm.schemas.deals.write")
 # Custom objects need Enterprise: asked as optional, so other tiers can still install.
+# `timeline` sends the buyer's activity as timeline events on the deal; without it (or without
+# the app's event templates) the activity goes as notes, which need crm.objects.contacts.write
+# (the notes spec's only scope, PublicApiSpecs/CRM/Notes/Rollouts/424/v3/notes.json).
 OPTIONAL_SCOPES = ("crm.objects.custom.read", "crm.objects.custom.write",
-                   "crm.schemas.custom.read", "crm.schemas.custom.write")
+                   "crm.schemas.custom.read", "crm.schemas.custom.write",
+                   "timeline", "crm.objects.contacts.write")
 
 MODE_CUSTOM = "custom_objects"
 MODE_DEAL = "deal_properties"
@@ -259,13 +264,39 @@ class HubSpotConfig:
     max_attempts: int = 3
     max_inline_wait: float = 2.0  # longer rate-limit waits are deferred to the outbox
     sleep: Callable[[float], None] = time.sleep
+    # The app's id and its developer account's API key: timeline event templates belong to the
+    # app and are managed with that key, not with a portal's token. Unset: notes instead.
+    app_id: str = ""
+    developer_api_key: str = ""
 
 
-def _sdk(config: HubSpotConfig, access_token: str | None = None) -> HubSpot:
+def _sdk(config: HubSpotConfig, access_token: str | None = None, api_key: str | None = None) -> HubSpot:
     kwargs: dict[str, Any] = {"host": config.api_base.rstrip("/"), "retry": Retry(total=0, redirect=0)}
     if config.ca_bundle:
         kwargs["ssl_ca_cert"] = config.ca_bundle
-    return HubSpot(access_token=access_token, **kwargs)
+    return HubSpot(access_token=access_token, api_key=api_key, **kwargs)
+
+
+# ---- timeline ----------------------------------------------------------------------------
+
+# One event template per kind of buyer action (connector.base.ACTIVITY_KINDS), all on deals,
+# all with the same three string tokens. Templates are the app's, shared by every portal.
+TIMELINE_TEMPLATES = {
+    "milestone_completed": "MutualPlan: milestone completed",
+    "date_proposed": "MutualPlan: date proposed",
+    "date_confirmed": "MutualPlan: date confirmed",
+    "comment": "MutualPlan: buyer comment",
+    "link_opened": "MutualPlan: buyer link opened",
+}
+TIMELINE_TOKENS = (("mp_subject", "What happened"), ("mp_detail", "Detail"), ("mp_buyer", "Buyer"))
+_TEMPLATE_CACHE: dict[tuple[str, str], dict] = {}  # (api base, app id) -> kind -> template id
+NOTE_TO_DEAL = 214  # HUBSPOT_DEFINED note -> deal association type
+
+
+def _note_body(a) -> str:
+    """A note's HTML body (hs_note_body is rich text): the subject, then the detail."""
+    detail = f"<br>{html.escape(a.body)}" if a.body else ""
+    return f"<strong>{html.escape(a.subject)}</strong>{detail}"
 
 
 # HubSpot's OAuth endpoints, in one place: the date-versioned ones (spec
@@ -572,10 +603,10 @@ class HubSpotConnector:
             self._client = _sdk(self.config, token)
         return self._client
 
-    def _once(self, fn: Callable[[HubSpot], Any], search: bool) -> Any:
+    def _once(self, fn: Callable[[HubSpot], Any], search: bool, developer: bool = False) -> Any:
         replayed = False
         while True:
-            client = self._api()
+            client = _sdk(self.config, api_key=self.config.developer_api_key) if developer else self._api()
             key = f"{self.portal_id}:search" if search else self.portal_id
             self.limiter.acquire(key, SEARCH_COST if search else 1.0)
             self.calls += 1
@@ -583,7 +614,7 @@ class HubSpotConnector:
                 return fn(client)
             except Exception as exc:
                 err = classify(exc)
-                if isinstance(err, AuthExpired) and not replayed:
+                if isinstance(err, AuthExpired) and not replayed and not developer:
                     replayed = True
                     self._refresh(self._tokens)  # 401 anyway: refresh and replay once
                     continue
@@ -601,12 +632,14 @@ class HubSpotConnector:
             return exc.retry_after
         return min(2.0, 0.1 * 2 ** state.attempt_number) * (0.5 + random.random() / 2)
 
-    def _call(self, fn: Callable[[HubSpot], Any], *, search: bool = False) -> Any:
+    def _call(self, fn: Callable[[HubSpot], Any], *, search: bool = False, developer: bool = False) -> Any:
+        """`developer`: the call is the app's (timeline templates), made with the developer API
+        key instead of the portal's token; same limiter, retries and classification."""
         for attempt in Retrying(stop=stop_after_attempt(self.config.max_attempts), wait=self._wait,
                                 retry=retry_if_exception(self._retryable), sleep=self.config.sleep,
                                 reraise=True):
             with attempt:
-                return self._once(fn, search)
+                return self._once(fn, search, developer)
 
     @property
     def _t(self) -> dict:
@@ -725,7 +758,98 @@ class HubSpotConnector:
             remote_ids = self._push_objects(plan)
         if deal is not None and not deal.is_empty():
             self.update_deal(deal)
+        if plan.activities and (plan.deal_id or "").isdigit():
+            self.push_activity(plan.deal_id, plan.activities)
         return PushResult(remote_ids=remote_ids, calls=self.calls - start)
+
+    # -- buyer activity on the deal's timeline ------------------------------------------------
+    def timeline_mode(self) -> str:
+        """"events" (timeline scope and the app's templates), "notes" (contacts write scope),
+        or "" (neither: the activity is dropped). Scopes as granted at install."""
+        scopes = set(self.settings.get("scopes") or ())
+        if "timeline" in scopes and self.config.app_id and self.config.developer_api_key:
+            return "events"
+        if "crm.objects.contacts.write" in scopes:
+            return "notes"
+        return ""
+
+    def push_activity(self, deal_id: str, activities) -> str:
+        """Buyer actions onto the deal: one batch call per 100 (timeline events, our UUID as the
+        event id, so a replay is refused as a duplicate instead of doubling the event), or notes
+        associated with the deal when the app has no timeline access (a 403 included)."""
+        mode = self.timeline_mode()
+        if mode == "events":
+            try:
+                self._send_events(deal_id, activities)
+                return "events"
+            except Rejected as exc:
+                if exc.status != 403:
+                    raise
+                log.info("HubSpot portal %s refused timeline events (403): notes instead", self.portal_id)
+                mode = "notes" if "crm.objects.contacts.write" in set(self.settings.get("scopes") or ()) else ""
+        if mode == "notes":
+            self._send_notes(deal_id, activities)
+            return "notes"
+        log.info("HubSpot portal %s: no timeline or notes scope, %d buyer action(s) not sent",
+                 self.portal_id, len(activities))
+        return ""
+
+    def timeline_templates(self) -> dict:
+        """kind -> event template id: the app's templates, created once where missing (listed
+        and created with the developer API key, "Create an event template",
+        https://developers.hubspot.com/docs/api/crm/timeline), then cached per process."""
+        key = (self.config.api_base, str(self.config.app_id))
+        if key in _TEMPLATE_CACHE:
+            return _TEMPLATE_CACHE[key]
+        from hubspot.crm.timeline import TimelineEventTemplateCreateRequest, TimelineEventTemplateToken
+
+        app_id = int(self.config.app_id)
+        found = self._call(lambda c: c.crm.timeline.templates_api.get_all(app_id, **self._t), developer=True)
+        by_name = {t.name: t.id for t in found.results or []}
+        out = {}
+        for kind, name in TIMELINE_TEMPLATES.items():
+            if name not in by_name:
+                request = TimelineEventTemplateCreateRequest(
+                    name=name, object_type="DEAL", header_template="{{mp_subject}}",
+                    detail_template="{{mp_detail}}",
+                    tokens=[TimelineEventTemplateToken(name=n, label=label, type="string", options=[])
+                            for n, label in TIMELINE_TOKENS])
+                made = self._call(lambda c, r=request: c.crm.timeline.templates_api.create(
+                    app_id, r, **self._t), developer=True)
+                by_name[name] = made.id
+            out[kind] = str(by_name[name])
+        _TEMPLATE_CACHE[key] = out
+        return out
+
+    def _send_events(self, deal_id: str, activities) -> None:
+        from hubspot.crm.timeline import BatchInputTimelineEvent, TimelineEvent
+
+        templates = self.timeline_templates()
+        events = [TimelineEvent(event_template_id=templates[a.kind], id=a.uuid, object_id=str(deal_id),
+                                timestamp=a.at, tokens={"mp_subject": a.subject, "mp_detail": a.body or "-",
+                                                        "mp_buyer": a.actor or "-"})
+                  for a in activities]
+        for chunk in _chunks(events):
+            # The SDK reads no body from this call (it declares no response type): the raw answer
+            # is read here, as a 207 lists the events HubSpot refused.
+            raw = self._call(lambda c, chunk=chunk: c.crm.timeline.events_api.create_batch(
+                BatchInputTimelineEvent(inputs=chunk), _preload_content=False, **self._t))
+            body = json.loads(raw.data or b"{}") if getattr(raw, "status", 201) == 207 else {}
+            refused = [e for e in body.get("errors") or []
+                       if str(e.get("category")) != "CONFLICT"]  # CONFLICT: sent before (a replay)
+            if refused:
+                raise Rejected(f"HubSpot refused {len(refused)} timeline event(s): "
+                               f"{refused[0].get('message')}", status=400)
+
+    def _send_notes(self, deal_id: str, activities) -> None:
+        inputs = [SimplePublicObjectBatchInputForCreate(
+            properties={"hs_timestamp": _s(a.at), "hs_note_body": _note_body(a)},
+            associations=[{"to": {"id": str(deal_id)}, "types": [
+                {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": NOTE_TO_DEAL}]}])
+            for a in activities]
+        for chunk in _chunks(inputs):
+            self._call(lambda c, chunk=chunk: c.crm.objects.batch_api.create(
+                "notes", BatchInputSimplePublicObjectBatchInputForCreate(inputs=chunk), **self._t))
 
     def _push_objects(self, plan: PlanDoc) -> dict:
         types = self.settings["object_types"]

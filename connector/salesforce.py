@@ -708,7 +708,7 @@ class SalesforceConnector:
         adopt_subs = self._adopt_subs(plan)
         # Every chunk starts with the plan upsert (it yields @{plan.id} for the milestones and is
         # idempotent); collections count towards the 5-heavy-subrequests limit.
-        others = milestone_subs + delete_subs + deal_subs
+        others = milestone_subs + delete_subs + deal_subs + self._task_subs(plan)
         chunks, current, heavy = [], [*adopt_subs, plan_sub], 0
         for sub in others:
             is_heavy = "/composite/sobjects" in sub["url"]
@@ -732,6 +732,29 @@ class SalesforceConnector:
             remote_ids.update(self._update_existing(plan, existing))
             calls += 1
         return PushResult(remote_ids=remote_ids, calls=calls)
+
+    def _task_subs(self, plan: PlanDoc) -> list:
+        """The buyer's actions as completed Tasks on the Opportunity: one sObject Collections
+        create (up to 200 records) inside the push's own Composite, so no extra round trip.
+        Task fields: Subject (255), Description, Status (a closed TaskStatus value, "Completed"
+        by default), ActivityDate (a date), WhatId (the Opportunity),
+        https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/
+        sforce_api_objects_task.htm; collections create, https://developer.salesforce.com/docs/
+        atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_create.htm.
+        Task has no external id, so Tasks are created, not upserted: `_composite` never replays
+        a Task that was created (the "_uuids" key says which record is which, and is not sent)."""
+        if not plan.activities or not re.fullmatch(r"006[a-zA-Z0-9]{12}(?:[a-zA-Z0-9]{3})?",
+                                                   plan.deal_id or ""):
+            return []
+        records = [{"attributes": {"type": "Task"}, "Subject": a.subject[:255],
+                    "Description": a.body or None, "Status": "Completed", "Priority": "Normal",
+                    "TaskSubtype": "Task", "ActivityDate": _sf_date(a.at.date()), "WhatId": plan.deal_id}
+                   for a in plan.activities]
+        uuids = [a.uuid for a in plan.activities]
+        return [{"method": "POST", "referenceId": f"tasks{i // MAX_COLLECTION}",
+                 "url": self._path("composite/sobjects"), "_uuids": uuids[i:i + MAX_COLLECTION],
+                 "body": {"allOrNone": False, "records": records[i:i + MAX_COLLECTION]}}
+                for i in range(0, len(records), MAX_COLLECTION)]
 
     def remove_plan(self, plan_uuid: str, deal_id: str, milestone_uuids: tuple,
                     remote_ids: dict) -> None:
@@ -780,13 +803,20 @@ class SalesforceConnector:
 
     def _composite(self, subs: list, plan: PlanDoc, milestone_uuids: list) -> dict:
         # The sub-responses are checked inside the call, so a lock error (Transient) is retried
-        # by the same policy; replaying the Composite is safe as every write is an upsert.
-        return self._call(lambda sf: self._check_composite(sf.restful("composite", method="POST", json={
-            "allOrNone": False, "compositeRequest": subs}), subs, plan, milestone_uuids),
-            what=f"push of plan {plan.uuid}")
+        # by the same policy; replaying the Composite is safe as every write is an upsert, except
+        # Task creates: those that succeeded (`created`) are left out of the replay.
+        created: set = set()  # activity uuids whose Task exists
+
+        def send(sf):
+            live = [_without_created(sub, created) for sub in subs]
+            live = [sub for sub in live if sub is not None]
+            wire = [{k: v for k, v in sub.items() if k != "_uuids"} for sub in live]
+            return self._check_composite(sf.restful("composite", method="POST", json={
+                "allOrNone": False, "compositeRequest": wire}), live, plan, milestone_uuids, created)
+        return self._call(send, what=f"push of plan {plan.uuid}")
 
     def _check_composite(self, response: dict, subs: list, plan: PlanDoc,
-                         milestone_uuids: list) -> tuple[dict, list]:
+                         milestone_uuids: list, created: set | None = None) -> tuple[dict, list]:
         """Composite answers 200 when parts fail: look at every sub-response and record.
 
         Returns (uuid -> record id, uuids of milestones refused only because they already
@@ -800,6 +830,13 @@ class SalesforceConnector:
             sub = by_ref.get(ref, {})
             if ref == "plan" and status < 300 and isinstance(body, dict):
                 remote_ids[plan.uuid] = body.get("id")
+            if ref.startswith("tasks") and status < 300 and isinstance(body, list) and created is not None:
+                for uuid, result in zip(sub.get("_uuids") or [], body):
+                    if result.get("success"):
+                        created.add(uuid)
+                    else:
+                        failures.append(classify(400, result.get("errors"), what=f"task for {uuid}"))
+                continue
             if status >= 300:
                 if status == 404 and (sub.get("method") == "DELETE" or ref == "clear"):
                     continue  # already gone: deletes are idempotent, a deleted deal has no summary
@@ -964,6 +1001,18 @@ class SalesforceConnector:
 def _modified_by(record: dict) -> str:
     """The name of the user who last modified a record (LastModifiedBy.Name), or ""."""
     return str((record.get("LastModifiedBy") or {}).get("Name") or "")
+
+
+def _without_created(sub: dict, created: set) -> dict | None:
+    """A Task collection sub-request without the Tasks already created (None: none left)."""
+    if "_uuids" not in sub or not created:
+        return sub
+    keep = [i for i, uuid in enumerate(sub["_uuids"]) if uuid not in created]
+    if not keep:
+        return None
+    records = sub["body"]["records"]
+    return {**sub, "_uuids": [sub["_uuids"][i] for i in keep],
+            "body": {**sub["body"], "records": [records[i] for i in keep]}}
 
 
 def _master_detail_refused(errors, field: str) -> bool:

@@ -79,10 +79,11 @@ class Filters:
 # ---- engagement: recorded by the buyer page --------------------------------------------
 
 
-def record_view(s: Session, link, buyer, also=None):
-    """Count one buyer page view for (link, viewer); the caller commits. One statement.
-    `also`: a scalar SQL expression answered by the same statement (RETURNING), e.g. whether
-    the tenant has a webhook for views (webapp/webhooks.py), so the page costs no extra query."""
+def record_view(s: Session, link, buyer, also=None) -> tuple[datetime | None, object]:
+    """Count one buyer page view for (link, viewer); the caller commits. One statement, which
+    returns when this viewer last saw the page before (None: never) and, with `also` (a scalar
+    SQL expression, e.g. whether the tenant has a webhook for views, webapp/webhooks.py), its
+    value: the page costs no extra query for either."""
     now = clock.now()
     email = (buyer.email.lower() if buyer else "")[:254]
     name = (buyer.name if buyer else "")[:200]
@@ -92,11 +93,12 @@ def record_view(s: Session, link, buyer, also=None):
         viewer_email=email, viewer_name=name, views=1, first_seen=now, last_seen=now)
     statement = statement.on_conflict_do_update(
         index_elements=["link_id", "viewer_email"],
-        set_={"views": BuyerView.views + 1, "last_seen": now, "viewer_name": name})
+        set_={"views": BuyerView.views + 1, "last_seen": now, "viewer_name": name,
+              "previous_seen": BuyerView.last_seen})  # SET reads the row before the update
     if also is None:
-        s.execute(statement)
-        return None
-    return s.execute(statement.returning(also)).scalar()
+        return s.scalar(statement.returning(BuyerView.previous_seen)), None
+    previous, wanted = s.execute(statement.returning(BuyerView.previous_seen, also)).one()
+    return previous, wanted
 
 
 def engagement(s: Session, tenant_id: str, plan_id: str) -> dict:

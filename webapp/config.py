@@ -39,6 +39,8 @@ class Config:
         self.HUBSPOT_CLIENT_ID = env.get("HUBSPOT_CLIENT_ID", "")
         self.HUBSPOT_CLIENT_SECRET = env.get("HUBSPOT_CLIENT_SECRET", "")
         self.HUBSPOT_APP_ID = env.get("HUBSPOT_APP_ID", "")
+        # The app's developer API key: creates the timeline event templates (buyer activity).
+        self.HUBSPOT_DEVELOPER_API_KEY = env.get("HUBSPOT_DEVELOPER_API_KEY", "")
         self.HUBSPOT_API_BASE = env.get("HUBSPOT_API_BASE", "https://api.hubapi.com")
         self.HUBSPOT_AUTH_BASE = env.get("HUBSPOT_AUTH_BASE", "https://app.hubspot.com")
         # Development only (`hs project dev`): also accept the signature HubSpot's local proxy

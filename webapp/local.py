@@ -41,7 +41,8 @@ def _start_hubspot(base: str):
     sandbox.webhook_subscriptions = app_webhook_subscriptions()
     server = hs.serve(sandbox, "127.0.0.1", int(os.environ.get("HUBSPOT_SANDBOX_PORT", "8765")))
     os.environ.update(HUBSPOT_API_BASE=server.url, HUBSPOT_AUTH_BASE=server.url, HUBSPOT_CLIENT_ID=client_id,
-                      HUBSPOT_CLIENT_SECRET=secret, HUBSPOT_APP_ID=app_id)
+                      HUBSPOT_CLIENT_SECRET=secret, HUBSPOT_APP_ID=app_id,
+                      HUBSPOT_DEVELOPER_API_KEY=sandbox.apps[int(app_id)].developer_api_key)
     SANDBOX_NOTES.append(f"  HubSpot sandbox:    {server.url}  (portals 100001 Enterprise, 100002 Professional)")
     return server
 

@@ -422,6 +422,23 @@ class Mirror(Base):
     pushes: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class CrmActivity(Base):
+    """A buyer action waiting for the CRM's timeline (webapp/timeline.py): written in the same
+    transaction as the action, sent with the plan's next push, then marked pushed."""
+
+    __tablename__ = "crm_activity"
+    __table_args__ = (Index("ix_crm_activity_plan_pending", "plan_id", "pushed_at"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(30))  # connector.base.ACTIVITY_KINDS
+    actor: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 # ---- buyer page -------------------------------------------------------------
 
 PROPOSAL_KINDS = ("confirm", "propose")
@@ -509,6 +526,9 @@ class BuyerView(Base):
     views: Mapped[int] = mapped_column(Integer, default=1)
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    # last_seen before the latest view (None on the first): "opened the link" on the CRM
+    # timeline once a day (webapp/timeline.py), read back by the view's own upsert.
+    previous_seen: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class DateProposal(Base):

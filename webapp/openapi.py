@@ -43,6 +43,8 @@ OPERATIONS = [
      None, 200, S.SyncStatus),
     ("post", "/plans/{plan_id}/sync/retry", "Queue dead-lettered pushes of this plan again", None, 200, S.RetryOut),
     ("get", "/installations", "Connected CRM accounts", None, 200, S.InstallationList),
+    ("patch", "/installations/{installation_id}", "Switch buyer activity on the CRM timeline on or off",
+     S.InstallationPatch, 200, S.InstallationOut),
     ("get", "/installations/{installation_id}/stage-mappings/{pipeline_id}",
      "Which milestones gate which deal stages (a default when the admin has set none)", None, 200,
      S.StageMappingOut),

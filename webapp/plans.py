@@ -204,8 +204,9 @@ def touch(s: Session, plan: Plan, actor: str, action: str, subject_id=None, deta
     s.add(Activity(tenant_id=plan.tenant_id, plan_id=plan.id, actor=actor, action=action,
                    subject_id=subject_id, detail=_jsonable(detail or {})))
     outbox.record(s, plan)
-    from . import notifications  # a buyer's action alerts the rep, in this same transaction
+    from . import notifications, timeline  # a buyer's action alerts the rep, in this same transaction
 
+    timeline.on_change(s, plan, actor, action, subject_id, detail or {})  # queued for the CRM's timeline
     notifications.on_change(s, plan, actor, action, subject_id, detail or {})
     from . import webhooks  # outgoing webhooks: queued in this same transaction
 

@@ -141,7 +141,9 @@ def hubspot_config() -> hubspot.HubSpotConfig:
         client_id=c.get("HUBSPOT_CLIENT_ID", ""), client_secret=c.get("HUBSPOT_CLIENT_SECRET", ""),
         api_base=c.get("HUBSPOT_API_BASE") or hubspot.API_BASE,
         auth_base=c.get("HUBSPOT_AUTH_BASE") or hubspot.AUTH_BASE,
-        ca_bundle=c.get("CRM_CA_BUNDLE") or None)
+        ca_bundle=c.get("CRM_CA_BUNDLE") or None,
+        app_id=str(c.get("HUBSPOT_APP_ID") or ""),
+        developer_api_key=c.get("HUBSPOT_DEVELOPER_API_KEY") or "")
     if c.get("HUBSPOT_TIMEOUT"):
         cfg.timeout = c["HUBSPOT_TIMEOUT"]
     if c.get("HUBSPOT_RETRY_SLEEP"):

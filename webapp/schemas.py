@@ -466,11 +466,17 @@ class InstallationOut(Out):
     last_pull_error: str = ""  # empty when the last pull succeeded
     next_pull_at: datetime | None = None  # set after a failed pull: when it is retried
     sync_problems: list[dict] = []  # CRM records that could not be imported, and why
+    timeline: bool = True  # buyer activity on the CRM's timeline (webapp/timeline.py)
     created_at: datetime
 
 
 class InstallationList(Out):
     items: list[InstallationOut]
+
+
+class InstallationPatch(In):
+    timeline: bool = Field(description="send buyer activity to the CRM's timeline (HubSpot timeline "
+                                       "events or notes, Salesforce completed tasks)")
 
 
 class StageOption(Out):

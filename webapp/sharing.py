@@ -207,13 +207,14 @@ class LinkRef:
     access_mode: str = "open"
     allowed_domains: list | None = None
     revoked_reason: str | None = None
+    deal_id: str | None = None  # the plan's deal, if any (a first view goes to its CRM timeline)
 
 
 # Built once: building the statement per view cost more CPU than running it.
 _LINK_AND_VERSION = (
     select(ShareLink.id, ShareLink.tenant_id, ShareLink.plan_id, ShareLink.expires_at,
            ShareLink.revoked_at, ShareLink.access_mode, ShareLink.allowed_domains,
-           ShareLink.revoked_reason, Plan.version)
+           ShareLink.revoked_reason, Plan.version, Plan.deal_id)
     .join(Plan, (Plan.id == ShareLink.plan_id) & (Plan.tenant_id == ShareLink.tenant_id))
     .where(ShareLink.token_hash == bindparam("token_hash"))
 )
@@ -227,7 +228,7 @@ def resolve_version(conn: Connection, token: str) -> tuple[LinkRef, int]:
     row = conn.execute(_LINK_AND_VERSION, {"token_hash": hash_token(token)}).one_or_none()
     if row is None:
         raise NotFound("This link is not valid.")
-    link = LinkRef(*row[:8])
+    link = LinkRef(*row[:8], deal_id=row[9])
     _check_active(link)
     return link, row[8]
 

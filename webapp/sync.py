@@ -40,7 +40,7 @@ from connector.errors import (
     Transient,
 )
 
-from . import analytics, clock, content, mirror, onboarding, outbox, plans, providers
+from . import analytics, clock, content, mirror, onboarding, outbox, plans, providers, timeline
 from .models import (
     Activity,
     Installation,
@@ -269,13 +269,19 @@ def _push(s: Session, installation: Installation, plan: Plan) -> str:
                                  pipeline=pipeline if decision.stage else None,
                                  close_date=decision.close_date, properties=decision.properties)
     plan_fields = {k: v for k, v in vars(doc).items()
-                   if k not in ("uuid", "milestones", "deleted_milestones", "remote_ids")}
+                   if k not in ("uuid", "milestones", "deleted_milestones", "remote_ids", "activities")}
     plan_changed = (state.pushed_hashes or {}).get(plan.id, {}).get("hash") != content_hash(plan_fields)
     adopting = bool((state.remote_ids or {}).get("adopted"))  # UUIDs to write onto records
-    if not (doc.milestones or doc.deleted_milestones or deal_update or plan_changed or adopting):
+    activity = timeline.pending(s, plan, installation)  # buyer actions for the deal's timeline
+    if not (doc.milestones or doc.deleted_milestones or deal_update or plan_changed or adopting
+            or activity):
         state.mismatch = decision.mismatch
         return "unchanged"
-    result = connector.push_plan(replace(doc, remote_ids=dict(state.remote_ids or {})), deal_update)
+    result = connector.push_plan(replace(doc, remote_ids=dict(state.remote_ids or {}),
+                                         activities=timeline.documents(activity)), deal_update)
+    timeline.mark_pushed(s, [row.id for row in activity])  # same transaction as the mirror's
+    if len(activity) == timeline.BATCH:  # more are waiting: they go with a push of their own
+        outbox.record(s, plan)
     hashes = {k: v for k, v in (state.pushed_hashes or {}).items() if k not in doc.deleted_milestones}
     for m in doc.milestones:
         hashes[m.uuid] = {"hash": content_hash(current["fields"][m.uuid]), "fields": _plain(current["fields"][m.uuid])}

@@ -30,6 +30,7 @@ from .sandbox import (
     _Token,
 )
 from .schemas import PipelineHandlers, SchemaHandlers
+from .timeline import TimelineHandlers
 
 log = logging.getLogger("sandboxes.hubspot")
 
@@ -48,6 +49,7 @@ _PROP = "/crm/v3/properties/<object_type>"
 _A4 = "/crm/v4/associations/<from_type>/<to_type>"
 _O4 = "/crm/v4/objects/<object_type>/<object_id>/associations"
 _PIPE = "/crm/v3/pipelines/<object_type>"
+_TL = "/integrators/timeline/v3"
 
 _RULES = [
     _r("/", "home", ["GET"], None),
@@ -113,6 +115,11 @@ _RULES = [
     _r(_PIPE + "/<pipeline_id>", "pipeline_get", ["GET"]),
     _r(_PIPE + "/<pipeline_id>/stages", "stages_list", ["GET"]),
     _r(_PIPE + "/<pipeline_id>/stages/<stage_id>", "stage_get", ["GET"]),
+    _r(_TL + "/<int:app_id>/event-templates", "templates_list", ["GET"], "developer"),
+    _r(_TL + "/<int:app_id>/event-templates", "template_create", ["POST"], "developer"),
+    _r(_TL + "/events", "event_create", ["POST"]),
+    _r(_TL + "/events/batch/create", "events_batch_create", ["POST"]),
+    _r(_TL + "/events/<template_id>/<event_id>", "event_get", ["GET"]),
 ]
 
 
@@ -396,7 +403,7 @@ def _check_contract(sb: HubSpotSandbox, request: Request, response: Response) ->
 
 
 class _Handlers(HandlerBase, OAuthHandlers, SchemaHandlers, PipelineHandlers, ObjectHandlers,
-                AssociationHandlers):
+                AssociationHandlers, TimelineHandlers):
     """Every route's handler, one mixin per API area."""
 
 

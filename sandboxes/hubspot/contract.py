@@ -36,6 +36,7 @@ _SPEC_FILES = (
     "Auth/Oauth/Rollouts/279897/2026-03/oauth.json",
     "Webhooks/Webhooks/Rollouts/147891/v3/webhooks.json",
     "CRM/App Uninstalls/Rollouts/209039/v3/appUninstalls.json",
+    "CRM/Timeline/Rollouts/147898/v3/timeline.json",
 )
 
 

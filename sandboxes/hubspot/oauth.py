@@ -40,7 +40,7 @@ class OAuthHandlers:
                 for a in sb.apps.values()
             )
             deals = "".join(
-                self._deal_row(p, d)
+                self._deal_row(p, d, sb.deal_timeline(p.portal_id, d["id"]))
                 for p in sb.portals.values()
                 for d in p.objects.get("0-3", {}).values()
                 if not d["archived"]
@@ -56,12 +56,25 @@ class OAuthHandlers:
             "<h2>Apps</h2><table border=1><tr><th>app id</th><th>client id</th>"
             f"<th>client secret</th></tr>{apps}</table>"
             "<h2>Deals</h2><table border=1><tr><th>portal</th><th>deal</th><th>name</th>"
-            f"<th>pipeline</th><th>stage</th><th>move as a rep</th></tr>{deals}</table>"
+            f"<th>pipeline</th><th>stage</th><th>move as a rep</th><th>timeline (apps)</th></tr>"
+            f"{deals}</table>"
         )
         return Response(body, content_type="text/html; charset=utf-8")
 
     @staticmethod
-    def _deal_row(portal: Portal, deal: dict) -> str:
+    def _timeline_cell(entries: list[dict]) -> str:
+        """The deal's timeline as a rep sees it: each app event's header, or the note's body."""
+        items = "".join(
+            f"<li>{html.escape(str(e['timestamp']))}: "
+            + (html.escape(e["template"]) + ": " + html.escape(e["tokens"].get("mp_subject", ""))
+               if e["type"] == "event" else "note: " + html.escape(e["body"]))
+            + "</li>"
+            for e in entries
+        )
+        return f"<td><ul>{items}</ul></td>" if items else "<td></td>"
+
+    @classmethod
+    def _deal_row(cls, portal: Portal, deal: dict, timeline: list[dict] = ()) -> str:
         props = deal["properties"]
         pipe = portal.pipelines.get("0-3", {}).get(props.get("pipeline", ""), {"stages": []})
         options = "".join(
@@ -78,7 +91,8 @@ class OAuthHandlers:
             f'<td><form method=post action="/_sandbox/rep-move">'
             f'<input type=hidden name=portal_id value="{portal.portal_id}">'
             f'<input type=hidden name=deal_id value="{deal["id"]}">'
-            f"<select name=dealstage>{options}</select> <button>Move</button></form></td></tr>"
+            f"<select name=dealstage>{options}</select> <button>Move</button></form></td>"
+            f"{cls._timeline_cell(list(timeline))}</tr>"
         )
 
     def rep_move(self, request: Request) -> Response:

@@ -102,6 +102,16 @@ STANDARD_TYPES = {
         "createdate",
         "hs_lastmodifieddate",
     ),
+    # Notes (engagements): writes need crm.objects.contacts.write, as the notes spec's
+    # security says (PublicApiSpecs/CRM/Notes/Rollouts/424/v3/notes.json).
+    "0-46": (
+        "notes",
+        "note",
+        "contacts",
+        ["hs_createdate", "hs_lastmodifieddate", "hs_object_id", "hs_timestamp"],
+        "hs_createdate",
+        "hs_lastmodifieddate",
+    ),
     "0-5": (
         "tickets",
         "ticket",
@@ -126,7 +136,10 @@ for _tid, (_plural, _singular, *_rest) in STANDARD_TYPES.items():
     _TYPE_ALIASES[_singular] = _tid
 
 # HubSpot-defined association types between standard objects: (from, to, typeId, inverse typeId).
-STANDARD_ASSOCIATIONS = (("0-3", "0-1", 3, 4), ("0-3", "0-2", 341, 342), ("0-5", "0-3", 28, 27))
+# Note to deal is 214, deal to note 213 ("Association type ID values",
+# https://developers.hubspot.com/docs/api-reference/crm-associations-v4/guide#association-type-id-values).
+STANDARD_ASSOCIATIONS = (("0-3", "0-1", 3, 4), ("0-3", "0-2", 341, 342), ("0-5", "0-3", 28, 27),
+                         ("0-46", "0-3", 214, 213))
 
 
 def _iso(ts: float) -> str:
@@ -163,6 +176,7 @@ class App:
     client_secret: str
     name: str = "MutualPlan (sandbox)"
     redirect_uris: tuple[str, ...] = ()
+    developer_api_key: str = "sandbox-developer-key"  # `?hapikey=` of the app's developer account
 
 
 @dataclass
@@ -256,6 +270,9 @@ class HubSpotSandbox(WebhookSender):
         self.faults = FaultQueue(FAULTS)
         self.call_log = CallLog()  # per portal id
         self.events: list[dict] = []
+        # Timeline: app id -> template id -> template; portal id -> (template id, event id) -> event
+        self.event_templates: dict[int, dict[str, dict]] = {}
+        self.timeline_events: dict[int, dict[tuple[str, str], dict]] = {}
         self.webhook_subscriptions = list(DEFAULT_WEBHOOK_SUBSCRIPTIONS)
         # When set, deal events are POSTed there at once (signed, in a thread) instead of being
         # kept for drain_events(): what `make run` wants. Deliveries land in `self.deliveries`.
@@ -391,6 +408,12 @@ class HubSpotSandbox(WebhookSender):
                 ("hs_lastmodifieddate", "Last modified date", "datetime", "date"),
                 ("hs_deal_stage_probability", "Deal probability", "number", "number"),
                 ("hs_is_closed", "Is closed", "bool", "booleancheckbox"),
+            ],
+            "0-46": [
+                ("hs_note_body", "Note body", "string", "html"),
+                ("hs_timestamp", "Activity date", "datetime", "date"),
+                ("hs_createdate", "Create date", "datetime", "date"),
+                ("hs_lastmodifieddate", "Last modified date", "datetime", "date"),
             ],
             "0-5": [
                 ("subject", "Ticket name", "string", "text"),
@@ -748,6 +771,23 @@ class HubSpotSandbox(WebhookSender):
         self.faults.clear()
 
     # ---- call log -----------------------------------------------------------------------
+    def deal_timeline(self, portal_id: int, deal_id: str) -> list[dict]:
+        """What the deal's timeline shows from apps: timeline events (with their template's
+        name) and associated notes, oldest first."""
+        with self.lock:
+            portal = self.portals[portal_id]
+            names = {tid: t["name"] for ts in self.event_templates.values() for tid, t in ts.items()}
+            out = [{"type": "event", "template": names.get(e["eventTemplateId"], ""),
+                    "timestamp": e["timestamp"], "tokens": dict(e["tokens"]), "id": e["id"]}
+                   for e in self.timeline_events.get(portal_id, {}).values()
+                   if e["objectType"] == "DEAL" and e["objectId"] == str(deal_id)]
+            for note_id in portal.assocs.get(("0-3", str(deal_id), "0-46"), {}):
+                note = portal.objects["0-46"].get(note_id)
+                if note and not note["archived"]:
+                    out.append({"type": "note", "timestamp": note["properties"].get("hs_timestamp", ""),
+                                "body": note["properties"].get("hs_note_body", ""), "id": note_id})
+            return sorted(out, key=lambda x: str(x["timestamp"]))
+
     def calls(self, portal_id: int) -> list[dict]:
         """Each API call for the portal: method, path, endpoint (template), status, at (s)."""
         return self.call_log.entries(portal_id)

@@ -1065,6 +1065,8 @@ class SalesforceSandbox:
             new["Name"] = " ".join(p for p in (new.get("FirstName"), new.get("LastName")) if p)
         if st.name == "Opportunity":
             self._opportunity_rules(org, new, changes, create)
+        if st.name == "Task":
+            new["IsClosed"] = new.get("Status") == "Completed"
         missing = [f.name for f in st.fields.values()
                    if f.required and f.createable and new.get(f.name) in (None, "")]
         if missing:

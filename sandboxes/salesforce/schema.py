@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 _NUMERIC = ("double", "percent", "currency", "int")
+# An org's default TaskStatus values; "Completed" is the one marked closed.
+TASK_STATUSES = ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred")
 
 # --------------------------------------------------------------------------------------------
 # schema
@@ -264,6 +266,27 @@ def _standard_types() -> dict:
             record_type_field(),
             _F("Type", "picklist"), _F("NextStep", "string", label="Next Step"),
             _F("Description", "textarea"), _F("LeadSource", "picklist", label="Lead Source"),
+        ]),
+        # Task, as its describe has it: Status and Priority are required picklists defaulted
+        # on create ("Not Started", "Normal"); WhatId is polymorphic (any object that allows
+        # activities: Opportunity, Account, custom objects); IsClosed follows Status. Object
+        # reference: https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/
+        # object_reference/sforce_api_objects_task.htm ; the default TaskStatus values:
+        # https://help.salesforce.com/s/articleView?id=sf.customize_taskstatus.htm
+        _mk("Task", "Task", "Tasks", "00T", _system_fields() + [
+            _F("Subject", "string", length=255, label="Subject"),
+            _F("Description", "textarea", length=32000, label="Comments"),
+            _F("Status", "picklist", required=True, restricted=True, default="Not Started",
+               picklist=TASK_STATUSES, label="Status"),
+            _F("Priority", "picklist", required=True, restricted=True, default="Normal",
+               picklist=("High", "Normal", "Low"), label="Priority"),
+            _F("ActivityDate", "date", label="Due Date Only"),
+            _F("WhatId", "reference", reference_to=("Opportunity", "Account"),
+               relationship_name="What", delete_constraint="SetNull", label="Related To ID"),
+            _F("WhoId", "reference", reference_to=("Contact",), relationship_name="Who",
+               delete_constraint="SetNull", label="Name ID"),
+            _F("TaskSubtype", "picklist", picklist=("Task", "Email", "Call"), label="Task Subtype"),
+            _F("IsClosed", "boolean", label="Closed").ro(),
         ]),
         _mk("User", "User", "Users", "005", [
             _F("Id", "id").ro(), _F("Username", "string").ro(), _F("Name", "string").ro(),

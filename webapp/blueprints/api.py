@@ -9,7 +9,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector import errors as crm_errors
 
-from .. import mirror, onboarding, outbox, plan_templates, plans, spreadsheets, sync
+from .. import mirror, onboarding, outbox, plan_templates, plans, spreadsheets, sync, timeline
 from ..auth import api_key_required
 from ..db import session
 from ..errors import Invalid, NotFound, ProblemError
@@ -20,6 +20,8 @@ from ..schemas import (
     HandOffOut,
     ImportOut,
     InstallationList,
+    InstallationOut,
+    InstallationPatch,
     RetryOut,
     StageMappingIn,
     StageMappingOut,
@@ -290,13 +292,27 @@ def _installation(installation_id: str) -> Installation:
 def list_installations():
     rows = session().scalars(select(Installation).where(Installation.tenant_id == _tenant())
                              .order_by(Installation.created_at)).all()
-    items = [{"id": i.id, "provider": i.provider, "account_id": i.account_id, "status": i.status,
-              "status_reason": i.status_reason, "mode": (i.settings or {}).get("mode"),
-              "last_pulled_at": i.last_pulled_at, "last_pull_error": i.last_pull_error or "",
-              "next_pull_at": i.next_pull_at,
-              "sync_problems": (i.settings or {}).get("sync_problems", []),
-              "created_at": i.created_at} for i in rows]
-    return render(InstallationList, {"items": items})
+    return render(InstallationList, {"items": [_installation_document(i) for i in rows]})
+
+
+def _installation_document(i: Installation) -> dict:
+    return {"id": i.id, "provider": i.provider, "account_id": i.account_id, "status": i.status,
+            "status_reason": i.status_reason, "mode": (i.settings or {}).get("mode"),
+            "last_pulled_at": i.last_pulled_at, "last_pull_error": i.last_pull_error or "",
+            "next_pull_at": i.next_pull_at,
+            "sync_problems": (i.settings or {}).get("sync_problems", []),
+            "timeline": timeline.switched_on(i), "created_at": i.created_at}
+
+
+@bp.patch("/installations/<installation_id>")
+@api_key_required
+def patch_installation(installation_id):
+    data = json_body(InstallationPatch)
+    s = session()
+    row = _installation(installation_id)
+    timeline.set_enabled(row, data.timeline)
+    s.commit()
+    return render(InstallationOut, _installation_document(row))
 
 
 def _pipeline_stages(installation: Installation, pipeline_id: str):

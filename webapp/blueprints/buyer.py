@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, g, redirect, render_template
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from .. import access, analytics, content, plans, sharing, webhooks
+from .. import access, analytics, content, plans, sharing, timeline, webhooks
 from ..auth import api_key_required
 from ..db import database, session
 from ..errors import DomainError, Invalid, NotFound, ProblemError, VersionConflict, describe
@@ -527,9 +527,14 @@ def page(token):
     if not allowed:
         s.commit()
         return _gate(link)
-    # engagement (webapp/analytics.py): one upsert, which also says whether a webhook wants it
-    if analytics.record_view(s, link, buyer, also=webhooks.wanted(link.tenant_id, "buyer.viewed")):
+    # engagement (webapp/analytics.py): one upsert, which also says when this viewer last came
+    # and whether a webhook wants the view
+    last_seen, wanted = analytics.record_view(
+        s, link, buyer, also=webhooks.wanted(link.tenant_id, "buyer.viewed"))
+    if wanted:
         webhooks.viewed(s, link, buyer)
+    if link.deal_id and timeline.opened_again(last_seen):  # first view today: to the CRM timeline
+        timeline.link_opened(s, link, buyer)
     s.commit()
     ok_code = request.args.get("ok", "")
     ok = OK_MESSAGES.get(ok_code)

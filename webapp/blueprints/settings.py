@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from connector.errors import CrmError
 
 from .. import (auth, clock, mirror, notifications, onboarding, outbox, plan_templates, providers,
-               sync, users)
+               sync, timeline, users)
 from .. import branding as brand
 from ..db import session
 from ..errors import Conflict, DomainError, Invalid, NotFound
@@ -87,6 +87,7 @@ def connection_state(s, row: Installation) -> dict:
     provider = providers.get(row.provider)
     return {"row": row, "label": provider.label, "mode": (row.settings or {}).get("mode"),
             "last_push": last_push, "last_pull": row.last_pulled_at, "dead": dead,
+            "timeline": timeline.switched_on(row),
             "error": row.status_reason or (failing.last_error if failing else None)}
 
 
@@ -109,6 +110,20 @@ def retry(installation_id):
     count = sum(outbox.retry_dead(s, g.user.tenant_id, plan_id) for plan_id in plan_ids)
     s.commit()
     return redirect(url_for("settings.connections", ok=f"{count} failed change(s) queued again."), 303)
+
+
+@bp.post("/connections/<installation_id>/timeline")
+@auth.admin_required
+def timeline_switch(installation_id):
+    """Buyer activity on this CRM's timeline: on or off (webapp/timeline.py)."""
+    _checked_form()
+    value = request.form.get("timeline")
+    if value not in ("on", "off"):
+        abort(400, "Choose on or off.")
+    s = session()
+    timeline.set_enabled(_installation(installation_id), value == "on")
+    s.commit()
+    return redirect(url_for("settings.connections", ok=f"Buyer activity on the CRM timeline: {value}."), 303)
 
 
 @bp.post("/connections/<installation_id>/disconnect")

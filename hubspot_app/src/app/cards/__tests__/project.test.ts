@@ -19,14 +19,16 @@ describe('developer project', () => {
     expect(project).toEqual({ name: 'mutualplan', srcDir: 'src', platformVersion: '2026.03' });
   });
 
-  it('is an OAuth app whose custom-object scopes are optional', () => {
+  it('is an OAuth app whose custom-object and timeline scopes are optional', () => {
     expect(app.type).toBe('app');
     expect(app.config.auth.type).toBe('oauth');
     expect(app.config.auth.redirectUrls).toEqual(['${BACKEND_ORIGIN}/oauth/hubspot/callback']);
     expect(app.config.auth.requiredScopes).toEqual(
       expect.arrayContaining(['oauth', 'crm.objects.deals.read', 'crm.objects.deals.write']),
     );
-    for (const scope of app.config.auth.optionalScopes) expect(scope).toMatch(/\.custom\./);
+    // custom objects (Enterprise only); buyer activity as timeline events, or notes without them
+    for (const scope of app.config.auth.optionalScopes)
+      expect(scope).toMatch(/\.custom\.|^timeline$|^crm\.objects\.contacts\.write$/);
     expect(app.config.permittedUrls.fetch).toEqual(['${BACKEND_ORIGIN}']);
     expect(app.config.permittedUrls.iframe).toEqual(['${BACKEND_ORIGIN}']);
     expect(webhooks.config.settings.targetUrl).toBe('${BACKEND_ORIGIN}/webhooks/hubspot');
