@@ -53,7 +53,7 @@ def _seed(url: str, base: str) -> dict:
     migrate.upgrade(engine)
     engine.dispose()
     app = create_app({"DATABASE_URL": url, "SECRET_KEY": SECRET, "PUBLIC_BASE_URL": base,
-                      "LOG_LEVEL": "WARNING"})
+                      "TOKEN_ENCRYPTION_KEYS": buyer_page.TOKEN_KEY, "LOG_LEVEL": "WARNING"})
     with app.app_context():
         s = session()
         keys = sharing.Keys.from_config(app.config)
@@ -137,7 +137,7 @@ def main() -> int:
     url = buyer_page._fresh_database()
     seeded = _seed(url, base)
     env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": SECRET, "PUBLIC_BASE_URL": base,
-           "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT), "BENCH_PAGE_CACHE": "1"}
+           "TOKEN_ENCRYPTION_KEYS": buyer_page.TOKEN_KEY, "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT), "BENCH_PAGE_CACHE": "1"}
     env.pop("REDIS_URL", None)
     have_wrk = shutil.which("wrk") is not None
     drive = wrk if have_wrk else (lambda p, path: buyer_page.load(p, path, SECONDS))

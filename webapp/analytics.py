@@ -79,18 +79,25 @@ class Filters:
 # ---- engagement: recorded by the buyer page --------------------------------------------
 
 
-def record_view(s: Session, link, buyer) -> None:
-    """Count one buyer page view for (link, viewer); the caller commits. One statement."""
+def record_view(s: Session, link, buyer, *, views: int = 1, first_seen: datetime | None = None,
+                last_seen: datetime | None = None) -> None:
+    """Count `views` buyer page views for (link, viewer), seen from first_seen to last_seen
+    (webapp/view_counter.py buffers them and flushes here); the caller commits. One statement."""
     now = clock.now()
     email = (buyer.email.lower() if buyer else "")[:254]
     name = (buyer.name if buyer else "")[:200]
-    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    postgres = s.get_bind().dialect.name == "postgresql"
+    insert = postgresql.insert if postgres else sqlite.insert
     statement = insert(BuyerView).values(
         id=new_id(), tenant_id=link.tenant_id, plan_id=link.plan_id, link_id=link.id,
-        viewer_email=email, viewer_name=name, views=1, first_seen=now, last_seen=now)
+        viewer_email=email, viewer_name=name, views=views, first_seen=first_seen or now,
+        last_seen=last_seen or now)
+    new = statement.excluded
+    latest = (func.greatest if postgres else func.max)(BuyerView.last_seen, new.last_seen)
     s.execute(statement.on_conflict_do_update(
         index_elements=["link_id", "viewer_email"],
-        set_={"views": BuyerView.views + 1, "last_seen": now, "viewer_name": name}))
+        set_={"views": BuyerView.views + new.views, "last_seen": latest,
+              "viewer_name": new.viewer_name}))
 
 
 def engagement(s: Session, tenant_id: str, plan_id: str) -> dict:

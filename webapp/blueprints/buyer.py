@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, g, redirect, render_template
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from .. import analytics, content, plans, sharing
+from .. import content, plans, sharing, view_counter
 from ..auth import api_key_required
 from ..db import database, session
 from ..errors import DomainError, Invalid, NotFound, ProblemError, VersionConflict, describe
@@ -377,9 +377,7 @@ def _read_version(engine, token: str):
 def page(token):
     link, version = _probe(token)
     buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
-    s = session()
-    analytics.record_view(s, link, buyer)  # engagement (webapp/analytics.py): one upsert
-    s.commit()
+    view_counter.count_view(link, buyer)  # engagement: buffered, no database write here
     ok_code = request.args.get("ok", "")
     ok = OK_MESSAGES.get(ok_code)
     variant = (buyer, ok_code if ok else "")
@@ -388,6 +386,7 @@ def page(token):
     cache = page_cache()
     html = cache.get(link.id, (version, day), variant) if use_cache else None
     if html is None:
+        s = session()
         plan = sharing.load_plan_for_link(s, link)
         html = _render_page(s, link, plan, buyer, ok=ok).encode()
         if use_cache:
