@@ -24,15 +24,15 @@ import hmac
 import secrets
 from base64 import urlsafe_b64encode
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
-from sqlalchemy import Connection, bindparam, func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from . import clock, plans
 from .domain_errors import Invalid, NotFound
-from .models import Comment, DateProposal, Milestone, Plan, ShareLink, Stage, new_id
+from .models import Branding, Comment, DateProposal, Milestone, Plan, ShareLink, Stage, new_id
 from .schemas import MilestonePatch
 
 EDITOR_LINK_TTL = timedelta(minutes=15)
@@ -181,27 +181,37 @@ class LinkRef:
     revoked_at: datetime | None
 
 
-# Built once: building the statement per view cost more CPU than running it.
-_LINK_AND_VERSION = (
+# The buyer page's one query per view: the link, its plan's version and when the tenant's
+# branding last changed (a rendered page shows it, so it is part of the page cache's key).
+LINK_AND_VERSION = (
     select(ShareLink.id, ShareLink.tenant_id, ShareLink.plan_id, ShareLink.expires_at,
-           ShareLink.revoked_at, Plan.version)
+           ShareLink.revoked_at, Plan.version, Branding.updated_at)
     .join(Plan, (Plan.id == ShareLink.plan_id) & (Plan.tenant_id == ShareLink.tenant_id))
+    .outerjoin(Branding, Branding.tenant_id == ShareLink.tenant_id)
     .where(ShareLink.token_hash == bindparam("token_hash"))
 )
 
 
-def resolve_version(conn: Connection, token: str) -> tuple[LinkRef, int]:
-    """`resolve`, plus the plan's version, in one statement on a plain connection (no ORM
-    session): the whole database cost of a buyer page view that reuses a rendered page."""
+def _when(value) -> datetime | None:
+    """A timestamp as the driver gives it (SQLite: text) as an aware datetime."""
+    return clock.aware(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
+def resolve_version(read, token: str) -> tuple[LinkRef, tuple]:
+    """`resolve`, plus what a rendered page of the link depends on (the plan's version and
+    the branding's last change, as a comparable key), from one row: `read(token_hash)`
+    runs LINK_AND_VERSION (db.FastRead on a bare cursor, or a Connection) and returns the
+    row or None. The whole database cost of a buyer page view that reuses a rendered page."""
     if not token or len(token) > 100:
         raise NotFound("This link is not valid.")
-    row = conn.execute(_LINK_AND_VERSION, {"token_hash": hash_token(token)}).one_or_none()
+    row = read(hash_token(token))
     if row is None:
         raise NotFound("This link is not valid.")
-    link = LinkRef(*row[:5])
+    link = LinkRef(row[0], row[1], row[2], _when(row[3]), _when(row[4]))
     if not is_active(link):
         raise NotFound("This link is not valid.")
-    return link, row[5]
+    branded = _when(row[6])
+    return link, (row[5], branded.astimezone(UTC).isoformat() if branded else "")
 
 
 def resolve_with_plan(s: Session, token: str) -> tuple[ShareLink, Plan]:

@@ -157,21 +157,27 @@ def flush() -> int:
     """Move the buffered counts into buyer_views (Redis's and this process's); returns the
     number of (link, viewer) rows written. The clock's `flush_views` task; tests call it."""
     state = _state()
-    written = 0
+    taken: dict[Key, Count] = {}
     if state["redis"] is not None:
         try:
             taken = state["redis"].take()
         except state["redis"].errors:
             log.warning("view counter: Redis unavailable, its counts wait for the next flush")
-        else:
-            written += _write_or_keep(taken, state["memory"])
     with state["flushing"]:
-        written += _flush_memory(state["memory"])
-    return written
+        return _write_or_keep(_merge(taken, state["memory"].take()), state["memory"])
 
 
 def _flush_memory(memory: MemoryCounts) -> int:
     return _write_or_keep(memory.take(), memory)
+
+
+def _merge(into: dict[Key, Count], more: dict[Key, Count]) -> dict[Key, Count]:
+    for key, count in more.items():
+        if key in into:
+            into[key].add(count)
+        else:
+            into[key] = count
+    return into
 
 
 def _write_or_keep(taken: dict[Key, Count], keep: MemoryCounts) -> int:

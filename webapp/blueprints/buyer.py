@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .. import content, plans, sharing, view_counter
 from ..auth import api_key_required
-from ..db import database, session
+from ..db import FastRead, database, session
 from ..errors import DomainError, Invalid, NotFound, ProblemError, VersionConflict, describe
 from ..schemas import _EMAIL, ShareLinkCreated, ShareLinkIn, ShareLinkList
 from ..web import RateLimiter, json_body, keys, render, today
@@ -254,7 +254,8 @@ class PageCache:
     evicted first.
 
     A page is cached under (link, generation, variant): the generation is the plan's version
-    (bumped by every change: plans.touch and the plan row's version_id_col) and the day; the
+    (bumped by every change: plans.touch and the plan row's version_id_col), when the tenant's
+    branding last changed (so a new logo shows in every process at once) and the day; the
     variant is the viewer and the notice shown. A view that hits costs one query (the link and
     the plan's version) and a byte replace. Every change makes a new generation, so nothing is
     ever served stale; caching a newer generation of a link drops all its older pages at once
@@ -345,29 +346,36 @@ def _load(token: str):
 
 
 def _probe(token: str):
-    """The link and its plan's version in one round trip.
+    """The link, its plan's version and its branding's, in one round trip (sharing.py).
 
-    Read in autocommit, outside the request's session: a transaction would cost a BEGIN and a
-    ROLLBACK round trip around the one SELECT, which (with the pool's ping) made up most of a
-    page view that reuses a rendered page (bench/buyer_wrk.py). The pool pings only idle
-    connections (webapp/db.py), so a connection the server closed a moment ago is read
-    through once more.
+    Read on a bare DBAPI cursor in autocommit (db.FastRead), outside the request's session:
+    a transaction would cost a BEGIN and a ROLLBACK round trip around the one SELECT, and
+    SQLAlchemy's Connection and result about as much CPU as the query's round trip
+    (bench/buyer_wrk.py). When the driver raises (say, a connection the server closed),
+    the link is read once more through SQLAlchemy, whose errors the app knows (503 when
+    the database is gone).
     """
     ext = current_app.extensions
-    if "mutualplan.autocommit" not in ext:
-        ext["mutualplan.autocommit"] = database().engine.execution_options(
-            isolation_level="AUTOCOMMIT")
+    if "mutualplan.link_read" not in ext:
+        ext["mutualplan.link_read"] = FastRead(database(), sharing.LINK_AND_VERSION)
+    fast = ext["mutualplan.link_read"]
     try:
-        return _read_version(ext["mutualplan.autocommit"], token)
-    except DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-        return _read_version(ext["mutualplan.autocommit"], token)  # on a fresh connection
+        return sharing.resolve_version(lambda token_hash: fast.first(token_hash=token_hash), token)
+    except database().engine.dialect.loaded_dbapi.Error:
+        return sharing.resolve_version(_read_slowly, token)
 
 
-def _read_version(engine, token: str):
-    with engine.connect() as conn:
-        return sharing.resolve_version(conn, token)
+def _read_slowly(token_hash: str):
+    """Through the main pool, which pings idle connections; one used a moment ago that the
+    server has closed fails its statement and is replaced: read once more."""
+    for attempt in (1, 2):
+        try:
+            with database().engine.connect() as conn:
+                return conn.execute(sharing.LINK_AND_VERSION,
+                                    {"token_hash": token_hash}).one_or_none()
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
 
 
 # ---- pages ---------------------------------------------------------------------------
@@ -384,13 +392,13 @@ def page(token):
     day = today()
     use_cache = current_app.config.get("BUYER_PAGE_CACHE", True)
     cache = page_cache()
-    html = cache.get(link.id, (version, day), variant) if use_cache else None
+    html = cache.get(link.id, (*version, day), variant) if use_cache else None
     if html is None:
         s = session()
         plan = sharing.load_plan_for_link(s, link)
         html = _render_page(s, link, plan, buyer, ok=ok).encode()
-        if use_cache:
-            cache.put(link.id, (plan.version, day), variant, html)
+        if use_cache:  # under the version rendered (it may be newer than the one read above)
+            cache.put(link.id, (plan.version, version[1], day), variant, html)
     return _respond(html, link)
 
 
