@@ -382,7 +382,11 @@ def _count_queries(app, client, path) -> int:
     return count["n"]
 
 
-def test_queries_per_page_view_do_not_grow_with_the_plan(app, api, client, plan, page_path):
+def test_queries_per_page_view_do_not_grow_with_the_plan(app, api, client, plan, page_path,
+                                                         monkeypatch):
+    from webapp.blueprints import buyer
+
+    monkeypatch.setattr(buyer, "monotonic", lambda: 1000.0)  # the recheck interval: frozen
     small = _count_queries(app, client, page_path)
     stage = plan["stages"][1]["id"]
     token = identify(client, page_path)
@@ -395,7 +399,10 @@ def test_queries_per_page_view_do_not_grow_with_the_plan(app, api, client, plan,
     big = _count_queries(app, client, page_path)
     assert big == small  # a page rendered afresh (the plan changed since the last view)
     assert small <= 9  # 7, branding, content blocks (views are counted without a write)
-    # unchanged plan: the rendered page is reused; one read of the link and its versions
+    # unchanged plan: the rendered page is reused, and so is the read of the link and its
+    # versions for BUYER_LINK_RECHECK_SECONDS; then it is read again, once
+    assert _count_queries(app, client, page_path) == 0
+    monkeypatch.setattr(buyer, "monotonic", lambda: 1000.0 + buyer.DEFAULT_RECHECK_SECONDS)
     assert _count_queries(app, client, page_path) == 1
 
 
@@ -452,14 +459,18 @@ def _plan_with(api, milestones: int) -> str:
     return path_of(make_link(api, plan["id"])["url"])
 
 
-def test_sql_statements_per_view_are_the_same_for_3_and_50_milestones(app, api, client):
+def test_sql_statements_per_view_are_the_same_for_3_and_50_milestones(app, api, client,
+                                                                      monkeypatch):
+    from webapp.blueprints import buyer
+
+    monkeypatch.setattr(buyer, "monotonic", lambda: 1000.0)  # the recheck interval never ends
     small, big = _plan_with(api, 3), _plan_with(api, 50)
     fresh = [_count_queries(app, client, small), _count_queries(app, client, big)]
     reused = [_count_queries(app, client, small), _count_queries(app, client, big)]
     assert fresh[0] == fresh[1] <= 9  # the link, the plan and its parts, branding, content
-    # unchanged plan: the link with the plan's and the branding's version (the view is counted
-    # in memory or Redis: webapp/view_counter.py)
-    assert reused == [1, 1]
+    # unchanged plan: nothing within BUYER_LINK_RECHECK_SECONDS of the last read (the view
+    # is counted in memory or Redis: webapp/view_counter.py)
+    assert reused == [0, 0]
 
 
 def _cache(app):
@@ -540,6 +551,7 @@ def test_pooled_connections_closed_by_the_server_are_replaced_unseen(app, client
                                "WHERE pid = ANY(:pids)"), {"pids": pids})
             admin.commit()
 
+    app.config["BUYER_LINK_RECHECK_SECONDS"] = 0  # every view reads the link
     assert client.get(page_path).status_code == 200
     close_pooled_connections()
     monkeypatch.setattr(db, "IDLE_PING_SECONDS", 1e9)  # no ping: the page's read fails, once
@@ -565,26 +577,46 @@ def test_every_decision_role_has_a_label_on_the_buyer_page_and_in_the_editor(api
 
 
 def test_a_page_cached_by_another_process_follows_revocation_edits_and_branding(
-        app, api, client, plan, link, page_path):
-    """Two web processes (two apps on one database): what one changes, the other's cached
-    page shows at once; its one read per view carries the link's state, the plan's version
-    and the branding's."""
+        app, api, client, plan, link, page_path, monkeypatch):
+    """Two web processes (two apps on one database): what one commits, the other's page shows
+    within BUYER_LINK_RECHECK_SECONDS (its remembered read of the link, plan version and
+    branding); the process that commits shows it at once."""
     from webapp import branding, create_app
+    from webapp.blueprints import buyer
 
+    ticks = [1000.0]
+    monkeypatch.setattr(buyer, "monotonic", lambda: ticks[0])
     other = create_app({k: app.config[k] for k in (
         "DATABASE_URL", "TESTING", "TODAY", "LOG_LEVEL", "SECRET_KEY", "JOBS_MODE",
         "RATE_LIMIT_NAMESPACE", "TOKEN_ENCRYPTION_KEYS")})
     try:
         elsewhere = other.test_client()
+
+        def later(text):
+            ticks[0] += buyer.DEFAULT_RECHECK_SECONDS
+            return text in elsewhere.get(page_path).get_data(as_text=True)
+
         assert "Acme rollout" in elsewhere.get(page_path).get_data(as_text=True)
         assert api.patch(f"/plans/{plan['id']}", json={"title": "Renamed here"}).status_code == 200
-        assert "Renamed here" in elsewhere.get(page_path).get_data(as_text=True)
+        assert "Renamed here" in client.get(page_path).get_data(as_text=True)  # this process
+        assert later("Renamed here")
         with app.app_context():
             s = session()
             branding.save(s, tenant_of(s, plan), {"company_name": "Seller Group"})
             s.commit()
-        assert "Seller Group" in elsewhere.get(page_path).get_data(as_text=True)
+        assert later("Seller Group")
         assert api.delete(f"/share-links/{link['id']}").status_code == 204
+        assert client.get(page_path).status_code == 404  # this process: at once
+        assert elsewhere.get(page_path).status_code == 200  # the other: within the interval
+        ticks[0] += buyer.DEFAULT_RECHECK_SECONDS
         assert elsewhere.get(page_path).status_code == 404
     finally:
         database(other).engine.dispose()
+
+
+def test_an_expiry_ends_a_remembered_link_on_the_dot(app, api, client, plan):
+    made = make_link(api, plan["id"], expires_at=(datetime.now(UTC) + timedelta(hours=1)).isoformat())
+    path = path_of(made["url"])
+    assert client.get(path).status_code == 200  # read and remembered
+    app.config["CLOCK"] = lambda: datetime.now(UTC) + timedelta(hours=1, seconds=1)
+    assert client.get(path).status_code == 404

@@ -12,10 +12,12 @@ import secrets
 import threading
 from collections import OrderedDict
 from datetime import UTC, date, datetime, timedelta
+from time import monotonic
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from pydantic import ValidationError
+from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 
 from .. import content, plans, sharing, view_counter
@@ -345,6 +347,70 @@ def _load(token: str):
     return s, link, plan
 
 
+DEFAULT_RECHECK_SECONDS = 1.0
+MAX_CHECKS = 10_000
+
+
+class LinkChecks:
+    """What the last read of a token found (its link and the versions its page depends on),
+    reused for BUYER_LINK_RECHECK_SECONDS (default 1 s; 0 reads on every view).
+
+    So a page view that reuses a rendered page costs no query at all, while the link keeps
+    its guarantees: an expiry is checked on every view against the clock; a revocation, an
+    edit or a new branding committed by this process drops every remembered read at once
+    (an after_commit hook), and one committed by another process shows there within the
+    recheck interval. Unknown, revoked and expired tokens are never remembered.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.items: dict[str, tuple[float, sharing.LinkRef, tuple]] = {}
+        self.lock = threading.Lock()
+
+    def get(self, token: str):
+        found = self.items.get(token)
+        if found is None or monotonic() - found[0] >= self.seconds:
+            return None
+        return found[1], found[2]
+
+    def put(self, token: str, link, versions: tuple) -> None:
+        if self.seconds <= 0:
+            return
+        with self.lock:
+            if len(self.items) >= MAX_CHECKS:
+                self.items.clear()
+            self.items[token] = (monotonic(), link, versions)
+
+    def forget(self, *_args) -> None:
+        with self.lock:
+            self.items.clear()
+
+
+def link_checks() -> LinkChecks:
+    ext = current_app.extensions
+    if "mutualplan.link_checks" not in ext:
+        checks = LinkChecks(float(current_app.config.get("BUYER_LINK_RECHECK_SECONDS",
+                                                         DEFAULT_RECHECK_SECONDS)))
+        event.listen(database().Session.session_factory, "after_commit", checks.forget)
+        ext["mutualplan.link_checks"] = checks
+    return ext["mutualplan.link_checks"]
+
+
+def _checked(token: str):
+    """The link of `token` and its page's versions: remembered (LinkChecks) or read."""
+    checks = link_checks()
+    found = checks.get(token)
+    if found is not None:
+        if not sharing.is_active(found[0]):  # expired since: the clock decides, every view
+            raise NotFound("This link is not valid.")
+        return found
+    with checks.lock:
+        checks.items.pop(token, None)
+    link, versions = _probe(token)
+    checks.put(token, link, versions)
+    return link, versions
+
+
 def _probe(token: str):
     """The link, its plan's version and its branding's, in one round trip (sharing.py).
 
@@ -383,7 +449,7 @@ def _read_slowly(token_hash: str):
 
 @bp.get("/p/<token>")
 def page(token):
-    link, version = _probe(token)
+    link, version = _checked(token)
     buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
     view_counter.count_view(link, buyer)  # engagement: buffered, no database write here
     ok_code = request.args.get("ok", "")
