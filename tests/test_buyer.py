@@ -620,3 +620,18 @@ def test_an_expiry_ends_a_remembered_link_on_the_dot(app, api, client, plan):
     assert client.get(path).status_code == 200  # read and remembered
     app.config["CLOCK"] = lambda: datetime.now(UTC) + timedelta(hours=1, seconds=1)
     assert client.get(path).status_code == 404
+
+
+def test_a_link_read_begun_before_a_commit_is_not_remembered():
+    """A view reads the link, another request of this process commits a revocation, then the
+    view stores what it read: LinkChecks drops it, so this process never serves the old state."""
+    from webapp.blueprints.buyer import LinkChecks
+
+    checks = LinkChecks(seconds=60)
+    epoch = checks.epoch
+    checks.forget()  # the after_commit hook
+    checks.put("token", "link", (1, ""), epoch)
+    assert checks.get("token") is None
+    checks.put("token", "link", (1, ""), checks.epoch)
+    assert checks.get("token") == ("link", (1, ""))
+    assert LinkChecks(seconds=0).get("token") is None

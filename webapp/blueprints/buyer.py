@@ -257,10 +257,11 @@ class PageCache:
 
     A page is cached under (link, generation, variant): the generation is the plan's version
     (bumped by every change: plans.touch and the plan row's version_id_col), when the tenant's
-    branding last changed (so a new logo shows in every process at once) and the day; the
-    variant is the viewer and the notice shown. A view that hits costs one query (the link and
-    the plan's version) and a byte replace. Every change makes a new generation, so nothing is
-    ever served stale; caching a newer generation of a link drops all its older pages at once
+    branding last changed (so a new logo shows in every process) and the day; the variant is
+    the viewer and the notice shown. A view that hits costs a byte replace and at most one
+    query (the link and its versions; none while LinkChecks remembers them). Every change makes
+    a new generation, so a page is never staler than that read; caching a newer generation of
+    a link drops all its older pages at once
     (an edit/view loop keeps one page per link, not one per version), and a late render of an
     older generation is not cached at all. A page larger than `max_entry` (an eighth of the
     budget) is rendered every time rather than pushing out everything else.
@@ -366,6 +367,7 @@ class LinkChecks:
         self.seconds = seconds
         self.items: dict[str, tuple[float, sharing.LinkRef, tuple]] = {}
         self.lock = threading.Lock()
+        self.epoch = 0  # bumped by forget: a read begun before a commit is not remembered
 
     def get(self, token: str):
         found = self.items.get(token)
@@ -373,10 +375,12 @@ class LinkChecks:
             return None
         return found[1], found[2]
 
-    def put(self, token: str, link, versions: tuple) -> None:
+    def put(self, token: str, link, versions: tuple, epoch: int) -> None:
         if self.seconds <= 0:
             return
         with self.lock:
+            if epoch != self.epoch:
+                return
             if len(self.items) >= MAX_CHECKS:
                 self.items.clear()
             self.items[token] = (monotonic(), link, versions)
@@ -384,6 +388,7 @@ class LinkChecks:
     def forget(self, *_args) -> None:
         with self.lock:
             self.items.clear()
+            self.epoch += 1
 
 
 def link_checks() -> LinkChecks:
@@ -406,8 +411,9 @@ def _checked(token: str):
         return found
     with checks.lock:
         checks.items.pop(token, None)
+        epoch = checks.epoch
     link, versions = _probe(token)
-    checks.put(token, link, versions)
+    checks.put(token, link, versions, epoch)
     return link, versions
 
 
