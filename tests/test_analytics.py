@@ -14,10 +14,20 @@ import pytest
 from conftest import path_of, signed_in
 from sqlalchemy import select
 
-from webapp import analytics, clock, history
+from webapp import analytics, clock, history, jobs, view_counter
 from webapp.auth import ensure_tenant
 from webapp.db import session
-from webapp.models import Activity, BuyerView, Installation, Milestone, Mirror, Plan, Slip, Stage
+from webapp.models import (
+    Activity,
+    BuyerView,
+    Installation,
+    Milestone,
+    Mirror,
+    Plan,
+    ShareLink,
+    Slip,
+    Stage,
+)
 
 
 @pytest.fixture
@@ -237,6 +247,8 @@ def test_views_are_counted_per_link_and_person_and_drive_coverage(app, api, clie
     client.get(page)
     with app.app_context():
         s = session()
+        assert not list(s.scalars(select(BuyerView)))  # counted in a buffer, not per view
+        assert view_counter.flush() == 2  # the clock's flush_views task
         tenant_id = s.get(Plan, plan["id"]).tenant_id
         rows = {v.viewer_email: v.views for v in s.scalars(select(BuyerView))}
         seen = analytics.engagement(s, tenant_id, plan["id"])
@@ -246,6 +258,61 @@ def test_views_are_counted_per_link_and_person_and_drive_coverage(app, api, clie
     engaged = {r["role"]: r["engaged"] for r in cov["roles"]}
     assert engaged["champion"] is True and engaged["decision_maker"] is False
     assert cov["decision_maker_alert"] is True
+
+
+def test_buffered_views_arrive_and_add_up_across_flushes(app, api, client):
+    """Views are counted in Redis (REDIS_URL) or in memory and written by the clock's
+    flush_views task: counts add to the stored ones, first seen stays, last seen moves on,
+    and a link deleted before the flush takes its views with it."""
+    plan = _plan_with(api)
+    link = api.post(f"/plans/{plan['id']}/share-links", json={}).json
+    gone = api.post(f"/plans/{plan['id']}/share-links", json={}).json
+    start = clock.now()
+    now = [start]
+    app.config["CLOCK"] = lambda: now[0]
+
+    def view(path, minutes):
+        now[0] = start + timedelta(minutes=minutes)
+        assert client.get(path).status_code == 200
+
+    for minute in (1, 2, 3):
+        view(path_of(link["url"]), minute)
+    view(path_of(gone["url"]), 4)
+    with app.app_context():
+        s = session()
+        s.delete(s.get(ShareLink, gone["id"]))
+        s.commit()
+        assert jobs.TASKS["flush_views"]() == 1
+        row = s.scalars(select(BuyerView)).one()
+        assert (row.link_id, row.views, row.viewer_email) == (link["id"], 3, "")
+        assert (row.first_seen, row.last_seen) == (start + timedelta(minutes=1),
+                                                   start + timedelta(minutes=3))
+    view(path_of(link["url"]), 5)
+    view(path_of(link["url"]), 6)
+    with app.app_context():
+        assert view_counter.flush() == 1 and view_counter.flush() == 0  # nothing twice
+        s = session()
+        row = s.scalars(select(BuyerView)).one()
+        assert row.views == 5
+        assert (row.first_seen, row.last_seen) == (start + timedelta(minutes=1),
+                                                   start + timedelta(minutes=6))
+
+
+def test_views_wait_in_the_buffer_when_the_database_refuses_them(app, api, client, monkeypatch):
+    plan = _plan_with(api)
+    page = path_of(api.post(f"/plans/{plan['id']}/share-links", json={}).json["url"])
+    assert client.get(page).status_code == 200
+
+    def broken(*_a, **_k):
+        raise RuntimeError("database went away")
+
+    with app.app_context():
+        monkeypatch.setattr(analytics, "record_view", broken)
+        assert view_counter.flush() == 0
+        monkeypatch.undo()
+        assert client.get(page).status_code == 200
+        assert view_counter.flush() == 1
+        assert session().scalars(select(BuyerView)).one().views == 2
 
 
 # ---- the page, CSV and API --------------------------------------------------------------

@@ -354,6 +354,9 @@ def test_calendar_leaves_out_internal_milestones(api, client, plan, page_path):
 
 
 def _count_queries(app, client, path) -> int:
+    """SQL statements of one view: through SQLAlchemy, and on db.FastRead's bare cursor."""
+    from webapp.db import FastRead
+
     engine = database(app).engine
     count = {"n": 0}
 
@@ -363,15 +366,27 @@ def _count_queries(app, client, path) -> int:
         if threading.get_ident() == me:  # not the in-process job runner's polls
             count["n"] += 1
 
+    read = FastRead.first
+
+    def counted(self, **params):
+        count["n"] += 1
+        return read(self, **params)
+
     event.listen(engine, "before_cursor_execute", before)
+    FastRead.first = counted
     try:
         assert client.get(path).status_code == 200
     finally:
         event.remove(engine, "before_cursor_execute", before)
+        FastRead.first = read
     return count["n"]
 
 
-def test_queries_per_page_view_do_not_grow_with_the_plan(app, api, client, plan, page_path):
+def test_queries_per_page_view_do_not_grow_with_the_plan(app, api, client, plan, page_path,
+                                                         monkeypatch):
+    from webapp.blueprints import buyer
+
+    monkeypatch.setattr(buyer, "monotonic", lambda: 1000.0)  # the recheck interval: frozen
     small = _count_queries(app, client, page_path)
     stage = plan["stages"][1]["id"]
     token = identify(client, page_path)
@@ -383,9 +398,12 @@ def test_queries_per_page_view_do_not_grow_with_the_plan(app, api, client, plan,
         api.post(f"/plans/{plan['id']}/stakeholders", json={"name": f"P{i}", "side": "buyer"})
     big = _count_queries(app, client, page_path)
     assert big == small  # a page rendered afresh (the plan changed since the last view)
-    assert small <= 10  # 7, branding, content blocks, the view counter (analytics.record_view)
-    # unchanged plan: the rendered page is reused; the link's version and the view counter
-    assert _count_queries(app, client, page_path) == 2
+    assert small <= 9  # 7, branding, content blocks (views are counted without a write)
+    # unchanged plan: the rendered page is reused, and so is the read of the link and its
+    # versions for BUYER_LINK_RECHECK_SECONDS; then it is read again, once
+    assert _count_queries(app, client, page_path) == 0
+    monkeypatch.setattr(buyer, "monotonic", lambda: 1000.0 + buyer.DEFAULT_RECHECK_SECONDS)
+    assert _count_queries(app, client, page_path) == 1
 
 
 def test_reused_pages_are_never_stale(api, client, plan, page_path):
@@ -441,12 +459,18 @@ def _plan_with(api, milestones: int) -> str:
     return path_of(make_link(api, plan["id"])["url"])
 
 
-def test_sql_statements_per_view_are_the_same_for_3_and_50_milestones(app, api, client):
+def test_sql_statements_per_view_are_the_same_for_3_and_50_milestones(app, api, client,
+                                                                      monkeypatch):
+    from webapp.blueprints import buyer
+
+    monkeypatch.setattr(buyer, "monotonic", lambda: 1000.0)  # the recheck interval never ends
     small, big = _plan_with(api, 3), _plan_with(api, 50)
     fresh = [_count_queries(app, client, small), _count_queries(app, client, big)]
     reused = [_count_queries(app, client, small), _count_queries(app, client, big)]
-    assert fresh[0] == fresh[1] <= 10  # the link, the plan and its parts, branding, content, view
-    assert reused == [2, 2]  # unchanged plan: the link with the plan's version, the view counter
+    assert fresh[0] == fresh[1] <= 9  # the link, the plan and its parts, branding, content
+    # unchanged plan: nothing within BUYER_LINK_RECHECK_SECONDS of the last read (the view
+    # is counted in memory or Redis: webapp/view_counter.py)
+    assert reused == [0, 0]
 
 
 def _cache(app):
@@ -517,14 +541,17 @@ def test_pooled_connections_closed_by_the_server_are_replaced_unseen(app, client
     if engine.dialect.name != "postgresql":
         pytest.skip("needs a database server that can close our connections (TEST_DATABASE_URL)")
 
-    def close_pooled_connections():
-        with engine.connect() as conn:
-            pids = [pid for (pid,) in conn.execute(text("SELECT pg_backend_pid()"))]
+    def close_pooled_connections():  # of both pools (the page's first read uses db.reads)
+        pids = []
+        for pool in (engine, database(app).reads):
+            with pool.connect() as conn:
+                pids += [pid for (pid,) in conn.execute(text("SELECT pg_backend_pid()"))]
         with create_engine(engine.url, poolclass=NullPool).connect() as admin:
             admin.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                "WHERE pid = ANY(:pids)"), {"pids": pids})
             admin.commit()
 
+    app.config["BUYER_LINK_RECHECK_SECONDS"] = 0  # every view reads the link
     assert client.get(page_path).status_code == 200
     close_pooled_connections()
     monkeypatch.setattr(db, "IDLE_PING_SECONDS", 1e9)  # no ping: the page's read fails, once
@@ -547,3 +574,64 @@ def test_every_decision_role_has_a_label_on_the_buyer_page_and_in_the_editor(api
 
     editor = client.get(open_editor(api, client, plan["id"])).get_data(as_text=True)
     assert '<option value="economic_buyer"' in editor and ">Legal</option>" in editor
+
+
+def test_a_page_cached_by_another_process_follows_revocation_edits_and_branding(
+        app, api, client, plan, link, page_path, monkeypatch):
+    """Two web processes (two apps on one database): what one commits, the other's page shows
+    within BUYER_LINK_RECHECK_SECONDS (its remembered read of the link, plan version and
+    branding); the process that commits shows it at once."""
+    from webapp import branding, create_app
+    from webapp.blueprints import buyer
+
+    ticks = [1000.0]
+    monkeypatch.setattr(buyer, "monotonic", lambda: ticks[0])
+    other = create_app({k: app.config[k] for k in (
+        "DATABASE_URL", "TESTING", "TODAY", "LOG_LEVEL", "SECRET_KEY", "JOBS_MODE",
+        "RATE_LIMIT_NAMESPACE", "TOKEN_ENCRYPTION_KEYS")})
+    try:
+        elsewhere = other.test_client()
+
+        def later(text):
+            ticks[0] += buyer.DEFAULT_RECHECK_SECONDS
+            return text in elsewhere.get(page_path).get_data(as_text=True)
+
+        assert "Acme rollout" in elsewhere.get(page_path).get_data(as_text=True)
+        assert api.patch(f"/plans/{plan['id']}", json={"title": "Renamed here"}).status_code == 200
+        assert "Renamed here" in client.get(page_path).get_data(as_text=True)  # this process
+        assert later("Renamed here")
+        with app.app_context():
+            s = session()
+            branding.save(s, tenant_of(s, plan), {"company_name": "Seller Group"})
+            s.commit()
+        assert later("Seller Group")
+        assert api.delete(f"/share-links/{link['id']}").status_code == 204
+        assert client.get(page_path).status_code == 404  # this process: at once
+        assert elsewhere.get(page_path).status_code == 200  # the other: within the interval
+        ticks[0] += buyer.DEFAULT_RECHECK_SECONDS
+        assert elsewhere.get(page_path).status_code == 404
+    finally:
+        database(other).engine.dispose()
+
+
+def test_an_expiry_ends_a_remembered_link_on_the_dot(app, api, client, plan):
+    made = make_link(api, plan["id"], expires_at=(datetime.now(UTC) + timedelta(hours=1)).isoformat())
+    path = path_of(made["url"])
+    assert client.get(path).status_code == 200  # read and remembered
+    app.config["CLOCK"] = lambda: datetime.now(UTC) + timedelta(hours=1, seconds=1)
+    assert client.get(path).status_code == 404
+
+
+def test_a_link_read_begun_before_a_commit_is_not_remembered():
+    """A view reads the link, another request of this process commits a revocation, then the
+    view stores what it read: LinkChecks drops it, so this process never serves the old state."""
+    from webapp.blueprints.buyer import LinkChecks
+
+    checks = LinkChecks(seconds=60)
+    epoch = checks.epoch
+    checks.forget()  # the after_commit hook
+    checks.put("token", "link", (1, ""), epoch)
+    assert checks.get("token") is None
+    checks.put("token", "link", (1, ""), checks.epoch)
+    assert checks.get("token") == ("link", (1, ""))
+    assert LinkChecks(seconds=0).get("token") is None

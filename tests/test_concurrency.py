@@ -11,6 +11,8 @@ import requests
 from conftest import make_api
 from werkzeug.serving import make_server
 
+from webapp import dependencies, plans
+
 WRITERS = 20
 
 
@@ -96,3 +98,64 @@ def test_different_milestones_of_one_plan_edited_at_once_all_win(app, client, se
         t.join()
     assert codes == [200] * len(ms)
     assert api.get(f"/plans/{mine['id']}").json["progress"]["done"] == len(ms)
+
+
+def _interleaved(monkeypatch, module, name: str, server: str, key: str, path: str, version: int):
+    """Make module.<name> (a step of a delete) run right after another request, over real
+    HTTP, has committed a PATCH of `path` with If-Match `version`: the race, made
+    deterministic."""
+    original = getattr(module, name)
+    seen = {}
+
+    def late(*args, **kwargs):
+        seen["patch"] = requests.patch(f"{server}/api/v1{path}", json={"title": "Won"}, timeout=60,
+                                       headers={"Authorization": f"Bearer {key}",
+                                                "If-Match": f'"{version}"'})
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, late)
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["milestone", "stakeholder"])
+def test_a_delete_that_lost_the_race_to_an_edit_answers_412_with_current_version(
+        app, client, server, monkeypatch, kind):
+    """The DELETE read version v, then an edit with If-Match v committed: the DELETE's
+    `... WHERE version = v` matches no row (SQLAlchemy's StaleDataError), and the answer
+    names the version that won."""
+    api = make_api(app, client, "racers")
+    mine = api.post("/plans", json={"title": "Race", "template": "quick"}).json
+    path, version, _ = _resources(api, mine)[kind]
+    seen = _interleaved(monkeypatch, plans, f"delete_{kind}", server, api.key, path, version)
+    answer = api.delete(path, headers={"If-Match": f'"{version}"'})
+    assert seen["patch"].status_code == 200
+    assert answer.status_code == 412, answer.json
+    assert answer.json["current_version"] == version + 1
+    assert api.get(path).status_code == 200 if kind == "milestone" else True  # still there
+
+
+def test_a_delete_whose_sibling_renumbering_lost_a_race_answers_412_with_current_version(
+        app, client, server, monkeypatch):
+    """Deleting a milestone renumbers the milestones after it, each UPDATE conditional on the
+    version read; a sibling edited meanwhile makes that UPDATE match nothing. The 412 names
+    the deleted milestone's current version (unchanged: sending it again succeeds)."""
+    api = make_api(app, client, "racers")
+    mine = api.post("/plans", json={"title": "Race", "template": "enterprise"}).json
+    first, sibling = mine["stages"][0]["milestones"][:2]
+    # the PATCH commits after the delete has read the siblings it renumbers
+    seen = _interleaved(monkeypatch, dependencies, "forget", server, api.key,
+                        f"/milestones/{sibling['id']}", sibling["version"])
+    path = f"/milestones/{first['id']}"
+    answer = api.delete(path, headers={"If-Match": f'"{first["version"]}"'})
+    assert seen["patch"].status_code == 200
+    assert answer.status_code == 412, answer.json
+    assert answer.json["current_version"] == first["version"]
+    monkeypatch.undo()
+    assert api.delete(path, headers={"If-Match": f'"{first["version"]}"'}).status_code == 204
+
+
+def test_a_malformed_if_match_answers_412_with_current_version(app, client):
+    api = make_api(app, client, "racers")
+    m = api.post("/plans", json={"title": "Race", "template": "quick"}).json["stages"][0]["milestones"][0]
+    answer = api.patch(f"/milestones/{m['id']}", json={"title": "x"}, headers={"If-Match": "7"})
+    assert answer.status_code == 412 and answer.json["current_version"] == m["version"]

@@ -127,7 +127,8 @@ def test_database_figures_match_plans_derive(app, api, client):
         for p in made:
             users.claim_plan(s, s.get(Plan, p["id"]), s.get(users.User, rep.user_id), "t")
         s.commit()
-        got = {r.id: r for r in dashboard.rows_for(s, s.get(users.User, rep.user_id), TODAY)}
+        rows = dashboard.rows_for(s, s.get(users.User, rep.user_id), TODAY)
+        got = {r.id: r for r in dashboard.fill_next_titles(s, rep.tenant_id, rows)}
         for p in made:
             want = domain.derive([m for _, ms in domain.sorted_stages(s.get(Plan, p["id"])) for m in ms], TODAY)
             row = got[p["id"]]

@@ -45,6 +45,9 @@ def create_app(config: Config | dict | None = None) -> Flask:
     from . import jobs  # also registers the outbox hook on plan changes
 
     jobs.init_app(app)
+    from . import view_counter
+
+    view_counter.init_app(app)  # buyer page views, buffered; jobs' flush_views writes them
 
     from . import openapi
     from .blueprints import api

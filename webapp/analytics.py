@@ -79,21 +79,28 @@ class Filters:
 # ---- engagement: recorded by the buyer page --------------------------------------------
 
 
-def record_view(s: Session, link, buyer, also=None) -> tuple[datetime | None, object]:
-    """Count one buyer page view for (link, viewer); the caller commits. One statement, which
-    returns when this viewer last saw the page before (None: never) and, with `also` (a scalar
-    SQL expression, e.g. whether the tenant has a webhook for views, webapp/webhooks.py), its
-    value: the page costs no extra query for either."""
+def record_view(s: Session, link, buyer, *, views: int = 1, first_seen: datetime | None = None,
+                last_seen: datetime | None = None, also=None) -> tuple[datetime | None, object]:
+    """Count `views` buyer page views for (link, viewer), seen from first_seen to last_seen
+    (webapp/view_counter.py buffers them and flushes here); the caller commits. One statement,
+    which returns when this viewer last saw the page before (None: never) and, with `also` (a
+    scalar SQL expression, e.g. whether the tenant has a webhook for views, webapp/webhooks.py),
+    its value."""
     now = clock.now()
     email = (buyer.email.lower() if buyer else "")[:254]
     name = (buyer.name if buyer else "")[:200]
-    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    postgres = s.get_bind().dialect.name == "postgresql"
+    insert = postgresql.insert if postgres else sqlite.insert
     statement = insert(BuyerView).values(
         id=new_id(), tenant_id=link.tenant_id, plan_id=link.plan_id, link_id=link.id,
-        viewer_email=email, viewer_name=name, views=1, first_seen=now, last_seen=now)
+        viewer_email=email, viewer_name=name, views=views, first_seen=first_seen or now,
+        last_seen=last_seen or now)
+    new = statement.excluded
+    latest = (func.greatest if postgres else func.max)(BuyerView.last_seen, new.last_seen)
     statement = statement.on_conflict_do_update(
         index_elements=["link_id", "viewer_email"],
-        set_={"views": BuyerView.views + 1, "last_seen": now, "viewer_name": name,
+        set_={"views": BuyerView.views + new.views, "last_seen": latest,
+              "viewer_name": new.viewer_name,
               "previous_seen": BuyerView.last_seen})  # SET reads the row before the update
     if also is None:
         return s.scalar(statement.returning(BuyerView.previous_seen)), None

@@ -143,7 +143,8 @@ def version(row: Branding) -> str:
 
 def for_page(tenant_id: str) -> dict | None:
     """What the buyer page shows (a Jinja global: the buyer blueprint stays as it is); one
-    query per rendered page, none when the buyer page cache serves it."""
+    query per rendered page, none when the buyer page cache serves it (whose key holds the
+    branding's updated_at: blueprints/buyer.py)."""
     memo = g.setdefault("branding", {})
     if tenant_id not in memo:
         row = get(session(), tenant_id)
@@ -169,15 +170,6 @@ def image(tenant_id, name, ver, ext):
     response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
-
-
-def forget_rendered_pages() -> None:
-    """Rendered buyer pages are cached by plan version (blueprints/buyer.py), which branding
-    does not change: drop this process's copies so the new branding shows at once."""
-    from .blueprints.buyer import page_cache
-    cache = page_cache()
-    with cache.lock:
-        cache.items.clear()
 
 
 @bp.get("/brand/<tenant_id>/<ver>.css")

@@ -60,6 +60,9 @@ class Config:
         self.MAX_CONTENT_LENGTH = int(env.get("MAX_CONTENT_LENGTH", 256 * 1024))
         # Rendered buyer pages kept per process (webapp/blueprints/buyer.py), in bytes.
         self.BUYER_PAGE_CACHE_BYTES = int(env.get("BUYER_PAGE_CACHE_BYTES", 32 * 1024 * 1024))
+        # How long a process reuses its read of a buyer link (revoked? plan version?): a
+        # change committed by another process shows within this; 0 reads on every view.
+        self.BUYER_LINK_RECHECK_SECONDS = float(env.get("BUYER_LINK_RECHECK_SECONDS", 1.0))
         # "rq" with REDIS_URL, else "thread"; tests use "inline" (run right after commit).
         self.JOBS_MODE = env.get("JOBS_MODE") or None
         self.OUTBOX_DEBOUNCE = float(env.get("OUTBOX_DEBOUNCE", 1.0))

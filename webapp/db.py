@@ -108,6 +108,53 @@ class Database:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.Session = scoped_session(sessionmaker(engine, expire_on_commit=False))
+        self._reads: Engine | None = None
+
+    @property
+    def reads(self) -> Engine:
+        """A second pool on the same database, in autocommit and without the reset (a
+        ROLLBACK) on return, for `FastRead`; disposed with the main engine."""
+        if self._reads is None:
+            sqlite = self.engine.dialect.name == "sqlite"
+            self._reads = create_engine(
+                self.engine.url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
+                hide_parameters=True,
+                connect_args={"check_same_thread": False, "timeout": 30} if sqlite else {})
+            event.listen(self.engine, "engine_disposed", lambda _conn: self._reads.dispose())
+        return self._reads
+
+
+class FastRead:
+    """One read-only SELECT, compiled once, run on a bare DBAPI cursor of `Database.reads`.
+
+    For the buyer page's one query per view (bench/buyer_wrk.py): SQLAlchemy's Connection,
+    result and pool events cost about as much as the query's round trip itself. Returns
+    the first row as a plain tuple (no type processing: callers convert what they need).
+    Any driver error invalidates the connection and is raised as it is, so the caller can
+    read once more through SQLAlchemy (which tells a dead database from a dead connection).
+    """
+
+    def __init__(self, db: Database, statement):
+        self.db = db
+        compiled = statement.compile(dialect=db.engine.dialect)
+        self.sql, self.compiled = str(compiled), compiled
+
+    def first(self, **params):
+        values = self.compiled.construct_params(params)
+        if self.compiled.positional:
+            values = tuple(values[name] for name in self.compiled.positiontup)
+        conn = self.db.reads.raw_connection()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(self.sql, values)
+            row = cursor.fetchone()
+            cursor.close()
+            return row
+        except self.db.engine.dialect.loaded_dbapi.Error:
+            conn.invalidate()
+            raise
+        finally:
+            conn.close()
 
 
 def init_app(app: Flask) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, g, jsonify, render_template, request
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -124,11 +124,53 @@ def _wants_html() -> bool:
     return request.accept_mimetypes.accept_html
 
 
+# The versioned rows a URL can address, most specific first: every 412 names the version
+# now committed of the row its If-Match is about (README "Concurrency").
+_VERSIONED_ARGS = ("milestone_id", "stakeholder_id", "stage_id", "plan_id")
+
+
+def current_version() -> int | None:
+    """The committed version of the row this request addresses, None when there is none (it
+    was deleted meanwhile, or the URL names no versioned row). Read on a connection of its
+    own: the request's transaction may be dead (StaleDataError) and is rolled back anyway."""
+    from sqlalchemy import select
+
+    from .db import database
+    from .models import Milestone, Plan, Stage, Stakeholder
+
+    models = {"milestone_id": Milestone, "stakeholder_id": Stakeholder, "stage_id": Stage,
+              "plan_id": Plan}
+    args = request.view_args or {}
+    name = next((n for n in _VERSIONED_ARGS if isinstance(args.get(n), str)), None)
+    if name is None:
+        return None
+    model = models[name]
+    query = select(model.version).where(model.id == args[name][:64])
+    tenant_id = _tenant_id()
+    if tenant_id is not None:
+        query = query.where(model.tenant_id == tenant_id)
+    with database().engine.connect() as conn:
+        return conn.scalar(query)
+
+
+def _tenant_id() -> str | None:
+    """The tenant the request acts for, as the auth decorators left it in `g`."""
+    for holder in ("principal", "user", "hs_installation"):
+        value = getattr(g, holder, None)
+        if getattr(value, "tenant_id", None):
+            return value.tenant_id
+    return None
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(ProblemError)
     @app.errorhandler(DomainError)
     def _problem(exc: ProblemError | DomainError):
         p = describe(exc)
+        if p.status == 412 and "current_version" not in p.extra:  # e.g. a malformed If-Match
+            current = current_version()
+            if current is not None:
+                p.extra = {**p.extra, "current_version": current}
         if _wants_html():
             return render_template("error.html", title=p.title, detail=p.detail), p.status
         response = problem(p.status, p.slug, p.title, p.detail, p.errors, **p.extra)
@@ -144,8 +186,20 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(StaleDataError)
     def _stale(exc):
+        """An UPDATE or DELETE of a versioned row matched none: a concurrent writer changed
+        or deleted it (or a sibling renumbered with it) after this request read it."""
+        current = current_version()
+        if current is None:
+            if _wants_html():
+                return render_template("error.html", title="Not found",
+                                       detail="This record was deleted meanwhile."), 404
+            return problem(404, "not-found", "Not found", "This record was deleted meanwhile.")
+        if _wants_html():
+            return render_template("error.html", title="Someone else changed this first",
+                                   detail="Reload the page and apply your change again."), 412
         return problem(412, "stale-version", "Someone else changed this first",
-                       "The record changed while this request was running; reload and try again.")
+                       "The record changed while this request was running; reload and apply "
+                       "your change again.", current_version=current)
 
     @app.errorhandler(OperationalError)  # connection refused or lost, server shutting down, …
     @app.errorhandler(PoolTimeout)  # every connection of the pool busy for pool_timeout

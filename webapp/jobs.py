@@ -40,7 +40,7 @@ EXT = "mutualplan.jobs"
 SETUP_EVERY = timedelta(days=1)
 CLOCK = [("relay", 10.0), ("sweep", 60.0), ("pull_due", 15.0), ("keep_alive", 3600.0),
          ("notify", 30.0), ("reminders", 900.0), ("refresh_summaries", 3600.0),
-         ("webhooks", 10.0)]
+         ("webhooks", 10.0), ("flush_views", 10.0)]
 
 
 def worker_name() -> str:
@@ -235,9 +235,16 @@ def refresh_summaries() -> int:
     return queued
 
 
+def flush_views() -> int:
+    """The clock's task: buffered buyer page views into buyer_views (webapp/view_counter.py)."""
+    from . import view_counter
+
+    return view_counter.flush()
+
+
 TASKS = {"relay": relay, "sweep": sweep, "pull": pull, "setup": setup, "pull_due": pull_due,
          "keep_alive": keep_alive, "notify": notify, "reminders": reminders,
-         "refresh_summaries": refresh_summaries, "webhooks": webhooks}
+         "refresh_summaries": refresh_summaries, "webhooks": webhooks, "flush_views": flush_views}
 PER_INSTALLATION = ("pull", "setup")  # one queued job per installation at a time
 
 

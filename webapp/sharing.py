@@ -21,18 +21,29 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 from base64 import urlsafe_b64encode
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
-from sqlalchemy import Connection, bindparam, func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from . import clock, plans
 from .domain_errors import Invalid, NotFound
-from .models import Comment, DateProposal, Milestone, Plan, ShareLink, Stage, new_id
+from .models import (
+    Branding,
+    Comment,
+    ContactCard,
+    DateProposal,
+    Milestone,
+    Plan,
+    ShareLink,
+    Stage,
+    new_id,
+)
 from .schemas import MilestonePatch
 
 EDITOR_LINK_TTL = timedelta(minutes=15)
@@ -177,7 +188,7 @@ class PlanClosed(NotFound):
     sees a polite "this plan is closed" page, with nothing of the plan."""
 
 
-def _check_active(link) -> None:
+def check_active(link) -> None:
     if link is None:
         raise NotFound("This link is not valid.")
     if not is_active(link):
@@ -191,7 +202,7 @@ def resolve(s: Session, token: str) -> ShareLink:
     if not token or len(token) > 100:
         raise NotFound("This link is not valid.")
     link = s.scalars(select(ShareLink).where(ShareLink.token_hash == hash_token(token))).one_or_none()
-    _check_active(link)
+    check_active(link)
     return link
 
 
@@ -210,27 +221,47 @@ class LinkRef:
     deal_id: str | None = None  # the plan's deal, if any (a first view goes to its CRM timeline)
 
 
-# Built once: building the statement per view cost more CPU than running it.
-_LINK_AND_VERSION = (
+# The buyer page's one query per view: the link, its plan's version and when the tenant's
+# branding and the plan owner's contact card last changed (a rendered page shows them, so they
+# are part of the page cache's key).
+LINK_AND_VERSION = (
     select(ShareLink.id, ShareLink.tenant_id, ShareLink.plan_id, ShareLink.expires_at,
            ShareLink.revoked_at, ShareLink.access_mode, ShareLink.allowed_domains,
-           ShareLink.revoked_reason, Plan.version, Plan.deal_id)
+           ShareLink.revoked_reason, Plan.version, Plan.deal_id, Branding.updated_at,
+           ContactCard.updated_at)
     .join(Plan, (Plan.id == ShareLink.plan_id) & (Plan.tenant_id == ShareLink.tenant_id))
+    .outerjoin(Branding, Branding.tenant_id == ShareLink.tenant_id)
+    .outerjoin(ContactCard, ContactCard.user_id == Plan.owner_user_id)
     .where(ShareLink.token_hash == bindparam("token_hash"))
 )
 
 
-def resolve_version(conn: Connection, token: str) -> tuple[LinkRef, int]:
-    """`resolve`, plus the plan's version, in one statement on a plain connection (no ORM
-    session): the whole database cost of a buyer page view that reuses a rendered page."""
+def _listed(value) -> list:
+    """A JSON column as a bare driver gives it (SQLite: text) as a list."""
+    return json.loads(value) if isinstance(value, str) else list(value or [])
+
+
+def _when(value) -> datetime | None:
+    """A timestamp as the driver gives it (SQLite: text) as an aware datetime."""
+    return clock.aware(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
+def resolve_version(read, token: str) -> tuple[LinkRef, tuple]:
+    """`resolve`, plus what a rendered page of the link depends on (the plan's version and
+    the branding's last change, as a comparable key), from one row: `read(token_hash)`
+    runs LINK_AND_VERSION (db.FastRead on a bare cursor, or a Connection) and returns the
+    row or None. The whole database cost of a buyer page view that reuses a rendered page."""
     if not token or len(token) > 100:
         raise NotFound("This link is not valid.")
-    row = conn.execute(_LINK_AND_VERSION, {"token_hash": hash_token(token)}).one_or_none()
+    row = read(hash_token(token))
     if row is None:
         raise NotFound("This link is not valid.")
-    link = LinkRef(*row[:8], deal_id=row[9])
-    _check_active(link)
-    return link, row[8]
+    link = LinkRef(row[0], row[1], row[2], _when(row[3]), _when(row[4]), row[5] or "open",
+                   _listed(row[6]), row[7], row[9])
+    check_active(link)
+    branded, carded = _when(row[10]), _when(row[11])
+    return link, (row[8], branded.astimezone(UTC).isoformat() if branded else "",
+                  carded.astimezone(UTC).isoformat() if carded else "")
 
 
 def resolve_with_plan(s: Session, token: str) -> tuple[ShareLink, Plan]:
@@ -243,7 +274,7 @@ def resolve_with_plan(s: Session, token: str) -> tuple[ShareLink, Plan]:
         .where(ShareLink.token_hash == hash_token(token))
         .options(selectinload(Plan.stages).selectinload(Stage.milestones), selectinload(Plan.stakeholders))
     ).one_or_none()
-    _check_active(row[0] if row is not None else None)
+    check_active(row[0] if row is not None else None)
     return row[0], row[1]
 
 

@@ -186,7 +186,6 @@ def test_branded_frame_owner_card_and_lazy_thumbnails(app, browser, rich):
                                      "contact_name": "Riley Chen", "contact_title": "AE",
                                      "contact_email": "riley@seller.example"})
         s.commit()
-        branding.forget_rendered_pages()
     page = browser.page()
     seen = watch(page)
     thumbs = []

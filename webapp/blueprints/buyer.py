@@ -12,15 +12,17 @@ import secrets
 import threading
 from collections import OrderedDict
 from datetime import UTC, date, datetime, timedelta
+from time import monotonic
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from pydantic import ValidationError
+from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 
-from .. import access, analytics, content, plans, sharing, timeline, webhooks
+from .. import access, content, plans, sharing, view_counter
 from ..auth import api_key_required
-from ..db import database, session
+from ..db import FastRead, database, session
 from ..errors import DomainError, Invalid, NotFound, ProblemError, VersionConflict, describe
 from ..schemas import (
     _EMAIL,
@@ -268,10 +270,12 @@ class PageCache:
     evicted first.
 
     A page is cached under (link, generation, variant): the generation is the plan's version
-    (bumped by every change: plans.touch and the plan row's version_id_col) and the day; the
-    variant is the viewer and the notice shown. A view that hits costs one query (the link and
-    the plan's version) and a byte replace. Every change makes a new generation, so nothing is
-    ever served stale; caching a newer generation of a link drops all its older pages at once
+    (bumped by every change: plans.touch and the plan row's version_id_col), when the tenant's
+    branding last changed (so a new logo shows in every process) and the day; the variant is
+    the viewer and the notice shown. A view that hits costs a byte replace and at most one
+    query (the link and its versions; none while LinkChecks remembers them). Every change makes
+    a new generation, so a page is never staler than that read; caching a newer generation of
+    a link drops all its older pages at once
     (an edit/view loop keeps one page per link, not one per version), and a late render of an
     older generation is not cached at all. A page larger than `max_entry` (an eighth of the
     budget) is rendered every time rather than pushing out everything else.
@@ -361,30 +365,105 @@ def _load(token: str):
     return s, link, plan
 
 
-def _probe(token: str):
-    """The link and its plan's version in one round trip.
+DEFAULT_RECHECK_SECONDS = 1.0
+MAX_CHECKS = 10_000
 
-    Read in autocommit, outside the request's session: a transaction would cost a BEGIN and a
-    ROLLBACK round trip around the one SELECT, which (with the pool's ping) made up most of a
-    page view that reuses a rendered page (bench/buyer_wrk.py). The pool pings only idle
-    connections (webapp/db.py), so a connection the server closed a moment ago is read
-    through once more.
+
+class LinkChecks:
+    """What the last read of a token found (its link and the versions its page depends on),
+    reused for BUYER_LINK_RECHECK_SECONDS (default 1 s; 0 reads on every view).
+
+    So a page view that reuses a rendered page costs no query at all, while the link keeps
+    its guarantees: an expiry is checked on every view against the clock; a revocation, an
+    edit or a new branding committed by this process drops every remembered read at once
+    (an after_commit hook), and one committed by another process shows there within the
+    recheck interval. Unknown, revoked and expired tokens are never remembered.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.items: dict[str, tuple[float, sharing.LinkRef, tuple]] = {}
+        self.lock = threading.Lock()
+        self.epoch = 0  # bumped by forget: a read begun before a commit is not remembered
+
+    def get(self, token: str):
+        found = self.items.get(token)
+        if found is None or monotonic() - found[0] >= self.seconds:
+            return None
+        return found[1], found[2]
+
+    def put(self, token: str, link, versions: tuple, epoch: int) -> None:
+        if self.seconds <= 0:
+            return
+        with self.lock:
+            if epoch != self.epoch:
+                return
+            if len(self.items) >= MAX_CHECKS:
+                self.items.clear()
+            self.items[token] = (monotonic(), link, versions)
+
+    def forget(self, *_args) -> None:
+        with self.lock:
+            self.items.clear()
+            self.epoch += 1
+
+
+def link_checks() -> LinkChecks:
+    ext = current_app.extensions
+    if "mutualplan.link_checks" not in ext:
+        checks = LinkChecks(float(current_app.config.get("BUYER_LINK_RECHECK_SECONDS",
+                                                         DEFAULT_RECHECK_SECONDS)))
+        event.listen(database().Session.session_factory, "after_commit", checks.forget)
+        ext["mutualplan.link_checks"] = checks
+    return ext["mutualplan.link_checks"]
+
+
+def _checked(token: str):
+    """The link of `token` and its page's versions: remembered (LinkChecks) or read."""
+    checks = link_checks()
+    found = checks.get(token)
+    if found is not None:
+        sharing.check_active(found[0])  # expired since: the clock decides, every view
+        return found
+    with checks.lock:
+        checks.items.pop(token, None)
+        epoch = checks.epoch
+    link, versions = _probe(token)
+    checks.put(token, link, versions, epoch)
+    return link, versions
+
+
+def _probe(token: str):
+    """The link, its plan's version and its branding's, in one round trip (sharing.py).
+
+    Read on a bare DBAPI cursor in autocommit (db.FastRead), outside the request's session:
+    a transaction would cost a BEGIN and a ROLLBACK round trip around the one SELECT, and
+    SQLAlchemy's Connection and result about as much CPU as the query's round trip
+    (bench/buyer_wrk.py). When the driver raises (say, a connection the server closed),
+    the link is read once more through SQLAlchemy, whose errors the app knows (503 when
+    the database is gone).
     """
     ext = current_app.extensions
-    if "mutualplan.autocommit" not in ext:
-        ext["mutualplan.autocommit"] = database().engine.execution_options(
-            isolation_level="AUTOCOMMIT")
+    if "mutualplan.link_read" not in ext:
+        ext["mutualplan.link_read"] = FastRead(database(), sharing.LINK_AND_VERSION)
+    fast = ext["mutualplan.link_read"]
     try:
-        return _read_version(ext["mutualplan.autocommit"], token)
-    except DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-        return _read_version(ext["mutualplan.autocommit"], token)  # on a fresh connection
+        return sharing.resolve_version(lambda token_hash: fast.first(token_hash=token_hash), token)
+    except database().engine.dialect.loaded_dbapi.Error:
+        return sharing.resolve_version(_read_slowly, token)
 
 
-def _read_version(engine, token: str):
-    with engine.connect() as conn:
-        return sharing.resolve_version(conn, token)
+def _read_slowly(token_hash: str):
+    """Through the main pool, which pings idle connections; one used a moment ago that the
+    server has closed fails its statement and is replaced: read once more."""
+    for attempt in (1, 2):
+        try:
+            with database().engine.connect() as conn:
+                return conn.execute(sharing.LINK_AND_VERSION,
+                                    {"token_hash": token_hash}).one_or_none()
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
 
 
 # ---- pages ---------------------------------------------------------------------------
@@ -521,33 +600,31 @@ def access_verify(token):
 
 @bp.get("/p/<token>")
 def page(token):
-    link, version = _probe(token)
-    s = session()
-    allowed, buyer = _granted(s, link)
-    if not allowed:
-        s.commit()
-        return _gate(link)
-    # engagement (webapp/analytics.py): one upsert, which also says when this viewer last came
-    # and whether a webhook wants the view
-    last_seen, wanted = analytics.record_view(
-        s, link, buyer, also=webhooks.wanted(link.tenant_id, "buyer.viewed"))
-    if wanted:
-        webhooks.viewed(s, link, buyer)
-    if link.deal_id and timeline.opened_again(last_seen):  # first view today: to the CRM timeline
-        timeline.link_opened(s, link, buyer)
-    s.commit()
+    link, version = _checked(token)
+    if link.access_mode == "open":
+        buyer = sharing.load_buyer(request.cookies.get(BUYER_COOKIE), keys())
+    else:  # a gated link: the browser must have been let in (webapp/access.py)
+        s = session()
+        allowed, buyer = _granted(s, link)
+        s.commit()  # a verified session notes when it was last seen
+        if not allowed:
+            return _gate(link)
+    # engagement: buffered, no database write here; the flush also sends the CRM timeline's
+    # "link opened" and the `buyer.viewed` webhook (webapp/view_counter.py)
+    view_counter.count_view(link, buyer)
     ok_code = request.args.get("ok", "")
     ok = OK_MESSAGES.get(ok_code)
     variant = (buyer, ok_code if ok else "")
     day = today()
     use_cache = current_app.config.get("BUYER_PAGE_CACHE", True)
     cache = page_cache()
-    html = cache.get(link.id, (version, day), variant) if use_cache else None
+    html = cache.get(link.id, (*version, day), variant) if use_cache else None
     if html is None:
+        s = session()
         plan = sharing.load_plan_for_link(s, link)
         html = _render_page(s, link, plan, buyer, ok=ok).encode()
-        if use_cache:
-            cache.put(link.id, (plan.version, day), variant, html)
+        if use_cache:  # under the version rendered (it may be newer than the one read above)
+            cache.put(link.id, (plan.version, *version[1:], day), variant, html)
     return _respond(html, link)
 
 

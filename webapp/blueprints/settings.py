@@ -418,7 +418,6 @@ def branding():
         brand.save(s, g.user.tenant_id, {**form, **{f"remove_{n}": request.form.get(f"remove_{n}")
                                                   for n in brand.IMAGES}}, files)
         s.commit()
-        brand.forget_rendered_pages()
     except Invalid as exc:
         s.rollback()
         return _page("settings/branding.html", status=422, form=form, errors={exc.field: exc.message},

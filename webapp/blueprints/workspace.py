@@ -49,7 +49,8 @@ def home():
     rows = dashboard.rows_for(session(), g.user, day)
     matching = dashboard.view(rows, day, filters=filters, sort=sort, q=q)
     more = request.args.get("all") == "1"
-    shown = matching if more else matching[:dashboard.PAGE]
+    shown = dashboard.fill_next_titles(session(), g.user.tenant_id,
+                                       matching if more else matching[:dashboard.PAGE])
     # Plan health (webapp/analytics.py): three grouped queries for the rows shown.
     health = analytics.health_by_plan(session(), g.user.tenant_id, [r.id for r in shown], day)
     return render_template("workspace/home.html", user=g.user, rows=shown, total=len(rows),
@@ -168,8 +169,7 @@ def profile():
     try:
         branding.save_card(s, g.user, {**form, "remove_photo": request.form.get("remove_photo")},
                            photo)
-        s.commit()
-        branding.forget_rendered_pages()
+        s.commit()  # rendered buyer pages follow: the card's updated_at is in their key
     except Invalid as exc:
         s.rollback()
         return _profile_page(form, {exc.field: exc.message}, photo_url, status=422)
