@@ -202,11 +202,11 @@ def win_rates(s: Session, f: Filters) -> dict:
     steps = MilestoneStep
     rows = s.execute(
         select(steps.title, func.count().label("reached"),
-               func.sum(case((plans.c.outcome == "won", 1), else_=0)),
-               func.sum(case((plans.c.outcome == "lost", 1), else_=0)),
+               func.sum(case((steps.outcome == "won", 1), else_=0)),
+               func.sum(case((steps.outcome == "lost", 1), else_=0)),
                func.avg(steps.step).label("order"))
-        .join(plans, plans.c.plan_id == steps.plan_id)
-        .where(steps.tenant_id == f.tenant_id, steps.step <= plans.c.f)
+        .where(steps.tenant_id == f.tenant_id, steps.reached,
+               steps.plan_id.in_(select(plans.c.plan_id)))
         .group_by(steps.title)
         .order_by(func.avg(steps.step), steps.title)).all()
     total, won, lost = s.execute(select(

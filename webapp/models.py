@@ -421,8 +421,8 @@ class PlanRollup(Base):
 
 
 class MilestoneStep(Base):
-    """A milestone's place in its plan's order (step 1..n) and, once done, the days it took
-    since the previous completion (or the plan's creation)."""
+    """A milestone's place in its plan's order (step 1..n), whether the plan reached it and,
+    once done, the days it took since the previous completion (or the plan's creation)."""
 
     __tablename__ = "milestone_steps"
     __table_args__ = (Index("ix_milestone_steps_tenant_title", "tenant_id", "title"),)
@@ -435,6 +435,9 @@ class MilestoneStep(Base):
     step: Mapped[int] = mapped_column(Integer)
     days: Mapped[float | None] = mapped_column(Float)  # done (with a completion time) only
     stage_complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The plan's, copied so that the funnel and win rates read this table alone:
+    reached: Mapped[bool] = mapped_column(Boolean, default=False)  # step <= furthest step
+    outcome: Mapped[str] = mapped_column(String(10), default="open")
 
 
 class WinRateCache(Base):

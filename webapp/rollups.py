@@ -76,7 +76,7 @@ def refresh(s: Session, plan_ids) -> set[str]:
         rollups, steps = [], []
         for p in plans:
             outcome, p_stage = outcomes.of(p.installation_id, p.deal_pipeline, p.deal_stage)
-            furthest, title = _steps(p, by_plan.get(p.id, []), steps)
+            furthest, title = _steps(p, by_plan.get(p.id, []), outcome, steps)
             rollups.append({"plan_id": p.id, "tenant_id": p.tenant_id, "outcome": outcome,
                             "p_stage": p_stage, "furthest_step": furthest,
                             "furthest_title": title})
@@ -93,7 +93,7 @@ def refresh(s: Session, plan_ids) -> set[str]:
     return stale
 
 
-def _steps(plan, milestones: list, out: list) -> tuple[int, str | None]:
+def _steps(plan, milestones: list, outcome: str, out: list) -> tuple[int, str | None]:
     """Append the plan's milestone_steps rows to `out`; return (furthest step, its title)."""
     milestones = sorted(milestones, key=lambda m: (m[6], m[7], m.id))  # stage, position
     complete: dict[str, bool] = {}
@@ -101,6 +101,7 @@ def _steps(plan, milestones: list, out: list) -> tuple[int, str | None]:
         complete[m.name] = complete.get(m.name, True) and m.status == "done"
     previous = clock.aware(plan.created_at)
     furthest, title = 0, None
+    rows = []
     for step, m in enumerate(milestones, start=1):
         days = None
         if m.status == "done":
@@ -109,9 +110,12 @@ def _steps(plan, milestones: list, out: list) -> tuple[int, str | None]:
                 done = clock.aware(m.completed_at)
                 days = max(0.0, (done - previous).total_seconds() / 86400)
                 previous = done
-        out.append({"milestone_id": m.id, "tenant_id": plan.tenant_id, "plan_id": plan.id,
-                    "title": m.title, "stage": m.name, "step": step, "days": days,
-                    "stage_complete": complete[m.name]})
+        rows.append({"milestone_id": m.id, "tenant_id": plan.tenant_id, "plan_id": plan.id,
+                     "title": m.title, "stage": m.name, "step": step, "days": days,
+                     "stage_complete": complete[m.name], "outcome": outcome})
+    for row in rows:
+        row["reached"] = row["step"] <= furthest
+    out.extend(rows)
     return furthest, title
 
 
@@ -150,6 +154,9 @@ def refresh_outcomes(s: Session, installation_id: str) -> set[str]:
     if changed:
         conn.execute(update(PlanRollup).where(PlanRollup.plan_id == bindparam("pid"))
                      .values(outcome=bindparam("o"), p_stage=bindparam("ps")), changed)
+        conn.execute(update(MilestoneStep).where(MilestoneStep.plan_id == bindparam("pid"))
+                     .values(outcome=bindparam("o")), [{"pid": c["pid"], "o": c["o"]}
+                                                        for c in changed])
     return stale
 
 

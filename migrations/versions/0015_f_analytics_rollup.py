@@ -37,6 +37,8 @@ def upgrade():
         sa.Column('step', sa.Integer(), nullable=False),
         sa.Column('days', sa.Float(), nullable=True),
         sa.Column('stage_complete', sa.Boolean(), nullable=False),
+        sa.Column('reached', sa.Boolean(), nullable=False),
+        sa.Column('outcome', sa.String(length=10), nullable=False),
         sa.ForeignKeyConstraint(['milestone_id'], ['milestones.id'], ondelete='CASCADE'),
         sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ondelete='CASCADE'),
         sa.ForeignKeyConstraint(['plan_id'], ['plans.id'], ondelete='CASCADE'),

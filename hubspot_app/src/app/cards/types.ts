@@ -67,9 +67,26 @@ export interface Plan {
   /** Plan health and the milestone-based win probability (%), from webapp/analytics.py. */
   health?: Health;
   win_probability?: number | null;
+  /** Which buyer-side roles engaged lately (absent from older backends). */
+  coverage?: Coverage;
 }
 
 export type Health = 'on_track' | 'at_risk' | 'stalled';
+
+export interface CoverageRole {
+  role: string;
+  label: string;
+  /** someone with this role (and an email) is on the buyer side */
+  present: boolean;
+  /** and viewed the buyer page or acted in the last `days` days */
+  engaged: boolean;
+}
+
+export interface Coverage {
+  days: number;
+  roles: CoverageRole[];
+  decision_maker_alert: boolean;
+}
 
 export interface Template {
   key: TemplateKey | string;

@@ -12,6 +12,7 @@ import {
 
 import { HEALTH_LABEL, HEALTH_VARIANT, RISK_LABEL, RISK_VARIANT } from '../labels';
 import type { Plan } from '../types';
+import { CoverageSection } from './Coverage';
 
 interface Props {
   plan: Plan;
@@ -73,6 +74,7 @@ export function PlanSummary({ plan, busy, onOpenEditor }: Props) {
           </Text>
         </DescriptionListItem>
       </DescriptionList>
+      {plan.coverage ? <CoverageSection coverage={plan.coverage} /> : null}
     </Flex>
   );
 }
