@@ -120,6 +120,7 @@ DEAL_PROPERTIES = {
     "health": ("mp_health", "MAP health", "enumeration", "select",
                [("on_track", "On track"), ("at_risk", "At risk"), ("stalled", "Stalled")]),
     "win_probability": ("mp_win_probability", "MAP win probability %", "number", "number", None),
+    "coverage": ("mp_coverage", "MAP stakeholder coverage", "string", "text", None),
 }
 SUMMARY_MARKER = "mp_progress_percent"  # deals with a plan have it; the deal pull filters on it
 

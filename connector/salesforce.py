@@ -293,6 +293,7 @@ OPPORTUNITY_SUMMARY = {  # DealUpdate.properties key -> (Opportunity field, kind
     "buyer_link": ("MAP_Buyer_Link__c", "url"),
     "health": ("MAP_Health__c", "text"),
     "win_probability": ("MAP_Win_Probability__c", "number"),
+    "coverage": ("MAP_Coverage__c", "text"),
 }
 
 

@@ -420,3 +420,26 @@ def test_refresh_summaries_queues_nothing_when_nothing_changed(app, seeded):
         s.flush()
         assert analytics.refresh_summaries(s, tenant_id, clock.now().date()) > 0
         s.rollback()
+
+
+def test_coverage_is_written_to_both_crms_as_one_line(app, api):
+    from pathlib import Path
+
+    from connector import hubspot, salesforce
+
+    plan = _plan_with(api, stakeholders=[
+        {"name": "Dana", "email": "dana@buyer.io", "side": "buyer", "role": "decision_maker"},
+        {"name": "Sam", "email": "sam@buyer.io", "side": "buyer", "role": "champion"}])
+    with app.app_context():
+        s = session()
+        row = s.get(Plan, plan["id"])
+        s.add(Activity(tenant_id=row.tenant_id, plan_id=row.id, actor="buyer:Sam <sam@buyer.io>",
+                       action="comment.add"))
+        s.flush()
+        text = analytics.summary_fields(s, row, clock.now().date())["coverage"]
+    assert text == ("Last 14 days: Engaged: Champion; Quiet: Decision maker; "
+                    "Not named: Economic buyer, Technical, Legal, Security")
+    assert hubspot.DEAL_PROPERTIES["coverage"][0] == "mp_coverage"
+    field = salesforce.OPPORTUNITY_SUMMARY["coverage"][0]
+    assert (Path(__file__).parent.parent / "salesforce_package/force-app/main/default/objects/"
+            f"Opportunity/fields/{field}.field-meta.xml").exists()  # the LWC reads it

@@ -428,20 +428,32 @@ def forecast(s: Session, tenant_id: str, plan_ids: list[str] | None = None) -> d
     return out
 
 
-def summary_fields(s: Session, plan: Plan, today: date) -> dict:
+def summary_fields(s: Session, plan: Plan, today: date, cov: dict | None = None) -> dict:
     """The CRM summary values analytics adds (sync.summary_properties): strings, as the rest."""
     health = health_by_plan(s, plan.tenant_id, [plan.id], today).get(plan.id, "on_track")
     p = forecast(s, plan.tenant_id, [plan.id]).get(plan.id)
     return {"health": health,
-            "win_probability": str(round(100 * p["win_probability"])) if p else ""}
+            "win_probability": str(round(100 * p["win_probability"])) if p else "",
+            "coverage": coverage_text(cov or coverage(s, plan.tenant_id, plan.id))}
+
+
+def coverage_text(cov: dict) -> str:
+    """Coverage in one line for a CRM text field (the LWC shows it): at most ~150 characters."""
+    groups = {"Engaged": [], "Quiet": [], "Not named": []}
+    for r in cov["roles"]:
+        kind = "Engaged" if r["engaged"] else "Quiet" if r["present"] else "Not named"
+        groups[kind].append(r["label"])
+    return f"Last {cov['days']} days: " + "; ".join(
+        f"{kind}: {', '.join(labels)}" for kind, labels in groups.items() if labels)
 
 
 def card_fields(s: Session, plan: Plan, today: date) -> dict:
     """What the card and the editor show next to the plan: health, forecast, coverage."""
-    fields = summary_fields(s, plan, today)
+    cov = coverage(s, plan.tenant_id, plan.id)
+    fields = summary_fields(s, plan, today, cov)
     return {"health": fields["health"],
             "win_probability": int(fields["win_probability"]) if fields["win_probability"] else None,
-            "coverage": coverage(s, plan.tenant_id, plan.id)}
+            "coverage": cov}
 
 
 def refresh_summaries(s: Session, tenant_id: str | None = None, today: date | None = None) -> int:
