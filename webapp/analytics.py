@@ -259,17 +259,15 @@ def durations(s: Session, f: Filters) -> dict:
     each took are in the rollup)."""
     plans = _plans(s, f)
     steps = MilestoneStep
-    per_milestone = (select(steps.title, steps.stage, steps.plan_id, steps.days,
-                            steps.step.label("ord"), steps.stage_complete)
-                     .join(plans, plans.c.plan_id == steps.plan_id)
-                     .where(steps.tenant_id == f.tenant_id, steps.days.is_not(None))
+    per_milestone = (select(steps.title, steps.days, steps.step.label("ord"))
+                     .where(steps.tenant_id == f.tenant_id, steps.days.is_not(None),
+                            steps.plan_id.in_(select(plans.c.plan_id)))
                      .subquery("pm"))
     milestones = _percentiles(s, per_milestone, "title", "days")
-    per_stage = (select(per_milestone.c.stage, per_milestone.c.plan_id,
-                        func.sum(per_milestone.c.days).label("days"),
-                        func.min(per_milestone.c.ord).label("ord"))
-                 .where(per_milestone.c.stage_complete)
-                 .group_by(per_milestone.c.stage, per_milestone.c.plan_id).subquery("ps"))
+    per_stage = (select(steps.stage, steps.stage_days.label("days"), steps.step.label("ord"))
+                 .where(steps.tenant_id == f.tenant_id, steps.stage_days.is_not(None),
+                        steps.plan_id.in_(select(plans.c.plan_id)))
+                 .subquery("ps"))
     stages = _percentiles(s, per_stage, "stage", "days")
     shape = lambda rows, name: [{name: k, "plans": n, "median_days": _round(m),
                                  "p75_days": _round(p)} for k, n, m, p, _ in rows]

@@ -435,6 +435,8 @@ class MilestoneStep(Base):
     step: Mapped[int] = mapped_column(Integer)
     days: Mapped[float | None] = mapped_column(Float)  # done (with a completion time) only
     stage_complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    # On the first timed milestone of a stage whose milestones are all done: the stage's days.
+    stage_days: Mapped[float | None] = mapped_column(Float)
     # The plan's, copied so that the funnel and win rates read this table alone:
     reached: Mapped[bool] = mapped_column(Boolean, default=False)  # step <= furthest step
     outcome: Mapped[str] = mapped_column(String(10), default="open")

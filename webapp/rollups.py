@@ -5,8 +5,9 @@ tenant with window functions on each request.
 - plan_rollups: a plan's outcome and CRM stage probability (the deal's stage looked up in the
   installation's cached pipelines) and its furthest milestone reached (step and title).
 - milestone_steps: each milestone's step in plan order (stage, then position), the days it
-  took once done (since the previous completion, or the plan's creation) and whether its
-  stage is complete.
+  took once done (since the previous completion, or the plan's creation), whether its stage
+  is complete (the first timed milestone of a complete stage carries the stage's days), and,
+  copied from the plan, whether the plan reached it and the plan's outcome.
 - win_rate_cache: a tenant's closed-plan history for the forecast (won / lost per milestone
   reached); dropped in the transaction that changes a closed plan or an outcome, refilled by
   the hourly refresh_summaries job, computed from the rollup on a miss.
@@ -113,8 +114,13 @@ def _steps(plan, milestones: list, outcome: str, out: list) -> tuple[int, str | 
         rows.append({"milestone_id": m.id, "tenant_id": plan.tenant_id, "plan_id": plan.id,
                      "title": m.title, "stage": m.name, "step": step, "days": days,
                      "stage_complete": complete[m.name], "outcome": outcome})
+    first: dict[str, dict] = {}  # stage -> its first timed row, which carries the stage's days
     for row in rows:
         row["reached"] = row["step"] <= furthest
+        row["stage_days"] = None
+        if row["stage_complete"] and row["days"] is not None:
+            head = first.setdefault(row["stage"], row)
+            head["stage_days"] = (head["stage_days"] or 0.0) + row["days"]
     out.extend(rows)
     return furthest, title
 

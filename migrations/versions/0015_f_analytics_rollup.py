@@ -37,6 +37,7 @@ def upgrade():
         sa.Column('step', sa.Integer(), nullable=False),
         sa.Column('days', sa.Float(), nullable=True),
         sa.Column('stage_complete', sa.Boolean(), nullable=False),
+        sa.Column('stage_days', sa.Float(), nullable=True),
         sa.Column('reached', sa.Boolean(), nullable=False),
         sa.Column('outcome', sa.String(length=10), nullable=False),
         sa.ForeignKeyConstraint(['milestone_id'], ['milestones.id'], ondelete='CASCADE'),
