@@ -292,6 +292,9 @@ def test_api_win_rates_json(app, client, seeded):
                      headers={"Authorization": f"Bearer {key}"})
     assert bad.status_code == 422
     assert client.get("/api/v1/openapi.json").json["paths"]["/analytics/win-rates"]
+    plans = client.get("/api/v1/analytics/forecast",
+                       headers={"Authorization": f"Bearer {key}"}).json["plans"]
+    assert len(plans) == 15  # the open ones only (the fixture's 120 closed plans are history)
 
 
 def test_statistics_reference_helper_is_nearest_rank():

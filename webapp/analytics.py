@@ -404,17 +404,19 @@ def _crm_tenants(s: Session) -> list[str]:
     return [t for (t,) in s.execute(select(Mirror.tenant_id).distinct())]
 
 
-def forecast(s: Session, tenant_id: str, plan_ids: list[str] | None = None) -> dict[str, dict]:
+def forecast(s: Session, tenant_id: str, plan_ids: list[str] | None = None,
+             open_only: bool = False) -> dict[str, dict]:
     """plan id -> {"outcome", "furthest", "win_probability" (0..1), "reached", "won", "p_stage"}.
 
     History is the tenant's closed plans (no filters); won plans answer 1, lost 0."""
     history = history_rates(s, tenant_id)
-    base_won, base_n = history["won"], history["won"] + history["lost"]
+    base_won = history["won"]
     baseline = _rate(base_won, history["lost"])
     plans = _plans(s, Filters(tenant_id), plan_ids)
+    query = select(plans.c.plan_id, plans.c.outcome, plans.c.p_stage, plans.c.furthest_title)
     out = {}
     for plan_id, outcome, p_stage, title in s.execute(
-            select(plans.c.plan_id, plans.c.outcome, plans.c.p_stage, plans.c.furthest_title)):
+            query.where(plans.c.outcome == "open") if open_only else query):
         won, lost = history["titles"].get(title, (0, 0)) if title else (base_won, history["lost"])
         n = won + lost
         prior = p_stage if p_stage is not None else (baseline if baseline is not None else 0.5)
