@@ -20,7 +20,8 @@ the migration backfills every plan.
 """
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, event, insert, inspect, select, update
+from sqlalchemy import bindparam, event, inspect, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from . import clock
@@ -59,12 +60,15 @@ def refresh(s: Session, plan_ids) -> set[str]:
     conn = s.connection()
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start:start + CHUNK]
-        old = {row.plan_id: row for row in conn.execute(
-            select(PlanRollup).where(PlanRollup.plan_id.in_(chunk)))}
+        # The plans' rows locked first (in id order): two writers of one plan recompute its
+        # rollup one after the other, the second from what the first committed.
         plans = conn.execute(
             select(Plan.id, Plan.tenant_id, Plan.created_at, Mirror.installation_id,
                    Mirror.deal_pipeline, Mirror.deal_stage)
-            .outerjoin(Mirror, Mirror.plan_id == Plan.id).where(Plan.id.in_(chunk))).all()
+            .outerjoin(Mirror, Mirror.plan_id == Plan.id).where(Plan.id.in_(chunk))
+            .order_by(Plan.id).with_for_update(of=Plan)).all()
+        old = {row.plan_id: row for row in conn.execute(
+            select(PlanRollup).where(PlanRollup.plan_id.in_(chunk)))}
         milestones = conn.execute(
             select(Milestone.id, Milestone.plan_id, Milestone.title, Milestone.status,
                    Milestone.completed_at, Stage.name, Stage.position, Milestone.position)
@@ -85,13 +89,19 @@ def refresh(s: Session, plan_ids) -> set[str]:
             if before is None or (before.outcome, before.furthest_title) != (outcome, title):
                 if outcome != "open" or (before is not None and before.outcome != "open"):
                     stale.add(p.tenant_id)
-        conn.execute(delete(MilestoneStep).where(MilestoneStep.plan_id.in_(chunk)))
-        conn.execute(delete(PlanRollup).where(PlanRollup.plan_id.in_(chunk)))
+        # Upserts: rows of deleted milestones and plans go by their foreign keys' cascade.
         if rollups:
-            conn.execute(insert(PlanRollup), rollups)
+            conn.execute(_upsert_rows(conn, PlanRollup, "plan_id"), rollups)
         if steps:
-            conn.execute(insert(MilestoneStep), steps)
+            conn.execute(_upsert_rows(conn, MilestoneStep, "milestone_id"), steps)
     return stale
+
+
+def _upsert_rows(conn, model, key: str):
+    statement = _insert(conn.dialect.name, model)
+    return statement.on_conflict_do_update(
+        index_elements=[key], set_={c.name: statement.excluded[c.name]
+                                    for c in model.__table__.columns if c.name != key})
 
 
 def _steps(plan, milestones: list, outcome: str, out: list) -> tuple[int, str | None]:
@@ -204,11 +214,12 @@ def invalidate(s: Session, tenants) -> None:
                   "computed_at": None}))
 
 
-def _upsert(s: Session, tenant_id: str, rates: dict | None, generation: int):
-    from sqlalchemy.dialects import postgresql, sqlite
+def _insert(dialect: str, model):
+    return (postgresql if dialect == "postgresql" else sqlite).insert(model)
 
-    dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(WinRateCache).values(
+
+def _upsert(s: Session, tenant_id: str, rates: dict | None, generation: int):
+    return _insert(s.get_bind().dialect.name, WinRateCache).values(
         tenant_id=tenant_id, generation=generation, rates=rates,
         computed_at=clock.now() if rates is not None else None)
 
