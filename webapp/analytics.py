@@ -1,8 +1,9 @@
 """Analytics across plans: engagement, health, bottlenecks, win rates and the forecast.
 
-Every figure is computed by the database (GROUP BY and window functions, the same SQL on
-SQLite >= 3.25 and PostgreSQL); Python only shapes the rows. tests/test_analytics.py checks
-each figure against a plain-Python reference on generated data.
+Every figure is computed by the database: GROUP BY over the rollup that webapp/rollups.py keeps
+on write (each plan's outcome and furthest milestone, each milestone's step and days), so no
+request orders a tenant's milestones; Python only shapes the rows. tests/test_analytics.py
+checks each figure against a plain-Python reference computed from the raw milestones.
 
 Definitions (the README's "Analytics and forecast" section says the same):
 
@@ -230,7 +231,7 @@ def _date_days(s: Session, later, earlier):
 def _percentiles(s: Session, source, key, value) -> list[tuple]:
     """(key, n, median, p75, order) per key, by nearest rank: PostgreSQL's percentile_disc
     (which is nearest rank: the first value whose cumulative share reaches q), window
-    functions on SQLite (none there; three times slower on PostgreSQL, bench/analytics.py)."""
+    functions on SQLite, which has no percentile_disc (on PostgreSQL they took 2-3x longer)."""
     if s.get_bind().dialect.name == "postgresql":
         v = source.c[value]
         return s.execute(
