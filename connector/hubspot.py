@@ -132,6 +132,7 @@ DEAL_PROPERTIES = {
     "win_probability": ("mp_win_probability", "MAP win probability %", "number", "number", None),
     "phase": ("mp_phase", "MAP phase", "enumeration", "select",
               [("sales", "Sales"), ("onboarding", "Onboarding"), ("closed", "Closed")]),
+    "coverage": ("mp_coverage", "MAP stakeholder coverage", "string", "text", None),
 }
 SUMMARY_MARKER = "mp_progress_percent"  # deals with a plan have it; the deal pull filters on it
 

@@ -294,6 +294,7 @@ OPPORTUNITY_SUMMARY = {  # DealUpdate.properties key -> (Opportunity field, kind
     "health": ("MAP_Health__c", "text"),
     "win_probability": ("MAP_Win_Probability__c", "number"),
     "phase": ("MAP_Phase__c", "text"),
+    "coverage": ("MAP_Coverage__c", "text"),
 }
 
 

@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from connector.memory import DEFAULT_PIPELINE
 from webapp import clock, create_app, migrate, mirror, plans, sharing, users
-from webapp.cli import seed_demo
+from webapp.cli import seed_demo, seed_history
 from webapp.db import make_engine, session
 from webapp.models import Activity, Installation, Mirror, Slip
 from webapp.schemas import DealRef, PlanCreate
@@ -51,6 +51,7 @@ def main() -> None:
         _more_plans(s, plan.tenant_id, admin, date(2026, 11, 26))
         editor, _ = sharing.editor_link(plan.tenant_id, plan.id, "riley@mutualplan.example", keys)
         base = app.config["PUBLIC_BASE_URL"]
+        admin_tenant = plan.tenant_id
     out = ROOT / "docs"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
@@ -86,6 +87,16 @@ def main() -> None:
             page.screenshot(path=str(out / f"dashboard{suffix}.png"), full_page=not suffix)
             written.append(f"dashboard{suffix}.png")
             ctx.close()
+        with app.app_context():  # after the dashboards, which would otherwise list these plans
+            seed_history(session(), admin_tenant)  # the analytics page's closed plans
+            session().commit()
+        ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+        ctx.add_cookies([{"name": users.COOKIE, "value": admin_token, "url": base}])
+        page = ctx.new_page()
+        page.goto(f"{base}/analytics")
+        page.screenshot(path=str(out / "analytics.png"), full_page=True)
+        written.append("analytics.png")
+        ctx.close()
         browser.close()
     server.shutdown()
     print("wrote " + ", ".join(f"docs/{name}" for name in written))

@@ -359,6 +359,9 @@ def test_api_win_rates_json(app, client, seeded):
                      headers={"Authorization": f"Bearer {key}"})
     assert bad.status_code == 422
     assert client.get("/api/v1/openapi.json").json["paths"]["/analytics/win-rates"]
+    plans = client.get("/api/v1/analytics/forecast",
+                       headers={"Authorization": f"Bearer {key}"}).json["plans"]
+    assert len(plans) == 15  # the open ones only (the fixture's 120 closed plans are history)
 
 
 def test_statistics_reference_helper_is_nearest_rank():
@@ -380,3 +383,133 @@ def test_demo_history_seeds_once_and_the_demo_plan_stays_the_demo_plan(app):
         data = analytics.win_rates(s, analytics.Filters(tenant.id))
         assert data["won"] > 20 and data["lost"] > 20 and data["plans"] == 338
         assert s.scalar(select(Plan.title).where(Plan.deal_id == "demo-deal-1")).startswith("Acme")
+
+
+# ---- the rollup (webapp/rollups.py) and the forecast's per-tenant cache -----------------
+
+
+def _rollup_rows(s, plan_id):
+    from webapp.models import MilestoneStep, PlanRollup
+
+    plan = s.execute(select(PlanRollup.outcome, PlanRollup.p_stage, PlanRollup.furthest_step,
+                            PlanRollup.furthest_title).where(PlanRollup.plan_id == plan_id)).one()
+    steps = s.execute(select(MilestoneStep.milestone_id, MilestoneStep.step, MilestoneStep.days,
+                             MilestoneStep.stage_complete)
+                      .where(MilestoneStep.plan_id == plan_id)
+                      .order_by(MilestoneStep.step)).all()
+    return tuple(plan), [tuple(r) for r in steps]
+
+
+def test_rollup_follows_every_write_in_the_same_transaction(app, api, plan):
+    from conftest import milestones_of
+
+    from webapp import rollups
+
+    ms = milestones_of(plan)
+    for m in (ms[0], ms[2]):
+        assert api.patch(f"/milestones/{m['id']}", json={"status": "done"}).status_code == 200
+    with app.app_context():
+        s = session()
+        (outcome, _, furthest, title), steps = _rollup_rows(s, plan["id"])
+        assert (outcome, furthest, title) == ("open", 3, ms[2]["title"])
+        assert [r[0] for r in steps] == [m["id"] for m in ms]  # plan order
+        assert steps[0][2] is not None and steps[1][2] is None  # days: done ones only
+    assert api.patch(f"/milestones/{ms[2]['id']}", json={"status": "not_started"}).status_code == 200
+    with app.app_context():
+        s = session()
+        kept = _rollup_rows(s, plan["id"])
+        assert kept[0][2:] == (1, ms[0]["title"])
+        rollups.refresh(s, [plan["id"]])  # what the migration's backfill computes
+        assert _rollup_rows(s, plan["id"]) == kept
+
+
+def test_the_forecast_reads_the_cached_win_rates_and_an_outcome_change_drops_them(app, seeded):
+    from webapp.models import WinRateCache
+
+    tenant_id, made = seeded
+    open_id = next(iter(made["known"]))
+    with app.app_context():
+        s = session()
+        assert analytics.refresh_win_rates(s) == 1
+        s.commit()
+        real = analytics.forecast(s, tenant_id)
+        titles = [t for _, t in history.template_milestones()]
+        row = s.get(WinRateCache, tenant_id)
+        assert row.rates == analytics._history_rates(s, tenant_id)
+        # A planted history shows through: the forecast (and so each push) reads the cache.
+        row.rates = {"titles": {t: [1000, 0] for t in titles}, "won": 1000, "lost": 0}
+        s.commit()
+        planted = analytics.forecast(s, tenant_id)
+        moved = [p for p, f in planted.items() if f["outcome"] == "open" and f["furthest"]]
+        assert moved and all(planted[p]["win_probability"] > 0.98 for p in moved)
+        assert any(real[p]["win_probability"] < 0.9 for p in moved)
+        generation = row.generation
+        s.get(Mirror, open_id).deal_stage = "closedlost"  # the deal closed in the CRM
+        assert analytics.forecast(s, tenant_id)[open_id]["win_probability"] == 0.0
+        assert analytics.forecast(s, tenant_id) != planted  # stale within the transaction too
+        s.commit()
+        s.expire_all()
+        row = s.get(WinRateCache, tenant_id)
+        assert row.rates is None and row.generation == generation + 1
+        assert analytics.forecast(s, tenant_id)[moved[0]] != planted[moved[0]]
+
+
+def test_a_refresh_never_overwrites_an_invalidation_made_while_it_computed(app, seeded):
+    from webapp import rollups
+    from webapp.models import WinRateCache
+
+    tenant_id, _ = seeded
+    with app.app_context():
+        s = session()
+        analytics.refresh_win_rates(s, tenant_id)
+        s.commit()
+
+        def compute_while_a_deal_closes():
+            rollups.invalidate(s, [tenant_id])
+            return {"titles": {}, "won": 1, "lost": 1}
+        rollups.store_rates(s, tenant_id, compute_while_a_deal_closes)
+        s.commit()
+        s.expire_all()
+        assert s.get(WinRateCache, tenant_id).rates is None
+
+
+def test_refresh_summaries_queues_nothing_when_nothing_changed(app, seeded):
+    tenant_id, made = seeded
+    with app.app_context():
+        s = session()
+        health = analytics.health_by_plan(s, tenant_id, None, clock.now().date())
+        probabilities = analytics.forecast(s, tenant_id)
+        for state in s.scalars(select(Mirror).where(Mirror.tenant_id == tenant_id)):
+            p = probabilities[state.plan_id]["win_probability"]
+            state.pushed_deal = {"properties": {"health": health[state.plan_id],
+                                                "win_probability": str(round(100 * p))}}
+        analytics.refresh_win_rates(s, tenant_id)
+        s.commit()
+        assert analytics.refresh_summaries(s, tenant_id, clock.now().date()) == 0
+        s.get(Mirror, next(iter(made["known"]))).deal_stage = "closedwon"
+        s.flush()
+        assert analytics.refresh_summaries(s, tenant_id, clock.now().date()) > 0
+        s.rollback()
+
+
+def test_coverage_is_written_to_both_crms_as_one_line(app, api):
+    from pathlib import Path
+
+    from connector import hubspot, salesforce
+
+    plan = _plan_with(api, stakeholders=[
+        {"name": "Dana", "email": "dana@buyer.io", "side": "buyer", "role": "decision_maker"},
+        {"name": "Sam", "email": "sam@buyer.io", "side": "buyer", "role": "champion"}])
+    with app.app_context():
+        s = session()
+        row = s.get(Plan, plan["id"])
+        s.add(Activity(tenant_id=row.tenant_id, plan_id=row.id, actor="buyer:Sam <sam@buyer.io>",
+                       action="comment.add"))
+        s.flush()
+        text = analytics.summary_fields(s, row, clock.now().date())["coverage"]
+    assert text == ("Last 14 days: Engaged: Champion; Quiet: Decision maker; "
+                    "Not named: Economic buyer, Technical, Legal, Security")
+    assert hubspot.DEAL_PROPERTIES["coverage"][0] == "mp_coverage"
+    field = salesforce.OPPORTUNITY_SUMMARY["coverage"][0]
+    assert (Path(__file__).parent.parent / "salesforce_package/force-app/main/default/objects/"
+            f"Opportunity/fields/{field}.field-meta.xml").exists()  # the LWC reads it

@@ -68,6 +68,13 @@ COLUMN_SOURCES: dict[str, list[tuple[type[BaseModel], str]] | str] = {
     "buyer_views.plan_id": "the link", "buyer_views.link_id": "the link",
     "buyer_views.viewer_email": "the buyer cookie, cut to 254",
     "buyer_views.viewer_name": "the buyer cookie, cut to 200",
+    # the analytics rollup (webapp/rollups.py): copies of columns above, or constants
+    "plan_rollups.plan_id": "the plan", "plan_rollups.tenant_id": "the plan",
+    "plan_rollups.outcome": "won | lost | open", "plan_rollups.furthest_title": "milestones.title",
+    "milestone_steps.milestone_id": "the milestone", "milestone_steps.tenant_id": "the plan",
+    "milestone_steps.plan_id": "the plan", "milestone_steps.title": "milestones.title",
+    "milestone_steps.stage": "stages.name", "milestone_steps.outcome": "won | lost | open",
+    "win_rate_cache.tenant_id": "the tenant",
     "slips.id": "new_id()", "slips.tenant_id": "the plan", "slips.plan_id": "the plan",
     "slips.milestone_id": "the milestone", "slips.actor": "the actor",
     "activity.id": "new_id()", "activity.tenant_id": "the plan", "activity.plan_id": "the plan",

@@ -5,7 +5,7 @@ from flask import Flask, current_app, jsonify, render_template
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import db, errors, logs, security
+from . import db, errors, logs, rollups, security  # noqa: F401  (rollups: its session events)
 from .config import DEV_SECRET_KEY, Config
 
 

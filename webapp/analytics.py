@@ -1,8 +1,9 @@
 """Analytics across plans: engagement, health, bottlenecks, win rates and the forecast.
 
-Every figure is computed by the database (GROUP BY and window functions, the same SQL on
-SQLite >= 3.25 and PostgreSQL); Python only shapes the rows. tests/test_analytics.py checks
-each figure against a plain-Python reference on generated data.
+Every figure is computed by the database: GROUP BY over the rollup that webapp/rollups.py keeps
+on write (each plan's outcome and furthest milestone, each milestone's step and days), so no
+request orders a tenant's milestones; Python only shapes the rows. tests/test_analytics.py
+checks each figure against a plain-Python reference computed from the raw milestones.
 
 Definitions (the README's "Analytics and forecast" section says the same):
 
@@ -32,20 +33,20 @@ import io
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Float, String, and_, case, cast, func, literal, select, union_all
+from sqlalchemy import case, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from . import clock
+from . import clock, rollups
 from .models import (
     Activity,
     BuyerView,
-    Installation,
     Milestone,
+    MilestoneStep,
     Mirror,
     Plan,
+    PlanRollup,
     Slip,
-    Stage,
     Stakeholder,
     new_id,
 )
@@ -184,66 +185,27 @@ def coverage(s: Session, tenant_id: str, plan_id: str, now: datetime | None = No
 # ---- the plans a figure covers ---------------------------------------------------------
 
 
-def _stage_table(s: Session, tenant_id: str):
-    """(installation, pipeline, stage) -> outcome and probability, from the cached pipelines."""
-    rows = []
-    for inst_id, settings in s.execute(select(Installation.id, Installation.settings)
-                                       .where(Installation.tenant_id == tenant_id)):
-        for pipeline, stages in ((settings or {}).get("pipelines") or {}).items():
-            for st in stages:
-                outcome = ("won" if st.get("won") else "lost") if st.get("closed") else "open"
-                prob = st.get("probability")
-                rows.append((inst_id, str(pipeline), str(st.get("id")), outcome,
-                             float(prob) if prob is not None else None))
-    rows = rows or [("", "", "", "open", None)]
-    # A UNION ALL of literal rows: SQLite has no `(VALUES ...) AS t (columns)`.
-    selects = [select(literal(i, String).label("inst"), literal(p, String).label("pipeline"),
-                      literal(st, String).label("stage"), literal(o, String).label("outcome"),
-                      # typed: a NULL literal alone is text to PostgreSQL
-                      cast(literal(pr, Float), Float).label("probability"))
-               for i, p, st, o, pr in rows]
-    return union_all(*selects).cte("deal_stages") if len(selects) > 1 else selects[0].cte(
-        "deal_stages")
-
-
-def _plans(s: Session, f: Filters):
-    """Live plans under the filters, with outcome and CRM stage probability (a subquery)."""
-    stages = _stage_table(s, f.tenant_id)
+def _plans(s: Session, f: Filters, plan_ids: list[str] | None = None):
+    """Live plans under the filters with their rollup (webapp/rollups.py): outcome, CRM stage
+    probability, furthest step and title (a CTE)."""
     where = [Plan.tenant_id == f.tenant_id, Plan.archived_at.is_(None)]
+    query = (select(Plan.id.label("plan_id"), Plan.created_at, Plan.owner_user_id,
+                    func.coalesce(PlanRollup.outcome, "open").label("outcome"),
+                    PlanRollup.p_stage, func.coalesce(PlanRollup.furthest_step, 0).label("f"),
+                    PlanRollup.furthest_title)
+             .outerjoin(PlanRollup, PlanRollup.plan_id == Plan.id))
     if f.owner_id:
         where.append(Plan.owner_user_id == f.owner_id)
     if f.pipeline:
+        query = query.join(Mirror, Mirror.plan_id == Plan.id)
         where.append(Mirror.deal_pipeline == f.pipeline)
     if f.template:
         where.append(Plan.template == f.template)
     if f.period_days:
         where.append(Plan.created_at >= clock.now() - timedelta(days=f.period_days))
-    return (select(Plan.id.label("plan_id"), Plan.created_at, Plan.owner_user_id,
-                   func.coalesce(stages.c.outcome, "open").label("outcome"),
-                   stages.c.probability.label("p_stage"))
-            .outerjoin(Mirror, Mirror.plan_id == Plan.id)
-            .outerjoin(stages, and_(stages.c.inst == Mirror.installation_id,
-                                    stages.c.pipeline == Mirror.deal_pipeline,
-                                    stages.c.stage == Mirror.deal_stage))
-            .where(*where).cte("p"))
-
-
-def _steps(s: Session, f: Filters, plans):
-    """Every milestone of the plans with its step number in plan order."""
-    step = func.row_number().over(partition_by=Milestone.plan_id,
-                                  order_by=(Stage.position, Milestone.position))
-    return (select(Milestone.id, Milestone.plan_id, Milestone.title, Milestone.status,
-                   Milestone.due_date, Milestone.completed_at, Stage.name.label("stage"),
-                   Stage.position.label("stage_position"), step.label("step"))
-            .join(Stage, Stage.id == Milestone.stage_id)
-            .join(plans, plans.c.plan_id == Milestone.plan_id)
-            .cte("steps"))  # tenancy through the join with the tenant's plans
-
-
-def _furthest(steps):
-    return (select(steps.c.plan_id,
-                   func.max(case((steps.c.status == "done", steps.c.step), else_=0)).label("f"))
-            .group_by(steps.c.plan_id).cte("furthest"))
+    if plan_ids is not None:
+        where.append(Plan.id.in_(plan_ids))
+    return query.where(*where).cte("p")
 
 
 def _rate(won: int, lost: int) -> float | None:
@@ -254,20 +216,18 @@ def _rate(won: int, lost: int) -> float | None:
 
 
 def win_rates(s: Session, f: Filters) -> dict:
-    """Funnel and win rate by milestone reached (one GROUP BY), and the baseline."""
+    """Funnel and win rate by milestone reached (one GROUP BY over the rollup), and the baseline."""
     plans = _plans(s, f)
-    steps = _steps(s, f, plans)
-    furthest = _furthest(steps)
+    steps = MilestoneStep
     rows = s.execute(
-        select(steps.c.title, func.count().label("reached"),
-               func.sum(case((plans.c.outcome == "won", 1), else_=0)),
-               func.sum(case((plans.c.outcome == "lost", 1), else_=0)),
-               func.avg(steps.c.step).label("order"))
-        .join(furthest, furthest.c.plan_id == steps.c.plan_id)
-        .join(plans, plans.c.plan_id == steps.c.plan_id)
-        .where(steps.c.step <= furthest.c.f)
-        .group_by(steps.c.title)
-        .order_by(func.avg(steps.c.step), steps.c.title)).all()
+        select(steps.title, func.count().label("reached"),
+               func.sum(case((steps.outcome == "won", 1), else_=0)),
+               func.sum(case((steps.outcome == "lost", 1), else_=0)),
+               func.avg(steps.step).label("order"))
+        .where(steps.tenant_id == f.tenant_id, steps.reached,
+               steps.plan_id.in_(select(plans.c.plan_id)))
+        .group_by(steps.title)
+        .order_by(func.avg(steps.step), steps.title)).all()
     total, won, lost = s.execute(select(
         func.count(), func.coalesce(func.sum(case((plans.c.outcome == "won", 1), else_=0)), 0),
         func.coalesce(func.sum(case((plans.c.outcome == "lost", 1), else_=0)), 0))).one()
@@ -280,13 +240,6 @@ def win_rates(s: Session, f: Filters) -> dict:
     }
 
 
-def _days(s: Session, later, earlier):
-    """Days (fractional) between two timestamps, in the dialect at hand."""
-    if s.get_bind().dialect.name == "sqlite":
-        return func.julianday(later) - func.julianday(earlier)
-    return func.extract("epoch", later - earlier) / 86400.0
-
-
 def _date_days(s: Session, later, earlier):
     if s.get_bind().dialect.name == "sqlite":
         return func.julianday(later) - func.julianday(earlier)
@@ -294,7 +247,16 @@ def _date_days(s: Session, later, earlier):
 
 
 def _percentiles(s: Session, source, key, value) -> list[tuple]:
-    """(key, n, median, p75, order) per key, by nearest rank (window functions)."""
+    """(key, n, median, p75, order) per key, by nearest rank: PostgreSQL's percentile_disc
+    (which is nearest rank: the first value whose cumulative share reaches q), window
+    functions on SQLite, which has no percentile_disc (on PostgreSQL they took 2-3x longer)."""
+    if s.get_bind().dialect.name == "postgresql":
+        v = source.c[value]
+        return s.execute(
+            select(source.c[key], func.count(),
+                   func.percentile_disc(0.5).within_group(v),
+                   func.percentile_disc(0.75).within_group(v), func.avg(source.c.ord))
+            .group_by(source.c[key]).order_by(func.avg(source.c.ord), source.c[key])).all()
     rank = func.row_number().over(partition_by=source.c[key], order_by=source.c[value])
     n = func.count().over(partition_by=source.c[key])
     ranked = select(source.c[key].label("k"), source.c[value].label("v"), source.c.ord,
@@ -312,31 +274,19 @@ def _percentiles(s: Session, source, key, value) -> list[tuple]:
 
 
 def durations(s: Session, f: Filters) -> dict:
-    """Median and p75 days per milestone and per stage, over completed milestones."""
+    """Median and p75 days per milestone and per stage, over completed milestones (the days
+    each took are in the rollup)."""
     plans = _plans(s, f)
-    steps = _steps(s, f, plans)
-    previous = func.lag(steps.c.completed_at).over(partition_by=steps.c.plan_id,
-                                                   order_by=steps.c.step)
-    done = (select(steps.c.plan_id, steps.c.title, steps.c.stage, steps.c.step,
-                   steps.c.stage_position, steps.c.completed_at,
-                   func.coalesce(previous, plans.c.created_at).label("since"))
-            .join(plans, plans.c.plan_id == steps.c.plan_id)
-            .where(steps.c.status == "done", steps.c.completed_at.is_not(None))
-            .subquery("done"))
-    raw = _days(s, done.c.completed_at, done.c.since)
-    per_milestone = select(done.c.title, done.c.stage, done.c.plan_id,
-                           case((raw > 0, raw), else_=0).label("days"),
-                           done.c.step.label("ord")).subquery("pm")
+    steps = MilestoneStep
+    per_milestone = (select(steps.title, steps.days, steps.step.label("ord"))
+                     .where(steps.tenant_id == f.tenant_id, steps.days.is_not(None),
+                            steps.plan_id.in_(select(plans.c.plan_id)))
+                     .subquery("pm"))
     milestones = _percentiles(s, per_milestone, "title", "days")
-    complete = (select(steps.c.plan_id, steps.c.stage).group_by(steps.c.plan_id, steps.c.stage)
-                .having(func.sum(case((steps.c.status == "done", 0), else_=1)) == 0)
-                .subquery("complete"))
-    per_stage = (select(per_milestone.c.stage, per_milestone.c.plan_id,
-                        func.sum(per_milestone.c.days).label("days"),
-                        func.min(per_milestone.c.ord).label("ord"))
-                 .join(complete, and_(complete.c.plan_id == per_milestone.c.plan_id,
-                                      complete.c.stage == per_milestone.c.stage))
-                 .group_by(per_milestone.c.stage, per_milestone.c.plan_id).subquery("ps"))
+    per_stage = (select(steps.stage, steps.stage_days.label("days"), steps.step.label("ord"))
+                 .where(steps.tenant_id == f.tenant_id, steps.stage_days.is_not(None),
+                        steps.plan_id.in_(select(plans.c.plan_id)))
+                 .subquery("ps"))
     stages = _percentiles(s, per_stage, "stage", "days")
     shape = lambda rows, name: [{name: k, "plans": n, "median_days": _round(m),
                                  "p75_days": _round(p)} for k, n, m, p, _ in rows]
@@ -446,27 +396,48 @@ def _last_buyer_seen(s: Session, tenant_id: str, plan_ids: list[str] | None) -> 
         select(both.c.plan_id, func.max(both.c.at)).group_by(both.c.plan_id))}
 
 
-def forecast(s: Session, tenant_id: str, plan_ids: list[str] | None = None) -> dict[str, dict]:
+def history_rates(s: Session, tenant_id: str) -> dict:
+    """The tenant's closed-plan history the forecast rests on: {"titles": {title: [won, lost]},
+    "won", "lost"}; the per-tenant cache (webapp/rollups.py) when fresh, else from the rollup."""
+    cached = rollups.cached_rates(s, tenant_id)
+    return cached if cached is not None else _history_rates(s, tenant_id)
+
+
+def _history_rates(s: Session, tenant_id: str) -> dict:
+    data = win_rates(s, Filters(tenant_id))
+    return {"titles": {m["title"]: [m["won"], m["lost"]] for m in data["milestones"]
+                       if m["won"] or m["lost"]},
+            "won": data["won"], "lost": data["lost"]}
+
+
+def refresh_win_rates(s: Session, tenant_id: str | None = None) -> int:
+    """Recompute the cached history of every tenant with CRM deals (the hourly job, which
+    commits it on its own before queuing pushes). Returns tenants refreshed."""
+    tenants = [tenant_id] if tenant_id else _crm_tenants(s)
+    for tenant in tenants:
+        rollups.store_rates(s, tenant, lambda tenant=tenant: _history_rates(s, tenant))
+    return len(tenants)
+
+
+def _crm_tenants(s: Session) -> list[str]:
+    return [t for (t,) in s.execute(select(Mirror.tenant_id).distinct())]
+
+
+def forecast(s: Session, tenant_id: str, plan_ids: list[str] | None = None,
+             open_only: bool = False) -> dict[str, dict]:
     """plan id -> {"outcome", "furthest", "win_probability" (0..1), "reached", "won", "p_stage"}.
 
     History is the tenant's closed plans (no filters); won plans answer 1, lost 0."""
-    f = Filters(tenant_id)
-    history = win_rates(s, f)
-    rates = {m["title"]: (m["won"], m["won"] + m["lost"]) for m in history["milestones"]}
-    base_won, base_n = history["won"], history["won"] + history["lost"]
-    baseline = history["baseline_win_rate"]
-    plans = _plans(s, f)
-    steps = _steps(s, f, plans)
-    furthest = _furthest(steps)
-    query = (select(plans.c.plan_id, plans.c.outcome, plans.c.p_stage, steps.c.title)
-             .outerjoin(furthest, furthest.c.plan_id == plans.c.plan_id)
-             .outerjoin(steps, and_(steps.c.plan_id == plans.c.plan_id,
-                                    steps.c.step == furthest.c.f)))
-    if plan_ids is not None:
-        query = query.where(plans.c.plan_id.in_(plan_ids))
+    history = history_rates(s, tenant_id)
+    base_won = history["won"]
+    baseline = _rate(base_won, history["lost"])
+    plans = _plans(s, Filters(tenant_id), plan_ids)
+    query = select(plans.c.plan_id, plans.c.outcome, plans.c.p_stage, plans.c.furthest_title)
     out = {}
-    for plan_id, outcome, p_stage, title in s.execute(query):
-        won, n = rates.get(title, (0, 0)) if title else (base_won, base_n)
+    for plan_id, outcome, p_stage, title in s.execute(
+            query.where(plans.c.outcome == "open") if open_only else query):
+        won, lost = history["titles"].get(title, (0, 0)) if title else (base_won, history["lost"])
+        n = won + lost
         prior = p_stage if p_stage is not None else (baseline if baseline is not None else 0.5)
         p = (won + MIN_SAMPLE * prior) / (n + MIN_SAMPLE)
         if outcome != "open":
@@ -476,20 +447,32 @@ def forecast(s: Session, tenant_id: str, plan_ids: list[str] | None = None) -> d
     return out
 
 
-def summary_fields(s: Session, plan: Plan, today: date) -> dict:
+def summary_fields(s: Session, plan: Plan, today: date, cov: dict | None = None) -> dict:
     """The CRM summary values analytics adds (sync.summary_properties): strings, as the rest."""
     health = health_by_plan(s, plan.tenant_id, [plan.id], today).get(plan.id, "on_track")
     p = forecast(s, plan.tenant_id, [plan.id]).get(plan.id)
     return {"health": health,
-            "win_probability": str(round(100 * p["win_probability"])) if p else ""}
+            "win_probability": str(round(100 * p["win_probability"])) if p else "",
+            "coverage": coverage_text(cov or coverage(s, plan.tenant_id, plan.id))}
+
+
+def coverage_text(cov: dict) -> str:
+    """Coverage in one line for a CRM text field (the LWC shows it): at most ~150 characters."""
+    groups = {"Engaged": [], "Quiet": [], "Not named": []}
+    for r in cov["roles"]:
+        kind = "Engaged" if r["engaged"] else "Quiet" if r["present"] else "Not named"
+        groups[kind].append(r["label"])
+    return f"Last {cov['days']} days: " + "; ".join(
+        f"{kind}: {', '.join(labels)}" for kind, labels in groups.items() if labels)
 
 
 def card_fields(s: Session, plan: Plan, today: date) -> dict:
     """What the card and the editor show next to the plan: health, forecast, coverage."""
-    fields = summary_fields(s, plan, today)
+    cov = coverage(s, plan.tenant_id, plan.id)
+    fields = summary_fields(s, plan, today, cov)
     return {"health": fields["health"],
             "win_probability": int(fields["win_probability"]) if fields["win_probability"] else None,
-            "coverage": coverage(s, plan.tenant_id, plan.id)}
+            "coverage": cov}
 
 
 def refresh_summaries(s: Session, tenant_id: str | None = None, today: date | None = None) -> int:

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from . import clock
+from . import clock, rollups
 from .models import (
     Activity,
     BuyerView,
@@ -167,6 +167,7 @@ def seed(s: Session, tenant_id: str, *, closed: int = 300, open_plans: int = 40,
         for chunk in range(0, len(rows[model]), 2000):
             if rows[model][chunk:chunk + 2000]:
                 s.execute(insert(model), rows[model][chunk:chunk + 2000])
+    rollups.refresh(s, [row["id"] for row in rows[Plan]])  # bulk inserts skip the session events
     return {"closed": closed, "open": open_plans, "milestones": len(rows[Milestone]),
             "known": {p: known[p] for p in list(known)[closed:]},
             "outcomes": {p: outcomes[p] for p in list(known)[closed:]}}

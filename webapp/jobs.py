@@ -228,6 +228,8 @@ def refresh_summaries() -> int:
     Session = database().Session
     try:
         s = Session()
+        analytics.refresh_win_rates(s)  # the forecast's per-tenant cache, committed on its own
+        s.commit()  # so that its row lock is never held while pushes are queued
         queued = analytics.refresh_summaries(s)
         s.commit()
     finally:

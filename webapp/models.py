@@ -12,6 +12,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -437,6 +438,56 @@ class CrmActivity(Base):
     body: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# ---- analytics rollup (webapp/rollups.py keeps these on write) ---------------
+
+
+class PlanRollup(Base):
+    """A plan's figures the charts read: outcome (won | lost | open, from the deal's stage in the
+    cached pipelines), the CRM stage probability, the furthest milestone reached."""
+
+    __tablename__ = "plan_rollups"
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    outcome: Mapped[str] = mapped_column(String(10), default="open")
+    p_stage: Mapped[float | None] = mapped_column(Float)
+    furthest_step: Mapped[int] = mapped_column(Integer, default=0)  # 0: nothing done
+    furthest_title: Mapped[str | None] = mapped_column(String(200))
+
+
+class MilestoneStep(Base):
+    """A milestone's place in its plan's order (step 1..n), whether the plan reached it and,
+    once done, the days it took since the previous completion (or the plan's creation)."""
+
+    __tablename__ = "milestone_steps"
+    __table_args__ = (Index("ix_milestone_steps_tenant_title", "tenant_id", "title"),)
+    milestone_id: Mapped[str] = mapped_column(
+        ForeignKey("milestones.id", ondelete="CASCADE"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    stage: Mapped[str] = mapped_column(String(120))
+    step: Mapped[int] = mapped_column(Integer)
+    days: Mapped[float | None] = mapped_column(Float)  # done (with a completion time) only
+    stage_complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    # On the first timed milestone of a stage whose milestones are all done: the stage's days.
+    stage_days: Mapped[float | None] = mapped_column(Float)
+    # The plan's, copied so that the funnel and win rates read this table alone:
+    reached: Mapped[bool] = mapped_column(Boolean, default=False)  # step <= furthest step
+    outcome: Mapped[str] = mapped_column(String(10), default="open")
+
+
+class WinRateCache(Base):
+    """A tenant's closed-plan history for the forecast: {"titles": {title: [won, lost]},
+    "won", "lost"}. `rates` is null when stale; `generation` moves on every invalidation, so
+    a refresh computed before one never overwrites it."""
+
+    __tablename__ = "win_rate_cache"
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    rates: Mapped[dict | None] = mapped_column(JSON)
+    computed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 # ---- buyer page -------------------------------------------------------------

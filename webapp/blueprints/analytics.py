@@ -188,10 +188,10 @@ for _chart in analytics.CHARTS:
 @api_key_required
 def api_forecast():
     """Every open plan's milestone-based win probability."""
-    rows = analytics.forecast(session(), g.principal.tenant_id)
+    rows = analytics.forecast(session(), g.principal.tenant_id, open_only=True)
     return render(Forecast, {"min_sample": analytics.MIN_SAMPLE, "plans": [
         {"plan_id": p, **{k: v for k, v in r.items() if k != "outcome"}}
-        for p, r in rows.items() if r["outcome"] == "open"]})
+        for p, r in rows.items()]})
 
 
 FILTER_PARAMS = [

@@ -70,6 +70,8 @@ export interface Plan {
   /** The plan's content blocks: all of them, those the buyer sees, those holding a file
    * (webapp/content.py card_summary); absent from older backends. */
   content?: ContentSummary;
+  /** Which buyer-side roles engaged lately (absent from older backends). */
+  coverage?: Coverage;
 }
 
 export interface ContentSummary {
@@ -82,6 +84,21 @@ export interface ContentSummary {
 export type EditorPage = 'plan' | 'content';
 
 export type Health = 'on_track' | 'at_risk' | 'stalled';
+
+export interface CoverageRole {
+  role: string;
+  label: string;
+  /** someone with this role (and an email) is on the buyer side */
+  present: boolean;
+  /** and viewed the buyer page or acted in the last `days` days */
+  engaged: boolean;
+}
+
+export interface Coverage {
+  days: number;
+  roles: CoverageRole[];
+  decision_maker_alert: boolean;
+}
 
 export interface Template {
   key: TemplateKey | string;

@@ -11,6 +11,7 @@ import {
   ProgressBar,
   Select,
   StatusTag,
+  Tag,
   Text,
   Tile,
   ToggleGroup,
@@ -203,6 +204,37 @@ describe('plan view', () => {
     const renderer = await renderCard();
     expect(renderer.findAll(Text).some((t) => t.props.testId === 'win-probability')).toBe(false);
     expect(renderer.findAll(StatusTag).some((t) => t.props.testId === 'plan-health')).toBe(false);
+  });
+
+  it('shows stakeholder coverage and alerts when the decision maker has not engaged', async () => {
+    const roles = [
+      { role: 'decision_maker', label: 'Decision maker', present: true, engaged: false },
+      { role: 'champion', label: 'Champion', present: true, engaged: true },
+      { role: 'security', label: 'Security', present: false, engaged: false },
+    ];
+    mocked.getPlan.mockResolvedValue(
+      envelope({ plan: plan({ coverage: { days: 14, roles, decision_maker_alert: true } }) }),
+    );
+    const renderer = await renderCard();
+    const tag = (role: string) => renderer.findByTestId(Tag, `coverage-${role}`);
+    expect(tag('champion').text).toBe('Champion: engaged');
+    expect(tag('champion').props.variant).toBe('success');
+    expect(tag('decision_maker').text).toBe('Decision maker: quiet');
+    expect(tag('security').text).toBe('Security: not named');
+    expect(renderer.findByTestId(Alert, 'decision-maker-alert').text).toContain(
+      'has not engaged in the last 14 days',
+    );
+  });
+
+  it('shows no coverage section when the backend sends none', async () => {
+    mocked.getPlan.mockResolvedValue(envelope());
+    const renderer = await renderCard();
+    expect(renderer.findAll(Tag).some((t) => String(t.props.testId).startsWith('coverage-'))).toBe(
+      false,
+    );
+    expect(renderer.findAll(Alert).some((a) => a.props.testId === 'decision-maker-alert')).toBe(
+      false,
+    );
   });
 
   it('shows progress, risk and the stages in order with their milestones', async () => {

@@ -12,6 +12,7 @@ import {
 
 import { HEALTH_LABEL, HEALTH_VARIANT, RISK_LABEL, RISK_VARIANT } from '../labels';
 import type { ContentSummary, Plan } from '../types';
+import { CoverageSection } from './Coverage';
 
 interface Props {
   plan: Plan;
@@ -96,6 +97,7 @@ export function PlanSummary({ plan, busy, onOpenEditor, onOpenContent }: Props) 
           </Button>
         </Flex>
       ) : null}
+      {plan.coverage ? <CoverageSection coverage={plan.coverage} /> : null}
     </Flex>
   );
 }

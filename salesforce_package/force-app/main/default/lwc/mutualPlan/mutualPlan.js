@@ -28,6 +28,7 @@ import PLAN_OBJECT from '@salesforce/schema/Mutual_Action_Plan__c';
 // Written by the backend from the tenant's history (README "Analytics and forecast").
 import OPP_HEALTH_FIELD from '@salesforce/schema/Opportunity.MAP_Health__c';
 import OPP_WIN_PROBABILITY_FIELD from '@salesforce/schema/Opportunity.MAP_Win_Probability__c';
+import OPP_COVERAGE_FIELD from '@salesforce/schema/Opportunity.MAP_Coverage__c';
 import PLAN_NAME_FIELD from '@salesforce/schema/Mutual_Action_Plan__c.Name';
 import PLAN_OPPORTUNITY_FIELD from '@salesforce/schema/Mutual_Action_Plan__c.Opportunity__c';
 import PLAN_UUID_FIELD from '@salesforce/schema/Mutual_Action_Plan__c.Plan_UUID__c';
@@ -144,7 +145,11 @@ export default class MutualPlan extends LightningElement {
 
     @wire(getRecord, {
         recordId: '$recordId',
-        optionalFields: [OPP_HEALTH_FIELD, OPP_WIN_PROBABILITY_FIELD]
+        optionalFields: [
+            OPP_HEALTH_FIELD,
+            OPP_WIN_PROBABILITY_FIELD,
+            OPP_COVERAGE_FIELD
+        ]
     })
     opportunity;
 
@@ -158,6 +163,12 @@ export default class MutualPlan extends LightningElement {
         return value === null || value === undefined
             ? null
             : `${Math.round(value)}%`;
+    }
+
+    // Which buyer roles engaged lately, as one line written by the backend (README
+    // "Analytics and forecast": stakeholder coverage).
+    get coverage() {
+        return this.opportunityValue(OPP_COVERAGE_FIELD) || null;
     }
 
     opportunityValue(field) {

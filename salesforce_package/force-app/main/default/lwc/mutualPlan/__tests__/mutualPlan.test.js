@@ -712,6 +712,27 @@ describe('forecast from the Opportunity fields', () => {
         ).textContent;
         expect(text).toContain('Health: Stalled');
         expect(text).toContain('Win probability: 62%');
+        expect(
+            element.shadowRoot.querySelector('[data-id="coverage"]')
+        ).toBeNull();
+    });
+
+    it('shows the stakeholder coverage written by the backend', async () => {
+        const element = await renderPlan();
+        getRecord.emit({
+            fields: {
+                MAP_Coverage__c: {
+                    value: 'Last 14 days: Engaged: Champion; Quiet: Decision maker'
+                }
+            }
+        });
+        await flushPromises();
+        const text = element.shadowRoot.querySelector(
+            '[data-id="coverage"]'
+        ).textContent;
+        expect(text).toContain(
+            'Stakeholder coverage: Last 14 days: Engaged: Champion; Quiet: Decision maker'
+        );
     });
 });
 
