@@ -425,11 +425,12 @@ def add_milestone(s: Session, plan: Plan, data: MilestoneIn, actor: str,
     stage = _stage_of_plan(s, plan, data.stage_id)
     fields = data.model_dump(exclude={"stage_id", "position"})
     fields["depends_on"] = dependencies.check(plan, None, data.depends_on)
-    milestone = Milestone(id=milestone_id or new_id(), tenant_id=plan.tenant_id, plan=plan,
-                          stage=stage, position=0, **fields)
-    if milestone.status == "done":
-        milestone.completed_at, milestone.completed_by = clock.now(), actor
-    _place(list(stage.milestones), milestone, data.position)
+    with s.no_autoflush:  # the new row joins plan.milestones before it is in the session
+        milestone = Milestone(id=milestone_id or new_id(), tenant_id=plan.tenant_id, plan=plan,
+                              stage=stage, position=0, **fields)
+        if milestone.status == "done":
+            milestone.completed_at, milestone.completed_by = clock.now(), actor
+        _place(list(stage.milestones), milestone, data.position)
     s.add(milestone)
     s.flush()
     _follow_dependencies(s, milestone, actor, {"depends_on"} if data.depends_on else set())
