@@ -2,6 +2,8 @@
 once, opens the delivery log and deletes the endpoint (the page's CSP allows no inline script)."""
 from __future__ import annotations
 
+from playwright.sync_api import expect
+
 from tests.browser.test_settings_browser import admin_page
 
 
@@ -16,7 +18,8 @@ def test_an_admin_adds_an_endpoint_sees_the_secret_once_and_deletes_it(browser, 
     page.get_by_role("button", name="Add endpoint").click()
     secret = page.get_by_label("Signing secret").input_value()
     assert secret.startswith("whsec_")
-    assert page.get_by_role("button", name="Copy secret").is_visible()  # mutualplan.js ran
+    # mutualplan.js adds the button once it has run: wait for it, not just look once
+    expect(page.get_by_role("button", name="Copy secret")).to_be_visible()
     page.goto(live_server + "/settings/webhooks")
     assert secret not in page.content()
     page.get_by_role("link", name="Delivery log").click()
