@@ -16,6 +16,7 @@ from sqlalchemy import text
 from webapp import create_app, migrate, sharing
 from webapp.auth import create_key, ensure_tenant
 from webapp.db import Base, database, make_engine, session
+from webapp.mail import Catcher
 
 TODAY = date(2026, 11, 26)
 # A fixed Fernet key: create_app refuses to start on PostgreSQL (TEST_DATABASE_URL) without one.
@@ -63,6 +64,14 @@ def _empty_tables(app) -> None:
         else:
             for name in tables:
                 conn.execute(text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture
+def catcher():
+    """The local SMTP catcher (webapp/mail.py) on a free port: real SMTP, messages kept in memory."""
+    c = Catcher().start()
+    yield c
+    c.stop()
 
 
 @pytest.fixture

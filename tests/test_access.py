@@ -12,18 +12,10 @@ from sqlalchemy import select
 
 from webapp import notifications
 from webapp.db import session
-from webapp.mail import Catcher
 from webapp.models import BuyerAccess
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 CODE = re.compile(r"Your code is (\d{6})")
-
-
-@pytest.fixture
-def catcher():
-    c = Catcher().start()
-    yield c
-    c.stop()
 
 
 @pytest.fixture

@@ -15,19 +15,11 @@ from sqlalchemy import select
 
 from webapp import notifications, plans, sharing
 from webapp.db import session
-from webapp.mail import Catcher
 from webapp.models import Milestone, Notification, Plan, User
 from webapp.schemas import MilestonePatch, Owner
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)  # a Thursday, 10:00 UTC
 LINK = re.compile(r"(http://localhost:5000/[ru]/\S+)")
-
-
-@pytest.fixture
-def catcher():
-    c = Catcher().start()
-    yield c
-    c.stop()
 
 
 @pytest.fixture

@@ -10,15 +10,7 @@ import pytest
 
 from webapp import notifications, sharing
 from webapp.db import session
-from webapp.mail import Catcher
 from webapp.models import Plan
-
-
-@pytest.fixture
-def catcher():
-    c = Catcher().start()
-    yield c
-    c.stop()
 
 
 @pytest.fixture
