@@ -63,11 +63,9 @@ def _fresh_database() -> str:
 
 
 def _seed(url: str, base: str) -> tuple[str, dict]:
-    from sqlalchemy import event
-
     from webapp import create_app, migrate, plans, sharing
     from webapp.cli import seed_demo
-    from webapp.db import FastRead, database, make_engine, session
+    from webapp.db import database, make_engine, session
     engine = make_engine(url)
     migrate.upgrade(engine)
     engine.dispose()
@@ -90,29 +88,7 @@ def _seed(url: str, base: str) -> tuple[str, dict]:
     engine = database(app).engine
 
     def count(path):
-        n = {"q": 0}
-
-        me = threading.get_ident()
-
-        def before(*_a, **_k):
-            if threading.get_ident() == me:  # not the in-process job runner's polls
-                n["q"] += 1
-
-        read = FastRead.first  # the page's first read runs on a bare cursor (db.FastRead)
-
-        def counted(self, **params):
-            before()
-            return read(self, **params)
-
-        FastRead.first = counted
-        event.listen(engine, "before_cursor_execute", before)
-        try:
-            response = client.get(path)
-        finally:
-            event.remove(engine, "before_cursor_execute", before)
-            FastRead.first = read
-        assert response.status_code == 200
-        return n["q"], len(response.data)
+        return statements_per_view(client, engine, path)
 
     path = urlsplit(link_url).path
     client.get("/healthz")  # the engine's first connection runs the dialect's own queries
@@ -122,6 +98,37 @@ def _seed(url: str, base: str) -> tuple[str, dict]:
     figures["milestones_big"] = 11 + 40
     database(app).engine.dispose()
     return path, figures
+
+
+def statements_per_view(client, engine, path: str) -> tuple[int, int]:
+    """(SQL statements, HTML bytes) of one GET of `path` in this thread (not the in-process job
+    runner's polls), counting the page's first read on a bare cursor (db.FastRead) too."""
+    from sqlalchemy import event
+
+    from webapp.db import FastRead
+
+    n = [0]
+    me = threading.get_ident()
+
+    def before(*_a, **_k):
+        if threading.get_ident() == me:
+            n[0] += 1
+
+    read = FastRead.first
+
+    def counted(self, **params):
+        before()
+        return read(self, **params)
+
+    FastRead.first = counted
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        response = client.get(path)
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        FastRead.first = read
+    assert response.status_code == 200, response.status_code
+    return n[0], len(response.data)
 
 
 def _big_plan(s, tenant_id):

@@ -24,7 +24,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -45,11 +44,9 @@ SECRET = buyer_page.SECRET
 
 def _seed(url: str, base: str) -> dict:
     """The demo plan and a big plan, each with a buyer link; their paths and queries per view."""
-    from sqlalchemy import event
-
     from webapp import create_app, migrate, plans, sharing
     from webapp.cli import seed_demo
-    from webapp.db import FastRead, database, make_engine, session
+    from webapp.db import database, make_engine, session
     from webapp.schemas import MilestoneIn, MilestonePatch, PlanCreate
     from webapp.web import date
 
@@ -83,30 +80,9 @@ def _seed(url: str, base: str) -> dict:
                       "big": sum(len(st.milestones) for st in big.stages)}
     client = app.test_client()
     engine = database(app).engine
-    me = threading.get_ident()
 
     def count(path: str) -> tuple[int, int]:
-        n = [0]
-
-        def before(*_a, **_k):
-            if threading.get_ident() == me:  # not the in-process job runner
-                n[0] += 1
-
-        read = FastRead.first  # the page's first read runs on a bare cursor (db.FastRead)
-
-        def counted(self, **params):
-            before()
-            return read(self, **params)
-
-        FastRead.first = counted
-        event.listen(engine, "before_cursor_execute", before)
-        try:
-            response = client.get(path)
-        finally:
-            event.remove(engine, "before_cursor_execute", before)
-            FastRead.first = read
-        assert response.status_code == 200, response.status_code
-        return n[0], len(response.data)
+        return buyer_page.statements_per_view(client, engine, path)
 
     client.get("/healthz")  # the first connection runs the dialect's own queries
     out = {}
